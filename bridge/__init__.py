@@ -1,0 +1,1 @@
+"""The Tailgate bridge: republishes Kafka topics onto Redis through the wire publish step."""

@@ -1,0 +1,74 @@
+"""`python -m gateway`: run a gateway process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+
+from gateway.app import Gateway
+from settings import ConfigError, Settings, load
+
+log = logging.getLogger("gateway")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description="Tailgate gateway: serves the console, the HTTP API and /ws, fanning "
+        "Redis pub/sub out to WebSocket viewers. Settings come from conf/tailgate.yaml "
+        "(or TAILGATE_CONFIG) and TAILGATE_* environment variables; flags override both.",
+    )
+    parser.add_argument("--config", help="YAML config file (default: $TAILGATE_CONFIG or conf/tailgate.yaml)")
+    parser.add_argument("--host", help="address to listen on (default from gateway.host)")
+    parser.add_argument("--port", type=int, help="port to listen on (default from gateway.port)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """With authentication off, refuse to listen beyond loopback unless told it is fine."""
+    host = settings.gateway.host
+    if settings.auth.enabled:
+        return
+    if is_loopback(host):
+        log.warning("authentication is OFF: listening on loopback (%s) only", host)
+        return
+    if not settings.gateway.insecure_bind:
+        raise ConfigError(
+            f"authentication is off, so the gateway will not listen on {host!r}: set "
+            "TAILGATE_AUTH_SECRET or TAILGATE_AUTH_PUBLIC_KEY, or gateway.insecure_bind: true"
+        )
+    log.warning("authentication is OFF and the gateway listens on %s: anyone who can reach it sees every log", host)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load(args.config)
+        if args.host:
+            settings.gateway.host = args.host
+        if args.port is not None:
+            settings.gateway.port = args.port
+        check_bind(settings)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(Gateway(settings).serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Assembles the gateway (hub, Redis shells, handlers) and runs it until SIGTERM/SIGINT.
+
+Shutdown drains: stop accepting, report not ready, close every client with 1001 (going
+away) so it reconnects to another replica and resumes with `since`, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import tornado.httpserver
+import tornado.web
+
+from gateway.catalog import Catalog
+from gateway.handlers import HealthHandler, MetricsHandler, ReadyHandler, StreamsHandler, TailSocket
+from gateway.history import History
+from gateway.hub import Hub
+from gateway.metrics import GatewayMetrics
+from gateway.subscriber import Subscriber
+from gateway.subscriptions import Subscriptions
+from settings import Settings
+from wire import Keys
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SWEEP_SECONDS = 1.0
+
+
+@dataclass
+class Gateway:
+    """Everything one gateway process holds."""
+
+    settings: Settings
+    hub: Hub = field(default_factory=Hub)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    draining: bool = False
+
+    def __post_init__(self) -> None:
+        keys = Keys(self.settings.redis.prefix)
+        self.commands = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                self.settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
+            )
+        )
+        self.history = History(self.commands, keys, self.settings.redis.history_maxlen)
+        self.subscriber = Subscriber(
+            self.settings.redis.url, keys, self.hub, self._on_lost, self._on_reconnected, self.metrics
+        )
+        self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history)
+        self.catalog = Catalog(self.commands, keys, self.settings.bridge.topics, self.settings.gateway.catalog_window)
+
+    def _on_lost(self) -> None:
+        self.subscriptions.hold_all()
+
+    async def _on_reconnected(self) -> None:
+        await self.subscriptions.resume_all()
+
+    def refresh_gauges(self) -> None:
+        sessions = self.subscriptions.sessions
+        self.metrics.queue_bytes.set(sum(s.queued_bytes for s in sessions))
+        self.metrics.queue_bytes_max.set(max((s.queued_bytes for s in sessions), default=0))
+        self.metrics.subscriptions.clear()
+        for stream, viewers in self.hub.viewers().items():
+            self.metrics.subscriptions.labels(stream).set(viewers)
+
+    def application(self) -> tornado.web.Application:
+        conf = self.settings.gateway
+        return tornado.web.Application(
+            [
+                (r"/ws", TailSocket, {"subscriptions": self.subscriptions, "settings": conf, "metrics": self.metrics}),
+                (r"/healthz", HealthHandler),
+                (r"/readyz", ReadyHandler, {"subscriber": self.subscriber, "draining": lambda: self.draining}),
+                (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
+                (r"/api/streams", StreamsHandler, {"catalog": self.catalog}),
+                (r"/()", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+                (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+            ],
+            websocket_ping_interval=conf.ping_interval,
+            websocket_ping_timeout=conf.ping_timeout,
+            websocket_max_message_size=conf.max_frame_bytes,
+        )
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for session in list(self.subscriptions.sessions):
+                session.check_stalled()
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then drain and return."""
+        conf = self.settings.gateway
+        server = tornado.httpserver.HTTPServer(self.application(), xheaders=False)
+        server.listen(conf.port, conf.host)
+        log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
+        reader = asyncio.create_task(self.subscriber.run())
+        sweeper = asyncio.create_task(self._sweep())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        await self.drain(server)
+        for task in (reader, sweeper):
+            task.cancel()
+        await asyncio.gather(reader, sweeper, return_exceptions=True)
+        await self.subscriber.stop()
+        await self.commands.aclose()
+
+    async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
+        """Stop accepting, close every client with 1001, wait briefly for them to go."""
+        started = time.monotonic()
+        self.draining = True
+        server.stop()
+        sessions = list(self.subscriptions.sessions)
+        log.info("draining: closing %d clients with 1001", len(sessions))
+        for session in sessions:
+            session.close(1001, "gateway shutting down")
+        deadline = started + self.settings.gateway.drain_timeout
+        while self.subscriptions.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("drained in %.2fs", time.monotonic() - started)

@@ -1,0 +1,247 @@
+"""One client's view: its subscriptions, their cursors, and a send queue bounded in bytes.
+
+Everything a client receives goes through `Session`, which enforces the contract's
+guarantee per stream: strictly increasing ids, no duplicates, and anything missed is
+announced (`dropped`, `gap`). Live batches arriving while a subscription catches up from
+history are held and trimmed by id when it goes live, so the switch neither loses nor
+repeats a line. When the client reads slower than lines arrive, the oldest pending
+lines are dropped (never control frames) and counted; a client that makes no progress
+for too long is closed with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.frames import encode, lines_frame
+from gateway.hub import Batch
+from wire.envelope import LineId, parse_id
+
+log = logging.getLogger(__name__)
+
+HISTORY_FRAME_LINES = 500
+CLOSE_TRY_AGAIN_LATER = 1013
+
+SendFn = Callable[[bytes], "Awaitable[None] | None"]
+CloseFn = Callable[[int, str], None]
+
+
+@dataclass(slots=True)
+class _Sub:
+    cursor: LineId | None = None
+    catching_up: bool = True
+    held: list[Batch] = field(default_factory=list)
+    held_bytes: int = 0
+    generation: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    """A queued frame. Line frames (stream set) may be dropped; control frames may not."""
+
+    data: bytes
+    stream: str | None = None
+    lines: int = 0
+
+
+class Session:
+    """A client session, independent of the transport (tests drive it directly)."""
+
+    def __init__(
+        self,
+        send: SendFn,
+        close: CloseFn,
+        max_queue_bytes: int,
+        slow_timeout: float,
+        metrics: Any = None,
+        peer: str = "",
+    ) -> None:
+        self._send = send
+        self._close = close
+        self.max_queue_bytes = max_queue_bytes
+        self.slow_timeout = slow_timeout
+        self.metrics = metrics
+        self.peer = peer
+        self.subs: dict[str, _Sub] = {}
+        self._queue: deque[_Item] = deque()
+        self.queued_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._last_progress = time.monotonic()
+        self.closed = False
+        self.dropped_total = 0
+
+    # Subscription lifecycle -------------------------------------------------------
+
+    def begin(self, stream: str, cursor: LineId | None = None) -> int:
+        """Start (or restart) catching up on `stream`; live batches are held meanwhile.
+
+        Returns a generation number that `finish` must present, so a catch-up that a
+        newer subscribe or a reconnect superseded is ignored.
+        """
+        sub = self.subs.get(stream)
+        if sub is None:
+            sub = self.subs[stream] = _Sub(cursor=cursor)
+        else:
+            sub.catching_up, sub.held, sub.held_bytes = True, [], 0
+            if cursor is not None:
+                sub.cursor = cursor
+        sub.generation += 1
+        return sub.generation
+
+    def cursor(self, stream: str) -> LineId | None:
+        sub = self.subs.get(stream)
+        return sub.cursor if sub else None
+
+    def finish(
+        self,
+        stream: str,
+        generation: int,
+        history: list[dict[str, Any]],
+        head: LineId | None,
+        gap: bool = False,
+    ) -> None:
+        """End a catch-up: send `gap` if any, the history lines, then the held live lines
+        newer than the last of them. `head` is the newest id history held at read time."""
+        sub = self.subs.get(stream)
+        if sub is None or sub.generation != generation or not sub.catching_up:
+            return
+        if gap:
+            self.control({"type": "gap", "stream": stream})
+        cursor = sub.cursor
+        fresh = [line for line in history if cursor is None or parse_id(line["id"]) > cursor]
+        for i in range(0, len(fresh), HISTORY_FRAME_LINES):
+            chunk = fresh[i : i + HISTORY_FRAME_LINES]
+            self._enqueue_lines(stream, lines_frame(stream, chunk), len(chunk))
+        if fresh:
+            cursor = parse_id(fresh[-1]["id"])
+        if head is not None and (cursor is None or head > cursor):
+            cursor = head
+        sub.cursor = cursor if cursor is not None else (0, 0)
+        sub.catching_up = False
+        held, sub.held, sub.held_bytes = sub.held, [], 0
+        for batch in held:
+            self.deliver(batch)
+
+    def drop(self, stream: str) -> None:
+        """Forget a subscription (unsubscribe or replaced). Queued frames still go out."""
+        self.subs.pop(stream, None)
+
+    # Delivery ---------------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> None:
+        """Take a live batch from the hub: hold, trim or queue it."""
+        sub = self.subs.get(batch.stream)
+        if sub is None or self.closed:
+            return
+        if sub.catching_up:
+            sub.held.append(batch)
+            sub.held_bytes += len(batch.frame)
+            while sub.held_bytes > self.max_queue_bytes and len(sub.held) > 1:
+                old = sub.held.pop(0)
+                sub.held_bytes -= len(old.frame)
+                self._note_dropped(batch.stream, old.count)
+            return
+        if sub.cursor is not None:
+            trimmed = batch.after(sub.cursor)
+            if trimmed is None:
+                return
+            batch = trimmed
+        sub.cursor = batch.last
+        self._enqueue_lines(batch.stream, batch.frame, batch.count)
+
+    def control(self, obj: dict[str, Any]) -> None:
+        """Queue a control frame (never dropped)."""
+        self._push(_Item(encode(obj)))
+
+    def send_raw(self, data: bytes) -> None:
+        self._push(_Item(data))
+
+    def _enqueue_lines(self, stream: str, frame: bytes, count: int) -> None:
+        self._push(_Item(frame, stream, count))
+        if self.queued_bytes > self.max_queue_bytes:
+            self._shed()
+
+    def _push(self, item: _Item) -> None:
+        if self.closed:
+            return
+        if not self._queue and self._writer is None:
+            self._last_progress = time.monotonic()
+        self._queue.append(item)
+        self.queued_bytes += len(item.data)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def _shed(self) -> None:
+        """Drop the oldest pending line frames until the queue fits, and say so.
+
+        Control frames and the newest line frame always stay; the `dropped` notices go
+        first, since everything still queued is newer than what was dropped.
+        """
+        excess = self.queued_bytes - self.max_queue_bytes
+        items = list(self._queue)
+        survivors: list[_Item] = []
+        dropped: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if excess > 0 and item.stream is not None and i < len(items) - 1:
+                excess -= len(item.data)
+                self.queued_bytes -= len(item.data)
+                dropped[item.stream] = dropped.get(item.stream, 0) + item.lines
+            else:
+                survivors.append(item)
+        notices = [_Item(encode({"type": "dropped", "stream": s, "count": n})) for s, n in dropped.items()]
+        self.queued_bytes += sum(len(n.data) for n in notices)
+        self._queue = deque(notices + survivors)
+        for stream, count in dropped.items():
+            self._count_dropped(stream, count)
+        if time.monotonic() - self._last_progress > self.slow_timeout:
+            log.warning(
+                "closing %s: no progress for %.0fs with %d bytes pending",
+                self.peer, self.slow_timeout, self.queued_bytes,
+            )
+            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+
+    def _count_dropped(self, stream: str, count: int) -> None:
+        self.dropped_total += count
+        if self.metrics is not None:
+            self.metrics.dropped(stream, count)
+
+    def _note_dropped(self, stream: str, count: int) -> None:
+        self._count_dropped(stream, count)
+        self.control({"type": "dropped", "stream": stream, "count": count})
+
+    def check_stalled(self) -> None:
+        """Close the client if it has made no progress for too long (periodic sweep)."""
+        if self._queue and time.monotonic() - self._last_progress > self.slow_timeout:
+            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+
+    async def _write_loop(self) -> None:
+        try:
+            while self._queue and not self.closed:
+                item = self._queue.popleft()
+                self.queued_bytes -= len(item.data)
+                pending = self._send(item.data)
+                if pending is not None:
+                    await pending
+                self._last_progress = time.monotonic()
+                if self.metrics is not None and item.stream is not None:
+                    self.metrics.sent(item.stream, item.lines, len(item.data))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the transport is gone; the handler's close path cleans up
+            log.info("send to %s failed: %s", self.peer, exc)
+            self.closed = True
+        finally:
+            self._writer = None
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.clear()
+            self.queued_bytes = 0
+            self._close(code, reason)

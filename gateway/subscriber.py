@@ -1,0 +1,210 @@
+"""The process's one Redis pub/sub connection: the I/O shell around the hub.
+
+The reader loop only reads and hands each message to the hub, which only enqueues, so it
+never blocks on a client. It runs its own `get_message` loop (redis-py's `listen()` ends
+when nothing is subscribed). SUBSCRIBE/UNSUBSCRIBE are sent on a stream's first and last
+viewer; callers wait for Redis to confirm a SUBSCRIBE before reading history, which is
+what makes the history-to-live switch exact. On a lost connection it reconnects with
+backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and
+then tells the gateway to resume every client from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from gateway.hub import Hub
+from wire import Keys
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 5.0
+
+
+class Unavailable(Exception):
+    """Redis cannot be reached right now; the client is told `unavailable`."""
+
+
+class Subscriber:
+    """Owns the pub/sub connection, its reconnects, and SUBSCRIBE confirmations."""
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        hub: Hub,
+        on_lost: Callable[[], None],
+        on_reconnected: Callable[[], Awaitable[None]],
+        metrics: object | None = None,
+        confirm_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.keys = keys
+        self.hub = hub
+        self.on_lost = on_lost
+        self.on_reconnected = on_reconnected
+        self.metrics = metrics
+        self.confirm_timeout = confirm_timeout
+        self.connected = False
+        self.reconnects = 0
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._client: aioredis.Redis | None = None
+        self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
+        self._stopping = False
+        self._ever_connected = False
+
+    @property
+    def ready(self) -> bool:
+        """Connected and every SUBSCRIBE confirmed: what /readyz reports."""
+        return self.connected and not any(self._confirm.values())
+
+    async def run(self) -> None:
+        """Connect, read, and reconnect forever (until `stop`)."""
+        delay = 0.1
+        while not self._stopping:
+            try:
+                await self._connect()
+                delay = 0.1
+                await self._read_loop()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._stopping:
+                    break
+                if self.connected or not self._ever_connected:
+                    log.warning("redis pub/sub connection lost or refused: %s; retrying", exc)
+            await self._disconnect()
+            if self._stopping:
+                break
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _connect(self) -> None:
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=3,
+            client_name="tailgate-gateway-pubsub",
+        )
+        self._pubsub = self._client.pubsub()
+        await self._pubsub.connect()
+        streams = self.hub.streams()
+        if streams:
+            for stream in streams:
+                self._confirm.setdefault(stream, deque()).append(asyncio.get_running_loop().create_future())
+            await self._pubsub.subscribe(*(self.keys.live(s) for s in streams))
+        self.connected = True
+        if self._ever_connected:
+            self.reconnects += 1
+            log.info("redis pub/sub reconnected; resubscribing %d streams", len(streams))
+            if self.metrics is not None:
+                self.metrics.redis_reconnect()
+            task = asyncio.get_running_loop().create_task(self._after_reconnect(streams))
+            task.add_done_callback(_log_failure)
+        self._ever_connected = True
+
+    async def _after_reconnect(self, streams: list[str]) -> None:
+        await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)
+        await self.on_reconnected()
+
+    async def _read_loop(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        last_seen = time.monotonic()
+        pinged = False
+        while not self._stopping:
+            msg = await pubsub.get_message(timeout=1.0)
+            now = time.monotonic()
+            if msg is None:
+                if now - last_seen > 2 * KEEPALIVE_SECONDS and pinged:
+                    raise RedisError("no answer to keepalive PING")
+                if now - last_seen > KEEPALIVE_SECONDS and not pinged:
+                    await pubsub.ping()
+                    pinged = True
+                continue
+            last_seen, pinged = now, False
+            kind = msg["type"]
+            if kind == "message":
+                stream = self.keys.stream_of_channel(msg["channel"])
+                if stream is not None:
+                    self.hub.dispatch(stream, msg["data"])
+            elif kind == "subscribe":
+                stream = self.keys.stream_of_channel(msg["channel"])
+                waiting = self._confirm.get(stream or "")
+                if waiting:
+                    fut = waiting.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
+                    if not waiting:
+                        self._confirm.pop(stream or "", None)
+
+    async def _disconnect(self) -> None:
+        if self.connected:
+            self.on_lost()
+        self.connected = False
+        for waiting in self._confirm.values():
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_exception(Unavailable("redis connection lost"))
+        self._confirm.clear()
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.aclose()
+            except (RedisError, OSError) as exc:
+                log.debug("closing pub/sub: %s", exc)
+        if self._client is not None:
+            await self._client.aclose()
+        self._pubsub = self._client = None
+
+    async def _wait_confirmed(self, stream: str) -> None:
+        waiting = self._confirm.get(stream)
+        if waiting:
+            await asyncio.wait_for(asyncio.shield(waiting[-1]), self.confirm_timeout)
+
+    async def subscribe(self, stream: str) -> None:
+        """SUBSCRIBE to a stream's channel and wait until Redis confirms it."""
+        if not self.connected or self._pubsub is None:
+            raise Unavailable("not connected to redis")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirm.setdefault(stream, deque()).append(fut)
+        try:
+            await self._pubsub.subscribe(self.keys.live(stream))
+            await asyncio.wait_for(asyncio.shield(fut), self.confirm_timeout)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"subscribe failed: {exc}") from None
+
+    async def wait_subscribed(self, stream: str) -> None:
+        """Wait for any SUBSCRIBE of `stream` still in flight (another viewer's)."""
+        if not self.connected:
+            raise Unavailable("not connected to redis")
+        try:
+            await self._wait_confirmed(stream)
+        except asyncio.TimeoutError:
+            raise Unavailable("subscribe not confirmed") from None
+
+    async def unsubscribe(self, stream: str) -> None:
+        """UNSUBSCRIBE a stream's channel (its last viewer left)."""
+        if self.connected and self._pubsub is not None:
+            try:
+                await self._pubsub.unsubscribe(self.keys.live(stream))
+            except (RedisError, OSError) as exc:
+                log.warning("unsubscribe %s failed: %s (the reconnect will not resubscribe it)", stream, exc)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._disconnect()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("resume after reconnect failed", exc_info=task.exception())

@@ -1,0 +1,118 @@
+"""Subscribing, unsubscribing and resuming: where hub, Redis and history meet.
+
+The order of a subscribe is what makes the switch from history to live exact: register
+with the hub (live batches for this client are now held), make sure Redis has confirmed
+the channel's SUBSCRIBE, read history, then let the session send history and release
+the held batches it does not already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from gateway.filters import LineFilter
+from gateway.history import History
+from gateway.hub import Hub
+from gateway.session import Session
+from gateway.subscriber import Subscriber, Unavailable
+from wire.envelope import LineId
+
+log = logging.getLogger(__name__)
+
+
+class Subscriptions:
+    """The gateway's subscription operations over the hub, the subscriber and history."""
+
+    def __init__(self, hub: Hub, subscriber: Subscriber, history: History) -> None:
+        self.hub = hub
+        self.subscriber = subscriber
+        self.history = history
+        self.sessions: set[Session] = set()
+        self.filters: dict[tuple[Session, str], LineFilter] = {}
+        self._resuming: dict[tuple[Session, str], int] = {}
+
+    async def subscribe(
+        self,
+        session: Session,
+        stream: str,
+        line_filter: LineFilter,
+        backlog: int = 0,
+        since: LineId | None = None,
+    ) -> None:
+        """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
+        if not self.subscriber.connected:
+            raise Unavailable("not connected to redis")
+        session.drop(stream)
+        generation = session.begin(stream, since)
+        self.filters[(session, stream)] = line_filter
+        first = self.hub.add(stream, session, line_filter)
+        try:
+            if first:
+                await self.subscriber.subscribe(stream)
+            else:
+                await self.subscriber.wait_subscribed(stream)
+            session.control({"type": "subscribed", "stream": stream})
+            await self._catch_up(session, stream, generation, backlog, since, line_filter)
+        except (Unavailable, RedisError, OSError) as exc:
+            await self.unsubscribe(session, stream)
+            raise Unavailable(str(exc)) from None
+
+    async def _catch_up(
+        self,
+        session: Session,
+        stream: str,
+        generation: int,
+        backlog: int,
+        since: LineId | None,
+        line_filter: LineFilter,
+    ) -> None:
+        match = line_filter.match
+        if since is not None:
+            lines, gap = await self.history.since(stream, since, match)
+            session.finish(stream, generation, lines, None, gap)
+        elif backlog:
+            lines, head = await self.history.backlog(stream, backlog, match)
+            session.finish(stream, generation, lines, head)
+        else:
+            session.finish(stream, generation, [], await self.history.head(stream))
+
+    async def unsubscribe(self, session: Session, stream: str) -> None:
+        session.drop(stream)
+        self.filters.pop((session, stream), None)
+        if self.hub.remove(stream, session):
+            await self.subscriber.unsubscribe(stream)
+
+    def join(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    async def leave(self, session: Session) -> None:
+        """Forget a closed session and every subscription it held."""
+        self.sessions.discard(session)
+        for stream in list(session.subs):
+            await self.unsubscribe(session, stream)
+
+    def hold_all(self) -> None:
+        """Redis was lost: hold live batches for every subscription until it resumes."""
+        for session in list(self.sessions):
+            for stream in list(session.subs):
+                self._resuming[(session, stream)] = session.begin(stream)
+
+    async def resume_all(self) -> None:
+        """After a Redis reconnect: fill every client's missed lines from history."""
+        resuming, self._resuming = self._resuming, {}
+        jobs: list[Any] = []
+        for (session, stream), generation in resuming.items():
+            line_filter = self.filters.get((session, stream))
+            if line_filter is None or session.closed:
+                continue
+            cursor = session.cursor(stream) or (0, 0)
+            jobs.append(self._catch_up(session, stream, generation, 0, cursor, line_filter))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.error("resume after reconnect: %d of %d catch-ups failed: %s", len(failed), len(jobs), failed[0])
+        log.info("resumed %d subscriptions after redis reconnect", len(jobs) - len(failed))

@@ -1,0 +1,128 @@
+"""The typed shape of Tailgate's configuration, with production-minded defaults.
+
+Each field documents itself in conf/tailgate.yaml; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RedisSettings:
+    """Where Redis is and how the wire keys are laid out in it."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "tailgate:"
+    history_maxlen: int = 10_000
+
+
+@dataclass
+class KafkaSettings:
+    """How to reach Kafka; shared by the bridge and the demo producer."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "tailgate-bridge"
+    fetch_max_wait_ms: int = 20
+    max_poll_records: int = 5_000
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+
+
+@dataclass
+class RouteSettings:
+    """How one topic (or every topic matching a regex) maps to streams."""
+
+    topic: str = ""
+    pattern: str = ""
+    split_by: str = ""  # "", "key" or "field"
+    field: str = ""
+    keep_whole: bool = True
+    format: str = "auto"  # "auto", "text" or "json"
+    text_field: str = "message"
+
+
+@dataclass
+class BridgeSettings:
+    """The Kafka-to-Redis bridge."""
+
+    topics: list[str] = field(default_factory=list)
+    topic_pattern: str = ""
+    routes: list[RouteSettings] = field(default_factory=list)
+    group_id: str = "tailgate-bridge"
+    use_group: bool = True
+    instance: int = 0
+    instances: int = 1
+    max_line_bytes: int = 64 * 1024
+    batch_max_lines: int = 5_000
+    metrics_port: int = 9101
+    metrics_host: str = "127.0.0.1"
+
+
+@dataclass
+class GatewaySettings:
+    """The Tornado gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_queue_bytes: int = 4 * 1024 * 1024
+    slow_client_timeout: float = 30.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    drain_timeout: float = 4.0
+    max_frame_bytes: int = 64 * 1024
+    max_subscriptions: int = 50
+    max_backlog: int = 10_000
+    max_pattern_chars: int = 1_000
+    control_rate: float = 20.0
+    control_burst: int = 40
+    catalog_window: float = 600.0
+    file_allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
+    insecure_bind: bool = False
+
+
+@dataclass
+class AuthSettings:
+    """Authentication and authorisation of viewers."""
+
+    secret: str = ""
+    public_key: str = ""
+    algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    allowed_origins: list[str] = field(default_factory=list)
+    cookie_name: str = "tailgate_token"
+    trusted_proxies: list[str] = field(default_factory=list)
+    proxy_user_header: str = ""
+    proxy_streams: list[str] = field(default_factory=list)
+    max_connections_per_user: int = 20
+    max_connections_per_address: int = 50
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret or self.public_key)
+
+
+@dataclass
+class SaltSettings:
+    """How the gateway asks Salt to start tail agents on minions."""
+
+    mode: str = "local"  # "local" (LocalClient on the master), "api" (salt-api) or "off"
+    master_config: str = "/etc/salt/master"
+    api_url: str = ""
+    api_username: str = ""
+    api_password: str = ""
+    api_eauth: str = "pam"
+    timeout: float = 10.0
+    grace_period: float = 30.0
+    wanted_ttl: float = 15.0
+
+
+@dataclass
+class Settings:
+    """Everything one process needs; built once by `settings.load`."""
+
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    salt: SaltSettings = field(default_factory=SaltSettings)

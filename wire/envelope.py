@@ -1,0 +1,87 @@
+"""The line envelope and line ids.
+
+A producer encodes each line once, as the body of a JSON object without its braces and
+without its id (``"ts":1.5,"text":"...","meta":{...}``): the publish step stores that
+fragment in history and wraps it as ``{"id":"<id>",<fragment>}`` once Redis has given
+the line its id. A live channel message is a small header then a JSON array of lines::
+
+    <first id> <last id> <count>\\n[{"id":..,"ts":..,"text":..}, ...]
+
+so the gateway can order, deduplicate and forward a batch without parsing it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+TRUNCATION_MARKER = " …[truncated {n} bytes]"
+
+LineId = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Line:
+    """One log line before it has an id: when it happened, its text, optional metadata."""
+
+    ts: float
+    text: str
+    meta: dict[str, Any] | None = field(default=None)
+
+
+def encode_line(line: Line) -> bytes:
+    """Encode a line as the id-less JSON fragment the publish step stores and publishes."""
+    body: dict[str, Any] = {"ts": round(line.ts, 6), "text": line.text}
+    if line.meta:
+        body["meta"] = line.meta
+    # backslashreplace turns a lone surrogate (possible in decoded JSON meta) into a
+    # valid JSON escape instead of failing the whole batch.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:-1].encode(
+        "utf-8", "backslashreplace"
+    )
+
+
+def clean_text(raw: bytes | str, max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
+    """Turn raw line bytes into display text: bad UTF-8 replaced, long lines truncated
+    with a visible marker saying how much was cut."""
+    data = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        cut = data[:max_bytes]
+        return cut.decode("utf-8", "ignore") + TRUNCATION_MARKER.format(n=len(data) - len(cut))
+    return data.decode("utf-8", "replace")
+
+
+def parse_id(line_id: str | bytes) -> LineId:
+    """Parse a Redis Stream id (``"<ms>-<seq>"``) into a comparable tuple.
+
+    Raises ValueError for anything else, so a client's `since` can be validated.
+    """
+    if isinstance(line_id, bytes):
+        line_id = line_id.decode("ascii")
+    if not isinstance(line_id, str) or len(line_id) > 41:
+        raise ValueError("id must be a string like '1700000000000-0'")
+    ms, dash, seq = line_id.partition("-")
+    if not dash or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
+        raise ValueError("id must be a string like '1700000000000-0'")
+    return int(ms), int(seq)
+
+
+def format_id(line_id: LineId) -> str:
+    """The wire form of a parsed id."""
+    return f"{line_id[0]}-{line_id[1]}"
+
+
+def frame_ids(message: bytes) -> tuple[LineId, LineId, int, bytes]:
+    """Split a live channel message into (first id, last id, count, JSON array bytes)."""
+    header, _, array = message.partition(b"\n")
+    first, last, count = header.split(b" ")
+    return parse_id(first), parse_id(last), int(count), array
+
+
+def line_object(line_id: str | bytes, fragment: bytes) -> bytes:
+    """The full JSON object of a stored line, as clients receive it."""
+    if isinstance(line_id, str):
+        line_id = line_id.encode("ascii")
+    return b'{"id":"' + line_id + b'",' + fragment + b"}"

@@ -1,0 +1,124 @@
+"""Stream names and their validation, exactly as the contract (PROTOCOL.md, "Streams") states.
+
+A name that breaks these rules is refused before anything else happens, so every other
+module may assume a `StreamName` is safe to use in a Redis key, a log line or a Salt call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+MINION_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
+MAX_SUB_CHARS = 200
+MAX_PATH_BYTES = 4096
+MAX_NAME_CHARS = 8 + 253 + 1 + MAX_PATH_BYTES
+
+
+class StreamNameError(ValueError):
+    """A stream name that breaks the contract; the message says which rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamName:
+    """A validated stream name, split into its parts.
+
+    `kind` is ``"kafka"`` (with `topic` and optional `sub`) or ``"file"`` (with `minion`
+    and `path`). `name` is the canonical string form used on the wire and in Redis keys.
+    """
+
+    name: str
+    kind: str
+    topic: str = ""
+    sub: str = ""
+    minion: str = ""
+    path: str = ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text)
+
+
+def check_topic(topic: str) -> str:
+    """Return `topic` if it is a valid Kafka topic name per the contract, else raise."""
+    if not isinstance(topic, str) or not TOPIC_RE.fullmatch(topic):
+        raise StreamNameError(f"topic must match [A-Za-z0-9._-]{{1,249}}: {topic!r:.80}")
+    return topic
+
+
+def check_sub(sub: str) -> str:
+    """Return `sub` if it is a valid sub-stream name, else raise."""
+    if not sub or len(sub) > MAX_SUB_CHARS:
+        raise StreamNameError("sub-stream must be 1 to 200 characters")
+    if sub.startswith("/"):
+        raise StreamNameError("sub-stream must not start with '/'")
+    if _has_control(sub) or not sub.isprintable():
+        raise StreamNameError("sub-stream must not contain control characters")
+    return sub
+
+
+def check_minion(minion: str) -> str:
+    """Return `minion` if it is a valid minion id per the contract, else raise."""
+    if not isinstance(minion, str) or not MINION_RE.fullmatch(minion):
+        raise StreamNameError(f"minion id must match [A-Za-z0-9._-]{{1,253}}: {minion!r:.80}")
+    return minion
+
+
+def check_path(path: str) -> str:
+    """Return `path` if it is absolute and already normal, else raise."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise StreamNameError("path must be absolute")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise StreamNameError("path must be at most 4096 bytes")
+    if "\x00" in path or _has_control(path):
+        raise StreamNameError("path must not contain NUL or control characters")
+    if "//" in path:
+        raise StreamNameError("path must not contain '//'")
+    segments = path.split("/")[1:]
+    if any(seg in (".", "..") for seg in segments):
+        raise StreamNameError("path must not contain '.' or '..' segments")
+    if path != "/" and path.endswith("/"):
+        raise StreamNameError("path must name a file, not end with '/'")
+    return path
+
+
+def parse_stream(name: object) -> StreamName:
+    """Validate a stream name from any source and return its parts.
+
+    Raises `StreamNameError` with a message fit to show the client.
+    """
+    if not isinstance(name, str) or not name:
+        raise StreamNameError("stream must be a non-empty string")
+    if len(name) > MAX_NAME_CHARS:
+        raise StreamNameError("stream name too long")
+    kind, sep, rest = name.partition(":")
+    if not sep:
+        raise StreamNameError("stream must start with 'kafka:' or 'file:'")
+    if kind == "kafka":
+        topic, slash, sub = rest.partition("/")
+        check_topic(topic)
+        if slash:
+            check_sub(sub)
+        return StreamName(name=name, kind="kafka", topic=topic, sub=sub)
+    if kind == "file":
+        minion, colon, path = rest.partition(":")
+        if not colon:
+            raise StreamNameError("file stream must be file:<minion-id>:<absolute path>")
+        check_minion(minion)
+        check_path(path)
+        return StreamName(name=name, kind="file", minion=minion, path=path)
+    raise StreamNameError("stream must start with 'kafka:' or 'file:'")
+
+
+def kafka_stream(topic: str, sub: str = "") -> StreamName:
+    """Build and validate the stream name for a topic, or one of its sub-streams."""
+    return parse_stream(f"kafka:{topic}/{sub}" if sub else f"kafka:{topic}")
+
+
+def file_stream(minion: str, path: str) -> StreamName:
+    """Build and validate the stream name for a file on a minion."""
+    return parse_stream(f"file:{minion}:{path}")
