@@ -76,7 +76,7 @@ class RedisServer:
             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
             "--protected-mode", "yes", "--maxclients", "20000",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: port_open(self.port), timeout, what=f"redis on {self.port}")
         return self
 
@@ -120,6 +120,7 @@ class KafkaBroker:
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(lambda: port_open(self.port), timeout, what=f"kafka broker on {self.port}")
         return self

@@ -1,0 +1,23 @@
+# The two commands (see README.md):
+#   make run    set up, then run the whole product on embedded defaults; Ctrl-C stops it
+#   make test   set up, then run the whole test suite (what CI runs)
+.PHONY: run test setup setup-test lint bench
+
+run: setup
+	.venv/bin/python -m embedded.run
+
+test: setup-test
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
+
+lint: setup-test
+	.venv/bin/ruff check .
+
+bench: setup-test
+	.venv/bin/python -m bench.all

@@ -1,0 +1,154 @@
+"""`python -m embedded.run` (what `make run` calls): the whole product on one machine.
+
+Starts, each only if needed: Redis (reuses one already answering at the configured URL),
+the embedded Kafka-compatible broker, the bridge, the gateway and a demo log producer;
+prints the console URL; Ctrl-C (or SIGTERM) stops everything it started, in reverse.
+Logs of every process go to run/logs/.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+from embedded import producer
+from embedded.services import KafkaBroker, RedisServer, free_port, port_open, wait_until
+from settings import load
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "run" / "logs"
+log = logging.getLogger("tailgate.run")
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class Stack:
+    """The processes this run started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.servers: list[RedisServer | KafkaBroker] = []
+
+    def spawn(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(8)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in 8s; killing it", name)
+                    proc.kill()
+                    proc.wait()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    settings = load()
+    env = {k: v for k, v in os.environ.items()}
+    env["PYTHONPATH"] = str(ROOT)
+    stack = Stack()
+    stop = threading.Event()
+    feeder: threading.Thread | None = None
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        redis_url = settings.redis.url
+        if redis_answers(redis_url):
+            log.info("using the Redis already answering at %s", redis_url)
+        else:
+            port = urlparse(redis_url).port or 6379
+            server = RedisServer(port=port if not port_open(port) else free_port(), workdir=str(ROOT / "run"))
+            stack.servers.append(server.start())
+            redis_url = server.url
+            log.info("started redis-server at %s", redis_url)
+        env["TAILGATE_REDIS_URL"] = redis_url
+
+        bootstrap = os.environ.get("TAILGATE_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            broker = KafkaBroker(port=9092 if not port_open(9092) else free_port(), log_path=str(LOGS / "kafka.log"))
+            stack.servers.append(broker.start())
+            bootstrap = broker.bootstrap
+            log.info("started the embedded Kafka broker (Tansu) at %s", bootstrap)
+        env["TAILGATE_KAFKA_BOOTSTRAP"] = bootstrap
+        create_topics(bootstrap, producer.TOPICS)
+        env.setdefault("TAILGATE_BRIDGE_TOPICS", ",".join(producer.TOPICS))
+
+        stack.spawn("bridge", "bridge", env)
+        gw_env = dict(env)
+        gw_env.setdefault("TAILGATE_GATEWAY_PORT", str(settings.gateway.port if not port_open(settings.gateway.port) else free_port()))
+        port = int(gw_env["TAILGATE_GATEWAY_PORT"])
+        gateway = stack.spawn("gateway", "gateway", gw_env)
+        wait_until(lambda: gateway.poll() is None and _ready(port), 30, what="the gateway to be ready")
+
+        feeder = threading.Thread(target=producer.run, args=(bootstrap, stop), daemon=True)
+        feeder.start()
+        print(f"\n  Tailgate is running.  Console: http://127.0.0.1:{port}/\n  Logs: {LOGS}\n  Ctrl-C stops everything.\n", flush=True)
+        while not stop.wait(1.0):
+            for name, proc in stack.procs:
+                if proc.poll() is not None:
+                    log.error("%s exited with %s; see %s", name, proc.returncode, LOGS / f"{name}.log")
+                    stop.set()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join(5)
+        log.info("stopping everything this run started")
+        stack.stop()
+    return 0
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def create_topics(bootstrap: str, topics: tuple[str, ...]) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, 3, 1) for t in topics if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

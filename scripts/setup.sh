@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up a machine for Tailgate: system packages that are missing, then .venv/ with the
+# pinned Python packages. Safe to run again: it only does what is missing.
+#   scripts/setup.sh          runtime (the demo)
+#   scripts/setup.sh --test   runtime plus test tools (pytest, chromium for browser tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing system packages: $*"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "$want_test" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+[ ${#missing[@]} -gt 0 ] && apt_install "${missing[@]}"
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+
+req=requirements.txt
+[ "$want_test" = 1 ] && req=requirements-dev.txt
+stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-$want_test"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing Python packages from $req"
+  .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+  # a test set-up also satisfies the runtime
+  [ "$want_test" = 1 ] && touch ".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-0"
+fi
+exit 0
