@@ -8,6 +8,7 @@ Logs of every process go to run/logs/.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -46,7 +47,12 @@ class Stack:
     def spawn(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append((name, proc))
         return proc
@@ -101,14 +107,20 @@ def main() -> int:
 
         stack.spawn("bridge", "bridge", env)
         gw_env = dict(env)
-        gw_env.setdefault("TAILGATE_GATEWAY_PORT", str(settings.gateway.port if not port_open(settings.gateway.port) else free_port()))
+        gw_env.setdefault(
+            "TAILGATE_GATEWAY_PORT", str(settings.gateway.port if not port_open(settings.gateway.port) else free_port())
+        )
         port = int(gw_env["TAILGATE_GATEWAY_PORT"])
         gateway = stack.spawn("gateway", "gateway", gw_env)
         wait_until(lambda: gateway.poll() is None and _ready(port), 30, what="the gateway to be ready")
 
         feeder = threading.Thread(target=producer.run, args=(bootstrap, stop), daemon=True)
         feeder.start()
-        print(f"\n  Tailgate is running.  Console: http://127.0.0.1:{port}/\n  Logs: {LOGS}\n  Ctrl-C stops everything.\n", flush=True)
+        print(
+            f"\n  Tailgate is running.  Console: http://127.0.0.1:{port}/\n"
+            f"  Logs: {LOGS}\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
         while not stop.wait(1.0):
             for name, proc in stack.procs:
                 if proc.poll() is not None:
@@ -142,10 +154,8 @@ def create_topics(bootstrap: str, topics: tuple[str, ...]) -> None:
         existing = set(admin.list_topics())
         new = [NewTopic(t, 3, 1) for t in topics if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

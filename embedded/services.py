@@ -30,7 +30,7 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
             value = check()
             if value:
                 return value
-        except Exception as exc:  # the condition is not met yet (for example connection refused)
+        except Exception as exc:  # noqa: BLE001 - any failure of the check means "not yet"
             last_exc = exc
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what or check}: {last_exc}")
@@ -72,9 +72,21 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-            "--protected-mode", "yes", "--maxclients", "20000",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--protected-mode",
+            "yes",
+            "--maxclients",
+            "20000",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: port_open(self.port), timeout, what=f"redis on {self.port}")

@@ -124,7 +124,8 @@ class Gateway:
         log.info("draining: closing %d clients with 1001", len(sessions))
         for session in sessions:
             session.close(1001, "gateway shutting down")
-        deadline = started + self.settings.gateway.drain_timeout
-        while self.subscriptions.sessions and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(self.subscriptions.all_left.wait(), self.settings.gateway.drain_timeout)
+        except TimeoutError:
+            log.warning("drain timed out with %d clients still open", len(self.subscriptions.sessions))
         log.info("drained in %.2fs", time.monotonic() - started)

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
@@ -26,9 +27,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
     read the next frame until `on_message` returns, so a subscribe completes (history
     included) before the next command is looked at."""
 
-    def initialize(
-        self, subscriptions: Subscriptions, settings: GatewaySettings, metrics: GatewayMetrics
-    ) -> None:
+    def initialize(self, subscriptions: Subscriptions, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
         self.subscriptions = subscriptions
         self.conf = settings
         self.metrics = metrics
@@ -45,6 +44,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             self.conf.slow_client_timeout,
             self.metrics,
             peer=self.request.remote_ip or "",
+            closed_errors=(tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError, OSError),
         )
         self.subscriptions.join(self.session)
         self.metrics.connections.inc()
@@ -78,7 +78,9 @@ class TailSocket(tornado.websocket.WebSocketHandler):
     async def _subscribe(self, session: Session, command: Subscribe) -> None:
         name = command.stream.name
         if name not in session.subs and len(session.subs) >= self.conf.max_subscriptions:
-            raise ProtocolError("too_large", f"at most {self.conf.max_subscriptions} subscriptions per connection", name)
+            raise ProtocolError(
+                "too_large", f"at most {self.conf.max_subscriptions} subscriptions per connection", name
+            )
         try:
             line_filter = compile_filter(command.keyword, command.regex, command.ignore_case)
         except FilterError as exc:

@@ -47,7 +47,9 @@ class History:
         upper = "+"
         scanned = 0
         while len(found) < count and scanned < self.max_lines:
-            entries = await self.client.xrevrange(key, max=upper, count=PAGE if match else min(PAGE, count - len(found)))
+            entries = await self.client.xrevrange(
+                key, max=upper, count=PAGE if match else min(PAGE, count - len(found))
+            )
             if not entries:
                 break
             if head is None:

@@ -15,17 +15,13 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.connections = Gauge("tailgate_gateway_connections", "Open WebSocket connections", registry=r)
-        self.subscriptions = Gauge(
-            "tailgate_gateway_subscriptions", "Viewers per stream", ["stream"], registry=r
-        )
+        self.subscriptions = Gauge("tailgate_gateway_subscriptions", "Viewers per stream", ["stream"], registry=r)
         self.lines_sent = Counter("tailgate_gateway_lines_sent", "Lines sent to clients", ["stream"], registry=r)
         self.bytes_sent = Counter("tailgate_gateway_bytes_sent", "Frame bytes sent to clients", ["stream"], registry=r)
         self.lines_dropped = Counter(
             "tailgate_gateway_lines_dropped", "Lines dropped for slow clients", ["stream"], registry=r
         )
-        self.queue_bytes = Gauge(
-            "tailgate_gateway_queue_bytes", "Bytes pending across all client queues", registry=r
-        )
+        self.queue_bytes = Gauge("tailgate_gateway_queue_bytes", "Bytes pending across all client queues", registry=r)
         self.queue_bytes_max = Gauge(
             "tailgate_gateway_queue_bytes_max", "Largest single client queue, bytes", registry=r
         )
@@ -35,9 +31,7 @@ class GatewayMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
-        self.redis_reconnects = Counter(
-            "tailgate_gateway_redis_reconnects", "Redis pub/sub reconnects", registry=r
-        )
+        self.redis_reconnects = Counter("tailgate_gateway_redis_reconnects", "Redis pub/sub reconnects", registry=r)
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
 

@@ -61,6 +61,7 @@ class Session:
         slow_timeout: float,
         metrics: Any = None,
         peer: str = "",
+        closed_errors: tuple[type[BaseException], ...] = (OSError,),
     ) -> None:
         self._send = send
         self._close = close
@@ -68,6 +69,7 @@ class Session:
         self.slow_timeout = slow_timeout
         self.metrics = metrics
         self.peer = peer
+        self.closed_errors = closed_errors
         self.subs: dict[str, _Sub] = {}
         self._queue: deque[_Item] = deque()
         self.queued_bytes = 0
@@ -202,7 +204,9 @@ class Session:
         if time.monotonic() - self._last_progress > self.slow_timeout:
             log.warning(
                 "closing %s: no progress for %.0fs with %d bytes pending",
-                self.peer, self.slow_timeout, self.queued_bytes,
+                self.peer,
+                self.slow_timeout,
+                self.queued_bytes,
             )
             self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
 
@@ -233,7 +237,7 @@ class Session:
                     self.metrics.sent(item.stream, item.lines, len(item.data))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the transport is gone; the handler's close path cleans up
+        except self.closed_errors as exc:  # the transport is gone; the handler's close path cleans up
             log.info("send to %s failed: %s", self.peer, exc)
             self.closed = True
         finally:

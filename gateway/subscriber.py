@@ -180,7 +180,7 @@ class Subscriber:
         try:
             await self._pubsub.subscribe(self.keys.live(stream))
             await asyncio.wait_for(asyncio.shield(fut), self.confirm_timeout)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise Unavailable(f"subscribe failed: {exc}") from None
 
     async def wait_subscribed(self, stream: str) -> None:
@@ -189,7 +189,7 @@ class Subscriber:
             raise Unavailable("not connected to redis")
         try:
             await self._wait_confirmed(stream)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Unavailable("subscribe not confirmed") from None
 
     async def unsubscribe(self, stream: str) -> None:

@@ -34,6 +34,8 @@ class Subscriptions:
         self.sessions: set[Session] = set()
         self.filters: dict[tuple[Session, str], LineFilter] = {}
         self._resuming: dict[tuple[Session, str], int] = {}
+        self.all_left = asyncio.Event()
+        self.all_left.set()
 
     async def subscribe(
         self,
@@ -88,10 +90,13 @@ class Subscriptions:
 
     def join(self, session: Session) -> None:
         self.sessions.add(session)
+        self.all_left.clear()
 
     async def leave(self, session: Session) -> None:
         """Forget a closed session and every subscription it held."""
         self.sessions.discard(session)
+        if not self.sessions:
+            self.all_left.set()
         for stream in list(session.subs):
             await self.unsubscribe(session, stream)
 

@@ -9,6 +9,7 @@ contract's names (``TAILGATE_REDIS_URL``, ``TAILGATE_KAFKA_BOOTSTRAP``,
 alias of ``TAILGATE_AUTH_ALLOWED_ORIGINS``.
 """
 
+from settings.load import ConfigError, load
 from settings.model import (
     AuthSettings,
     BridgeSettings,
@@ -19,7 +20,6 @@ from settings.model import (
     SaltSettings,
     Settings,
 )
-from settings.load import ConfigError, load
 
 __all__ = [
     "AuthSettings",

@@ -66,9 +66,7 @@ def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
-    values = {
-        name: _coerce(f"{where}.{name}".lstrip("."), hints[name], value) for name, value in data.items()
-    }
+    values = {name: _coerce(f"{where}.{name}".lstrip("."), hints[name], value) for name, value in data.items()}
     return cls(**values)
 
 

@@ -55,7 +55,7 @@ def services(tmp_path: Path) -> Iterator[list[Service]]:
 
 
 @pytest.fixture
-def start_gateway(env: dict[str, str], services: list[Service], tmp_path: Path):  # noqa: ANN201
+def start_gateway(env: dict[str, str], services: list[Service], tmp_path: Path):
     def start(**overrides: str) -> GatewayProc:
         gw = GatewayProc(dict(env, **overrides), log_dir=tmp_path)
         services.append(gw)

@@ -31,7 +31,9 @@ def service_env(**overrides: str) -> dict[str, str]:
 class Service:
     """A `python -m <module>` process with its own environment; output goes to a log file."""
 
-    def __init__(self, module: str, env: dict[str, str], args: list[str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], args: list[str] | None = None, log_dir: Path | None = None
+    ) -> None:
         self.module = module
         self.env = env
         self.args = args or []
@@ -41,7 +43,11 @@ class Service:
     def start(self) -> Service:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module, *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -142,7 +148,9 @@ class WsClient:
         await self.send({"op": "subscribe", "stream": stream, **fields})
         if wait:
             await self.wait_for(
-                lambda: any(f.get("stream") == stream and f.get("type") in ("subscribed", "error") for f in self.frames[before:]),
+                lambda: any(
+                    f.get("stream") == stream and f.get("type") in ("subscribed", "error") for f in self.frames[before:]
+                ),
                 what=f"subscribed to {stream}",
             )
 
@@ -178,7 +186,13 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         admin.close()
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None, partition: int | None = None) -> None:
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    keys: list[bytes | None] | None = None,
+    partition: int | None = None,
+) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)

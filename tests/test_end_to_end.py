@@ -15,7 +15,9 @@ async def test_lines_reach_every_client_in_order_once(
 ) -> None:
     topic = f"e2e-{uuid.uuid4().hex[:6]}"
     create_topic(kafka.bootstrap, topic, partitions=1)
-    bridge = Service("bridge", dict(env, TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap, TAILGATE_BRIDGE_TOPICS=topic), log_dir=tmp_path)
+    bridge = Service(
+        "bridge", dict(env, TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap, TAILGATE_BRIDGE_TOPICS=topic), log_dir=tmp_path
+    )
     services.append(bridge.start())
     gw = start_gateway()
     stream = f"kafka:{topic}"

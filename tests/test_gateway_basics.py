@@ -12,7 +12,9 @@ def _pubsub_clients(rclient: redis.Redis) -> list[dict]:
     return [c for c in rclient.client_list() if c.get("name") == "tailgate-gateway-pubsub"]
 
 
-async def test_one_pubsub_connection_for_50_clients_on_10_streams(rclient: redis.Redis, prefix: str, start_gateway) -> None:
+async def test_one_pubsub_connection_for_50_clients_on_10_streams(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
     gw = start_gateway()
     streams = [f"kafka:s{i}" for i in range(10)]
     clients = [await WsClient.connect(gw.ws_url) for _ in range(50)]
@@ -33,15 +35,27 @@ async def test_one_pubsub_connection_for_50_clients_on_10_streams(rclient: redis
         await c.close()
 
 
-async def test_bad_frames_get_errors_and_the_connection_stays_usable(rclient: redis.Redis, prefix: str, start_gateway) -> None:
+async def test_bad_frames_get_errors_and_the_connection_stays_usable(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
     gw = start_gateway()
     c = await WsClient.connect(gw.ws_url)
-    for bad in ["not json", "[1,2]", '{"op":"fly"}', '{"no":"op"}', '{"op":"subscribe","stream":"kafka:bad topic"}',
-                '{"op":"subscribe","stream":"file:m:../etc/passwd"}', '{"op":"subscribe","stream":"kafka:x","backlog":-1}',
-                '{"op":"subscribe","stream":"kafka:x","regex":"(unclosed"}', '{"op":"subscribe","stream":"kafka:x","since":"yesterday"}']:
+    for bad in [
+        "not json",
+        "[1,2]",
+        '{"op":"fly"}',
+        '{"no":"op"}',
+        '{"op":"subscribe","stream":"kafka:bad topic"}',
+        '{"op":"subscribe","stream":"file:m:../etc/passwd"}',
+        '{"op":"subscribe","stream":"kafka:x","backlog":-1}',
+        '{"op":"subscribe","stream":"kafka:x","regex":"(unclosed"}',
+        '{"op":"subscribe","stream":"kafka:x","since":"yesterday"}',
+    ]:
         before = len(c.frames)
         await c.send(bad)
-        errors = await c.wait_for(lambda before=before: [f for f in c.frames[before:] if f["type"] == "error"], what=bad)
+        errors = await c.wait_for(
+            lambda before=before: [f for f in c.frames[before:] if f["type"] == "error"], what=bad
+        )
         assert errors[0]["code"] == "bad_request", (bad, errors)
         assert errors[0]["message"]
     await c.send({"op": "ping"})

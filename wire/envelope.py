@@ -38,9 +38,7 @@ def encode_line(line: Line) -> bytes:
         body["meta"] = line.meta
     # backslashreplace turns a lone surrogate (possible in decoded JSON meta) into a
     # valid JSON escape instead of failing the whole batch.
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:-1].encode(
-        "utf-8", "backslashreplace"
-    )
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:-1].encode("utf-8", "backslashreplace")
 
 
 def clean_text(raw: bytes | str, max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:

@@ -36,7 +36,7 @@ class Keys:
         if isinstance(channel, bytes):
             channel = channel.decode("utf-8", "replace")
         live = f"{self.prefix}live:"
-        return channel[len(live):] if channel.startswith(live) else None
+        return channel[len(live) :] if channel.startswith(live) else None
 
     def offsets(self, group: str) -> str:
         return f"{self.prefix}offsets:{group}"

@@ -119,9 +119,7 @@ class Publisher:
                 args += [seq, fragment]
         return keys, args
 
-    def publish(
-        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None
-    ) -> tuple[int, int]:
+    def publish(self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None) -> tuple[int, int]:
         """Publish one batch atomically; returns (lines published, lines skipped as old)."""
         keys, args = self._call_args(batches, checkpoint)
         if len(keys) == 3:
@@ -129,9 +127,7 @@ class Publisher:
         published, skipped = self._script(keys=keys, args=args)
         return int(published), int(skipped)
 
-    def publish_many(
-        self, calls: Sequence[tuple[Sequence[StreamBatch], Checkpoint | None]]
-    ) -> tuple[int, int]:
+    def publish_many(self, calls: Sequence[tuple[Sequence[StreamBatch], Checkpoint | None]]) -> tuple[int, int]:
         """Publish several independent batches (say one per partition) in one round trip.
 
         Each batch stays atomic on its own; totals are returned.
