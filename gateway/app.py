@@ -41,6 +41,7 @@ class Gateway:
     hub: Hub = field(default_factory=Hub)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     draining: bool = False
+    _lines_in_reported: int = 0
 
     def __post_init__(self) -> None:
         keys = Keys(self.settings.redis.prefix)
@@ -63,6 +64,9 @@ class Gateway:
         await self.subscriptions.resume_all()
 
     def refresh_gauges(self) -> None:
+        """Bring gauges (and the hub's plain counters) up to date before a scrape."""
+        self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
+        self._lines_in_reported = self.hub.lines_in
         sessions = self.subscriptions.sessions
         self.metrics.queue_bytes.set(sum(s.queued_bytes for s in sessions))
         self.metrics.queue_bytes_max.set(max((s.queued_bytes for s in sessions), default=0))

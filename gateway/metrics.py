@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import time
 
-from wire.envelope import LineId
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -34,17 +34,22 @@ class GatewayMetrics:
         self.redis_reconnects = Counter("tailgate_gateway_redis_reconnects", "Redis pub/sub reconnects", registry=r)
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
+        self._sent_children: dict[str, tuple[Counter, Counter]] = {}
 
-    def sent(self, stream: str, lines: int, nbytes: int) -> None:
-        self.lines_sent.labels(stream).inc(lines)
-        self.bytes_sent.labels(stream).inc(nbytes)
+    def sent(self, stream: str, lines: int, nbytes: int, published_ms: int) -> None:
+        """A frame was handed to a client's socket. Called per client and frame, so the
+        labelled children are cached per stream instead of looked up each time."""
+        children = self._sent_children.get(stream)
+        if children is None:
+            children = self._sent_children[stream] = (self.lines_sent.labels(stream), self.bytes_sent.labels(stream))
+        children[0].inc(lines)
+        children[1].inc(nbytes)
+        if published_ms:
+            # A line id's first part is the publishing XADD's time in ms (Redis clock).
+            self.lag.observe(max(0.0, time.time() - published_ms / 1000.0))
 
     def dropped(self, stream: str, lines: int) -> None:
         self.lines_dropped.labels(stream).inc(lines)
-
-    def observe_lag(self, newest: LineId, now: float) -> None:
-        """Lag from a Redis stream id (milliseconds of the publishing XADD) to `now`."""
-        self.lag.observe(max(0.0, now - newest[0] / 1000.0))
 
     def redis_reconnect(self) -> None:
         self.redis_reconnects.inc()

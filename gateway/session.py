@@ -48,6 +48,8 @@ class _Item:
     data: bytes
     stream: str | None = None
     lines: int = 0
+    published_ms: int = 0  # live frames: when Redis published their newest line
+    notice: str | None = None  # a `dropped` notice for this stream, encoded when sent
 
 
 class Session:
@@ -72,6 +74,7 @@ class Session:
         self.closed_errors = closed_errors
         self.subs: dict[str, _Sub] = {}
         self._queue: deque[_Item] = deque()
+        self._drops: dict[str, int] = {}
         self.queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._last_progress = time.monotonic()
@@ -119,7 +122,7 @@ class Session:
         fresh = [line for line in history if cursor is None or parse_id(line["id"]) > cursor]
         for i in range(0, len(fresh), HISTORY_FRAME_LINES):
             chunk = fresh[i : i + HISTORY_FRAME_LINES]
-            self._enqueue_lines(stream, lines_frame(stream, chunk), len(chunk))
+            self._enqueue_lines(stream, lines_frame(stream, chunk), len(chunk), 0)
         if fresh:
             cursor = parse_id(fresh[-1]["id"])
         if head is not None and (cursor is None or head > cursor):
@@ -155,7 +158,7 @@ class Session:
                 return
             batch = trimmed
         sub.cursor = batch.last
-        self._enqueue_lines(batch.stream, batch.frame, batch.count)
+        self._enqueue_lines(batch.stream, batch.frame, batch.count, batch.last[0])
 
     def control(self, obj: dict[str, Any]) -> None:
         """Queue a control frame (never dropped)."""
@@ -164,8 +167,8 @@ class Session:
     def send_raw(self, data: bytes) -> None:
         self._push(_Item(data))
 
-    def _enqueue_lines(self, stream: str, frame: bytes, count: int) -> None:
-        self._push(_Item(frame, stream, count))
+    def _enqueue_lines(self, stream: str, frame: bytes, count: int, published_ms: int) -> None:
+        self._push(_Item(frame, stream, count, published_ms))
         if self.queued_bytes > self.max_queue_bytes:
             self._shed()
 
@@ -182,8 +185,9 @@ class Session:
     def _shed(self) -> None:
         """Drop the oldest pending line frames until the queue fits, and say so.
 
-        Control frames and the newest line frame always stay; the `dropped` notices go
-        first, since everything still queued is newer than what was dropped.
+        Control frames and the newest line frame always stay. One `dropped` notice per
+        stream waits at the head of the queue (everything still queued is newer than what
+        was dropped); its count grows with every shed until it is sent.
         """
         excess = self.queued_bytes - self.max_queue_bytes
         items = list(self._queue)
@@ -196,11 +200,13 @@ class Session:
                 dropped[item.stream] = dropped.get(item.stream, 0) + item.lines
             else:
                 survivors.append(item)
-        notices = [_Item(encode({"type": "dropped", "stream": s, "count": n})) for s, n in dropped.items()]
-        self.queued_bytes += sum(len(n.data) for n in notices)
-        self._queue = deque(notices + survivors)
+        notices = []
         for stream, count in dropped.items():
+            if stream not in self._drops:
+                notices.append(_Item(b"", notice=stream))
+            self._drops[stream] = self._drops.get(stream, 0) + count
             self._count_dropped(stream, count)
+        self._queue = deque(notices + survivors)
         if time.monotonic() - self._last_progress > self.slow_timeout:
             log.warning(
                 "closing %s: no progress for %.0fs with %d bytes pending",
@@ -229,12 +235,16 @@ class Session:
             while self._queue and not self.closed:
                 item = self._queue.popleft()
                 self.queued_bytes -= len(item.data)
-                pending = self._send(item.data)
+                data = item.data
+                if item.notice is not None:
+                    count = self._drops.pop(item.notice)
+                    data = encode({"type": "dropped", "stream": item.notice, "count": count})
+                pending = self._send(data)
                 if pending is not None:
                     await pending
                 self._last_progress = time.monotonic()
                 if self.metrics is not None and item.stream is not None:
-                    self.metrics.sent(item.stream, item.lines, len(item.data))
+                    self.metrics.sent(item.stream, item.lines, len(data), item.published_ms)
         except asyncio.CancelledError:
             raise
         except self.closed_errors as exc:  # the transport is gone; the handler's close path cleans up
