@@ -1,75 +1,358 @@
-"""The consume-and-publish loop: poll Kafka, decode, publish each partition's batch
-atomically together with its offset (Redis decides what was already published)."""
+"""The consume-and-publish loop of one bridge process.
+
+poll Kafka -> decode, route and encode (bridge.batch) -> publish each partition's lines
+atomically with its newest offset (wire.Publisher) -> poll again. Redis decides what was
+already published, so a redelivery, a rebalance or a restart after SIGKILL doubles
+nothing, and since a batch is published before the next poll, nothing is lost either.
+
+Faults: when Redis fails, the batch in hand is held and retried with backoff while every
+partition is paused (the consumer keeps polling, so it stays in its group); consumption
+resumes once the batch is in. Kafka being unreachable only makes polls come back empty
+(the client reconnects by itself). SIGTERM (the `stop` event) ends the loop after the
+batch in hand has been published.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import Any
 
 import redis
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
-from bridge.decode import split_lines
-from bridge.route import whole_topic_stream
+from bridge.assign import GroupListener, StaticAssigner, TopicSelection
+from bridge.batch import Work, add_partition
+from bridge.metrics import BridgeMetrics
+from bridge.positions import Positions
+from bridge.route import Router
 from settings import Settings
-from wire import Checkpoint, Keys, Line, Publisher, StreamBatch, encode_line
+from wire import Keys, Publisher
+from wire.names import StreamNameError
 
 log = logging.getLogger(__name__)
 
+POLL_MS = 100
+STOP_GRACE = 2.5  # seconds a held batch is still retried after SIGTERM
+HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
+
 
 class Bridge:
-    """One bridge process: a consumer with manually assigned partitions."""
+    """One bridge process: consumer-group member or one instance of a static split."""
 
-    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, settings: Settings, stop: threading.Event | None = None, metrics: BridgeMetrics | None = None
+    ) -> None:
+        b = settings.bridge
+        if b.instances < 1 or not 0 <= b.instance < b.instances:
+            raise ValueError(f"bridge.instance must be in 0..{b.instances - 1} (instances: {b.instances})")
+        if b.batch_max_lines < 1 or b.max_line_bytes < 256:
+            raise ValueError("bridge.batch_max_lines must be >= 1 and bridge.max_line_bytes >= 256")
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.keys = Keys(settings.redis.prefix)
-        self.redis = redis.Redis.from_url(settings.redis.url, client_name="tailgate-bridge")
-        self.publisher = Publisher(self.redis, self.keys, settings.redis.history_maxlen)
-        k = settings.kafka
-        self.consumer = KafkaConsumer(
+        self.metrics = metrics or BridgeMetrics()
+        self.router = Router(b)
+        self.selection = TopicSelection(b, self.router)
+        self.group = b.group_id
+        self.redis = redis.Redis.from_url(
+            settings.redis.url, client_name="tailgate-bridge", socket_timeout=3.0, socket_connect_timeout=1.0
+        )
+        self.publisher = Publisher(self.redis, Keys(settings.redis.prefix), settings.redis.history_maxlen)
+        self.consumer: KafkaConsumer | None = None
+        self.positions: Positions | None = None
+        self.assigner: StaticAssigner | None = None
+        self.redis_down = False
+        self.kafka_connected = True
+        self.next_housekeeping = 0.0
+        self.dirty = False  # something was published since the last Kafka commit
+        self.lag_labels: set[tuple[str, str]] = set()
+        self.metrics_port: int | None = None
+        Positions.check_start_from(b.start_from)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _make_consumer(self) -> KafkaConsumer:
+        k, b = self.settings.kafka, self.settings.bridge
+        return KafkaConsumer(
             bootstrap_servers=k.bootstrap.split(","),
             client_id=k.client_id,
+            group_id=self.group if (b.use_group or b.commit_offsets) else None,
             enable_auto_commit=False,
+            auto_offset_reset="earliest",  # only when a log started over; see bridge.positions
             fetch_max_wait_ms=k.fetch_max_wait_ms,
             max_poll_records=k.max_poll_records,
+            max_poll_interval_ms=k.max_poll_interval_ms,
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            request_timeout_ms=k.request_timeout_ms,
+            metadata_max_age_ms=int(b.refresh_interval * 1000),
         )
 
-    def assign(self) -> list[TopicPartition]:
-        """Assign this instance's share of every configured topic's partitions and seek
-        each to just after the offset Redis last recorded for it."""
+    def start(self) -> None:
+        """Connect to Kafka and join the group or take this instance's static share."""
         b = self.settings.bridge
-        parts: list[TopicPartition] = []
-        for topic in b.topics:
-            whole_topic_stream(topic)  # validates the topic name
-            ids = self.consumer.partitions_for_topic(topic) or set()
-            parts += [TopicPartition(topic, p) for p in sorted(ids) if p % b.instances == b.instance]
-        self.consumer.assign(parts)
-        recorded = self.publisher.offsets(b.group_id)
+        if b.metrics_port:
+            self.metrics_port = self.metrics.serve(b.metrics_host, b.metrics_port)
+        self.consumer = self._make_consumer()
+        self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
+        if b.use_group:
+            listener = GroupListener(self._added, self._removed)
+            self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
+            log.info("bridge joining group %s for topics %s", self.group, self.selection.describe())
+        else:
+            self.assigner = StaticAssigner(
+                self.consumer, self.selection, b.instance, b.instances, b.refresh_interval, self._added, self._removed
+            )
+            log.info(
+                "bridge instance %d of %d (static split) for topics %s",
+                b.instance,
+                b.instances,
+                self.selection.describe(),
+            )
+
+    def _added(self, parts: Any) -> None:
+        assert self.positions is not None
+        self.positions.added(parts)
+        self._count_partitions()
+
+    def _removed(self, parts: Any) -> None:
+        assert self.positions is not None
+        parts = list(parts)
+        self.positions.removed(parts)
         for tp in parts:
-            last = recorded.get(f"{tp.topic}:{tp.partition}")
-            if last is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, last + 1)
-        return parts
+            label = (tp.topic, str(tp.partition))
+            if label in self.lag_labels:
+                self.lag_labels.discard(label)
+                self.metrics.consumer_lag.remove(*label)
+        self._count_partitions()
+
+    def _count_partitions(self) -> None:
+        if self.consumer is not None:
+            self.metrics.partitions.set(len(self.consumer.assignment()))
+
+    # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> None:
-        parts = self.assign()
-        log.info("bridge consuming %d partitions of %s", len(parts), ", ".join(self.settings.bridge.topics))
-        max_line = self.settings.bridge.max_line_bytes
-        group = self.settings.bridge.group_id
-        while not self.stop.is_set():
-            polled = self.consumer.poll(timeout_ms=200)
-            calls = []
+        """Republish until `stop` is set; returns after the batch in hand is published."""
+        if self.consumer is None:
+            self.start()
+        assert self.consumer is not None and self.positions is not None
+        delay = self.settings.bridge.retry_initial
+        try:
+            while not self.stop.is_set():
+                if self.assigner is not None:
+                    self.assigner.maintain()
+                try:
+                    self.positions.resolve()
+                except redis.RedisError as exc:
+                    self._redis_failed(exc)
+                    self._idle(delay)
+                    delay = min(delay * 2, self.settings.bridge.retry_max)
+                    continue
+                self._redis_ok()
+                delay = self.settings.bridge.retry_initial
+                try:
+                    polled = self.consumer.poll(timeout_ms=POLL_MS)
+                except KafkaError as exc:
+                    log.warning("polling Kafka failed (%s); retrying", exc)
+                    self.stop.wait(self.settings.bridge.retry_initial)
+                    continue
+                if polled:
+                    self._deliver(self._build(polled))
+                self._housekeeping()
+        finally:
+            self._shutdown()
+
+    def _build(self, polled: dict[TopicPartition, list[Any]]) -> Work:
+        assert self.positions is not None
+        work = Work()
+        max_lines = self.settings.bridge.batch_max_lines
+        for tp, records in polled.items():
+            if not records:
+                continue
+            try:
+                route = self.router.route(tp.topic)
+            except StreamNameError as exc:
+                log.error("dropping %d records of %s: %s", len(records), tp.topic, exc)
+                work.errors["bad_topic"] += len(records)
+                continue
+            reset = self.positions.consumed(tp, records[0].offset, records[-1].offset)
+            if reset is not None:
+                work.resets[tp] = reset
+            add_partition(work, route, self.group, tp.topic, tp.partition, records, max_lines)
+        return work
+
+    def _deliver(self, work: Work) -> bool:
+        """Publish one poll's work, retrying while Redis fails; False if given up at stop."""
+        assert self.positions is not None
+        delay = self.settings.bridge.retry_initial
+        give_up_at: float | None = None
+        while True:
+            try:
+                for tp in list(work.resets):
+                    self.positions.reset(tp, work.resets.pop(tp))
+                    self.metrics.offset_resets.inc()
+                started = time.monotonic()
+                _, skipped = self.publisher.publish_many(work.calls)
+                self.metrics.publish_seconds.observe(time.monotonic() - started)
+            except redis.RedisError as exc:
+                self._redis_failed(exc)
+                if self.stop.is_set():
+                    give_up_at = give_up_at or time.monotonic() + STOP_GRACE
+                    if time.monotonic() >= give_up_at:
+                        log.error(
+                            "stopping with %d publish calls unpublished: Redis is unreachable; their records "
+                            "will be read again from Kafka at the next start",
+                            len(work.calls),
+                        )
+                        return False
+                    delay = min(delay, give_up_at - time.monotonic())
+                self._idle(delay)
+                delay = min(delay * 2, self.settings.bridge.retry_max)
+                continue
+            self._redis_ok()
+            self._record(work, skipped)
+            self.dirty = True
+            return True
+
+    def _record(self, work: Work, skipped: int) -> None:
+        m = self.metrics
+        now = time.time()
+        for topic, n in work.messages_in.items():
+            m.messages_in.labels(topic).inc(n)
+            m.bytes_in.labels(topic).inc(work.bytes_in[topic])
+            m.lines_in.labels(topic).inc(work.lines_in[topic])
+        lines, size = work.lines_out()
+        for stream, n in lines.items():
+            m.lines_out.labels(stream).inc(n)
+            m.bytes_out.labels(stream).inc(size[stream])
+        for batches, _ in work.calls:
+            m.batch_lines.observe(sum(len(b.lines) for b in batches))
+        for _, _, oldest, newest in work.spans.values():
+            m.lag_seconds.observe(max(0.0, now - oldest))
+            m.lag_seconds.observe(max(0.0, now - newest))
+        if skipped:
+            m.skipped.inc(skipped)
+            log.info("%d lines were already published (redelivered offsets); skipped", skipped)
+        if work.errors:
+            m.count_errors(work.errors)
+
+    # --- faults -------------------------------------------------------------------------
+
+    def _redis_failed(self, exc: Exception) -> None:
+        self.metrics.redis_errors.inc()
+        if self.redis_down:
+            log.debug("Redis still failing: %s", exc)
+            return
+        self.redis_down = True
+        self.metrics.redis_up.set(0)
+        log.warning("Redis failed (%s): consumption paused, the batch in hand is held and retried", exc)
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(*assigned)
+
+    def _redis_ok(self) -> None:
+        self.metrics.redis_up.set(1)
+        if not self.redis_down:
+            return
+        self.redis_down = False
+        self.metrics.redis_reconnects.inc()
+        assert self.consumer is not None and self.positions is not None
+        ready = self.consumer.assignment() - self.positions.pending
+        if ready:
+            self.consumer.resume(*ready)
+        log.info("Redis is back: consumption resumed")
+
+    def _idle(self, seconds: float) -> None:
+        """Wait while keeping the consumer alive in its group: every partition is paused,
+        so polls return nothing (a record that still comes back is rewound)."""
+        assert self.consumer is not None and self.positions is not None
+        end = time.monotonic() + max(0.0, seconds)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                polled = self.consumer.poll(timeout_ms=int(min(left, 0.25) * 1000) or 1)
+            except KafkaError as exc:
+                log.debug("poll while paused failed: %s", exc)
+                time.sleep(min(left, 0.25))
+                continue
             for tp, records in polled.items():
-                stream = whole_topic_stream(tp.topic)
-                batch = StreamBatch(stream)
-                for rec in records:
-                    ts = rec.timestamp / 1000.0
-                    for text in split_lines(rec.value, max_line):
-                        batch.lines.append((rec.offset, encode_line(Line(ts, text))))
-                calls.append(([batch], Checkpoint(group, tp.topic, tp.partition)))
-            if calls:
-                self.publisher.publish_many(calls)
-        self.consumer.close()
+                if records:
+                    self.positions.rewind(tp, records[0].offset)
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(*assigned)
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now < self.next_housekeeping:
+            return
+        self.next_housekeeping = now + HOUSEKEEPING
+        self._update_lag()
+        self._watch_kafka()
+        if self.dirty and self.settings.bridge.commit_offsets:
+            self._commit()
+
+    def _update_lag(self) -> None:
+        assert self.consumer is not None and self.positions is not None
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            nxt = self.positions.expected.get(tp)
+            if high is None or nxt is None:
+                continue
+            label = (tp.topic, str(tp.partition))
+            self.lag_labels.add(label)
+            self.metrics.consumer_lag.labels(*label).set(max(0, high - nxt))
+
+    def _watch_kafka(self) -> None:
+        assert self.consumer is not None
+        stats = self.consumer.metrics().get("consumer-metrics", {})
+        connected = stats.get("connection-count", 1) > 0
+        self.metrics.kafka_up.set(1 if connected else 0)
+        if connected and not self.kafka_connected:
+            self.metrics.kafka_reconnects.inc()
+            log.info("Kafka connection re-established")
+        elif not connected and self.kafka_connected:
+            log.warning("no connection to any Kafka broker; the client keeps retrying")
+        self.kafka_connected = connected
+
+    def _commit(self) -> None:
+        """Commit consumed offsets to Kafka for lag tools; Redis still decides positions."""
+        assert self.consumer is not None and self.positions is not None
+        offsets = {
+            tp: OffsetAndMetadata(nxt, "", -1)
+            for tp, nxt in self.positions.expected.items()
+            if tp not in self.positions.pending
+        }
+        if not offsets:
+            return
+        self.dirty = False
+        try:
+            self.consumer.commit_async(offsets=offsets, callback=_commit_done)
+        except KafkaError as exc:
+            log.debug("Kafka offset commit not sent: %s", exc)
+
+    def _shutdown(self) -> None:
+        if self.consumer is not None:
+            if self.dirty and self.settings.bridge.commit_offsets:
+                self._commit()
+            try:
+                self.consumer.close(autocommit=False, timeout_ms=1500)
+            except KafkaError as exc:
+                log.warning("closing the Kafka consumer: %s", exc)
+        self.redis.close()
+        self.metrics.close()
+        log.info("bridge stopped")
+
+
+def _commit_done(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.debug("Kafka offset commit failed (Redis offsets still decide): %s", response)

@@ -27,6 +27,8 @@ class KafkaSettings:
     max_poll_records: int = 5_000
     max_poll_interval_ms: int = 300_000
     session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    request_timeout_ms: int = 30_000
 
 
 @dataclass
@@ -40,6 +42,7 @@ class RouteSettings:
     keep_whole: bool = True
     format: str = "auto"  # "auto", "text" or "json"
     text_field: str = "message"
+    max_subs: int = 1_000
 
 
 @dataclass
@@ -57,6 +60,11 @@ class BridgeSettings:
     batch_max_lines: int = 5_000
     metrics_port: int = 9101
     metrics_host: str = "127.0.0.1"
+    start_from: str = "earliest"  # where a partition with no offset recorded in Redis starts
+    refresh_interval: float = 30.0
+    commit_offsets: bool = True
+    retry_initial: float = 0.1
+    retry_max: float = 5.0
 
 
 @dataclass

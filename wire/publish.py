@@ -144,6 +144,19 @@ class Publisher:
         results = pipe.execute()
         return sum(int(r[0]) for r in results), sum(int(r[1]) for r in results)
 
+    def reset_offset(self, checkpoint: Checkpoint, last: int) -> None:
+        """Record `last` as the newest published offset of a partition, even if lower.
+
+        For a partition whose log started over (topic deleted and recreated, or a broker
+        that lost its log): without this the new log's offsets would be skipped as old.
+        A negative `last` forgets the partition.
+        """
+        key = self.keys.offsets(checkpoint.group)
+        if last < 0:
+            self.client.hdel(key, checkpoint.field)
+        else:
+            self.client.hset(key, checkpoint.field, last)
+
     def offsets(self, group: str) -> dict[str, int]:
         """The recorded newest published offset per ``topic:partition`` for a group."""
         raw = self.client.hgetall(self.keys.offsets(group))

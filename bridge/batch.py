@@ -1,0 +1,103 @@
+"""Turning one poll's records into publish calls (pure; the hot path of the bridge).
+
+Each partition's records become one or more atomic publish calls, each with the
+partition's checkpoint, so Redis records the newest offset in the same step that writes
+the lines. A call is closed at a message boundary once it holds `max_lines` lines: all
+lines of one message share its offset, so a message is never split across two calls
+(the second would be skipped as already published).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.route import Route
+from wire import Checkpoint, Line, StreamBatch, encode_line
+
+Call = tuple[list[StreamBatch], Checkpoint]
+
+
+@dataclass
+class Work:
+    """What one poll produced: the publish calls plus what the metrics need."""
+
+    calls: list[Call] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    messages_in: Counter[str] = field(default_factory=Counter)  # per topic
+    bytes_in: Counter[str] = field(default_factory=Counter)  # per topic
+    lines_in: Counter[str] = field(default_factory=Counter)  # per topic
+    # (topic, partition) -> (first offset, last offset, oldest and newest record timestamp in s)
+    spans: dict[tuple[str, int], tuple[int, int, float, float]] = field(default_factory=dict)
+    # partitions whose log started over -> the offset their Redis checkpoint is lowered to
+    resets: dict[Any, int] = field(default_factory=dict)
+
+    def lines_out(self) -> tuple[Counter[str], Counter[str]]:
+        """Lines and bytes bound for each stream."""
+        lines: Counter[str] = Counter()
+        size: Counter[str] = Counter()
+        for batches, _ in self.calls:
+            for b in batches:
+                lines[b.stream] += len(b.lines)
+                size[b.stream] += sum(len(frag) for _, frag in b.lines)
+        return lines, size
+
+
+def _timestamp(ms: int) -> float:
+    return ms / 1000.0 if ms >= 0 else time.time()
+
+
+def add_partition(
+    work: Work, route: Route, group: str, topic: str, partition: int, records: list[Any], max_lines: int
+) -> None:
+    """Decode, route and encode one partition's records into `work`."""
+    errors = work.errors
+    decode = route.decoder.decode
+    streams_for = route.streams
+    plain = not route.split_by
+    whole = route.whole
+    checkpoint = Checkpoint(group, topic, partition)
+    batches: dict[str, StreamBatch] = {}
+    in_call = 0
+    lines_in = bytes_in = 0
+    for rec in records:
+        value = rec.value
+        if value is not None:
+            bytes_in += len(value)
+        texts, meta = decode(value, errors)
+        if not texts:
+            continue
+        lines_in += len(texts)
+        ts = _timestamp(rec.timestamp)
+        offset = rec.offset
+        encoded = [(offset, encode_line(Line(ts, text, meta))) for text in texts]
+        if plain:
+            batch = batches.get(whole)
+            if batch is None:
+                batch = batches[whole] = StreamBatch(whole)
+            batch.lines.extend(encoded)
+        else:
+            for stream in streams_for(rec.key, meta, errors):
+                batch = batches.get(stream)
+                if batch is None:
+                    batch = batches[stream] = StreamBatch(stream)
+                batch.lines.extend(encoded)
+        in_call += len(texts)
+        if in_call >= max_lines:
+            work.calls.append((list(batches.values()), checkpoint))
+            batches = {}
+            in_call = 0
+    if batches:
+        work.calls.append((list(batches.values()), checkpoint))
+    work.messages_in[topic] += len(records)
+    work.bytes_in[topic] += bytes_in
+    work.lines_in[topic] += lines_in
+    first, last = records[0], records[-1]
+    work.spans[(topic, partition)] = (
+        first.offset,
+        last.offset,
+        _timestamp(first.timestamp),
+        _timestamp(last.timestamp),
+    )
