@@ -1,0 +1,234 @@
+"""A real salt-master and salt-minion on loopback, for the demo and the tests.
+
+Both run as root from this virtualenv with a temporary config tree (`root_dir`),
+non-default publish/return ports, `auto_accept: True`, the repository's salt_states/ as
+file_roots (the `logtail` formula, the `_modules/logtail.py` execution module, and the
+shared wire/ package through the formula's files/wire link) and a pillar for the
+formula written here. `start()` waits until the minion's key is accepted and it answers
+`test.ping`; `apply()` syncs the module and runs `state.apply logtail`.
+
+Production never uses this module: there the formula is served by the real master.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from embedded.services import _stop, free_port, port_open
+
+ROOT = Path(__file__).resolve().parent.parent
+STATES = ROOT / "salt_states"
+BIN = Path(sys.executable).parent
+log = logging.getLogger(__name__)
+
+
+class SaltError(RuntimeError):
+    """A Salt command failed or did not answer."""
+
+
+class SaltPair:
+    """One salt-master and one salt-minion started together (`start`), stopped together."""
+
+    def __init__(
+        self,
+        pillar: dict[str, Any],
+        minion_id: str = "tailgate-minion",
+        workdir: str | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.minion_id = minion_id
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="tailgate-salt-"))
+        self.conf_dir = self.dir / "conf"
+        self.pillar_dir = self.dir / "pillar"
+        self.publish_port = free_port()
+        self.ret_port = free_port()
+        self.log_level = log_level
+        self.pillar = pillar
+        self.master: subprocess.Popen[bytes] | None = None
+        self.minion: subprocess.Popen[bytes] | None = None
+
+    @property
+    def master_config(self) -> str:
+        """The master config file, as LocalClient (`salt.mode: local`) wants it."""
+        return str(self.conf_dir / "master")
+
+    def _write_config(self) -> None:
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.pillar_dir.mkdir(parents=True, exist_ok=True)
+        common = {
+            "root_dir": str(self.dir / "root"),
+            "user": "root",
+            "log_level_logfile": "info",
+            "enable_fqdns_grains": False,
+            "ipv6": False,
+        }
+        master = dict(
+            common,
+            interface="127.0.0.1",
+            publish_port=self.publish_port,
+            ret_port=self.ret_port,
+            auto_accept=True,
+            file_roots={"base": [str(STATES)]},
+            pillar_roots={"base": [str(self.pillar_dir)]},
+            fileserver_followsymlinks=True,
+            worker_threads=3,
+            keep_jobs_seconds=3600,
+            log_file=str(self.dir / "master.log"),
+        )
+        minion = dict(
+            common,
+            id=self.minion_id,
+            master="127.0.0.1",
+            master_port=self.ret_port,
+            publish_port=self.publish_port,
+            acceptance_wait_time=1,
+            random_reauth_delay=0,
+            auth_safemode=False,
+            grains_cache=True,
+            log_file=str(self.dir / "minion.log"),
+        )
+        (self.conf_dir / "master").write_text(yaml.safe_dump(master))
+        (self.conf_dir / "minion").write_text(yaml.safe_dump(minion))
+        self.write_pillar(self.pillar)
+
+    def write_pillar(self, pillar: dict[str, Any]) -> None:
+        """(Re)write the pillar the minion gets: `logtail` for every minion."""
+        self.pillar = pillar
+        (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["logtail"]}}))
+        (self.pillar_dir / "logtail.sls").write_text(yaml.safe_dump({"logtail": pillar}))
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        out = open(self.dir / f"{name}.out", "ab")  # noqa: SIM115 - owned by the child
+        return subprocess.Popen(
+            [str(BIN / f"salt-{name}"), "-c", str(self.conf_dir), "-l", self.log_level],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(self.dir),
+        )
+
+    def start(self, timeout: float = 90.0) -> SaltPair:
+        """Start both, and return once the minion's key is accepted and it answers."""
+        started = time.monotonic()
+        self._write_config()
+        self.master = self._spawn("master")
+        self._wait(lambda: self._alive("master") and port_open(self.ret_port), timeout, 0.1, "salt-master ports")
+        self.minion = self._spawn("minion")
+        self._wait(lambda: self._alive("minion") and self.ping(), timeout, 0.5, "salt-minion to answer test.ping")
+        log.info("salt master+minion up in %.1fs (%s)", time.monotonic() - started, self.dir)
+        return self
+
+    def _wait(self, check: Callable[[], bool], timeout: float, interval: float, what: str) -> None:
+        """Like `wait_until`, but a daemon that exited fails at once (SaltError)."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise SaltError(f"timed out after {timeout:.0f}s waiting for {what}; see {self.dir}")
+            time.sleep(interval)
+
+    def _alive(self, name: str) -> bool:
+        proc = self.master if name == "master" else self.minion
+        if proc is None or proc.poll() is not None:
+            raise SaltError(f"salt-{name} exited; see {self.dir / (name + '.out')} and {self.dir / (name + '.log')}")
+        return True
+
+    def ping(self) -> bool:
+        try:
+            return self.call("test.ping", timeout=5) is True
+        except SaltError:
+            return False
+
+    def call(self, fun: str, *args: str, timeout: float = 30.0) -> Any:
+        """Run one function on the minion through the master (the `salt` CLI); its return."""
+        argv = [str(BIN / "salt"), "-c", str(self.conf_dir), "--out=json", "--static", "-t", str(int(timeout))]
+        argv += ["-L", self.minion_id, fun, *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=timeout + 30, cwd=str(self.dir), check=False)
+        except subprocess.TimeoutExpired:
+            raise SaltError(f"{fun}: the salt command did not return") from None
+        try:
+            result = json.loads(done.stdout or b"{}")
+        except ValueError:
+            raise SaltError(f"{fun}: {done.stdout[-500:]!r} {done.stderr[-500:]!r}") from None
+        if not isinstance(result, dict) or self.minion_id not in result:
+            raise SaltError(f"{fun}: no answer from {self.minion_id}: {done.stderr[-500:]!r}")
+        return result[self.minion_id]
+
+    def apply(self) -> dict[str, Any]:
+        """Sync the execution module and apply the logtail formula; raise if a state fails."""
+        self.call("saltutil.sync_modules", timeout=60)
+        self.call("saltutil.refresh_pillar", timeout=30)
+        result = self.call("state.apply", "logtail", timeout=120)
+        if not isinstance(result, dict):
+            raise SaltError(f"state.apply logtail: {result!r}")
+        failed = {k: v.get("comment") for k, v in result.items() if not v.get("result")}
+        if failed:
+            raise SaltError(f"state.apply logtail failed: {failed}")
+        return result
+
+    def jobs(self, fun: str) -> list[dict[str, Any]]:
+        """Jobs the master issued for function `fun` (from its job cache)."""
+        argv = [str(BIN / "salt-run"), "-c", str(self.conf_dir), "--out=json", "jobs.list_jobs"]
+        argv.append(f"search_function={fun}")
+        done = subprocess.run(argv, capture_output=True, timeout=60, cwd=str(self.dir), check=False)
+        try:
+            jobs = json.loads(done.stdout or b"{}")
+        except ValueError:
+            raise SaltError(f"jobs.list_jobs: {done.stdout[-300:]!r} {done.stderr[-300:]!r}") from None
+        return list(jobs.values()) if isinstance(jobs, dict) else []
+
+    def stop(self) -> None:
+        _stop(self.minion, timeout=10)
+        _stop(self.master, timeout=10)
+        self.minion = self.master = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def logtail_pillar(
+    redis_url: str,
+    key_prefix: str,
+    base: Path,
+    allowlist: list[str],
+    grace_period: float = 30.0,
+    python: str | None = None,
+) -> dict[str, Any]:
+    """A pillar for the formula with every installed path under `base` (tests, demo)."""
+    return {
+        "python": python or sys.executable,
+        "pkgs": [],
+        "install_dir": str(base / "agent"),
+        "config_file": str(base / "etc" / "logtail.json"),
+        "run_dir": str(base / "run"),
+        "log_dir": str(base / "log"),
+        "redis_url": redis_url,
+        "key_prefix": key_prefix,
+        "allowlist": allowlist,
+        "grace_period": grace_period,
+        "alive_ttl": 3,
+    }
+
+
+def salt_available() -> str | None:
+    """Why a local master and minion cannot run here (None when they can)."""
+    if os.geteuid() != 0:
+        return "salt-master and salt-minion need root here"
+    for name in ("salt-master", "salt-minion", "salt"):
+        if not (BIN / name).exists():
+            return f"{BIN / name} is missing (pip install salt)"
+    return None

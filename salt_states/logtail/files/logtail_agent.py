@@ -1,0 +1,410 @@
+"""Tailgate tail agent: follows one file on this minion and publishes its lines to Redis.
+
+Deployed by the `logtail` Salt formula next to the shared `wire` package and started on
+demand by the `logtail` execution module (never by hand, never through a shell):
+
+    python logtail_agent.py --config /etc/tailgate/logtail.json --minion-id web1 --path /var/log/app.log
+
+It follows the file like ``tail -F`` (rotation by rename, copy-truncate, a file that
+does not exist yet), starts with the file's last lines, and publishes batches through
+`wire.Publisher`, the same atomic history-and-publish step the bridge uses. One agent per
+file per minion: it holds an flock on a lock file for its whole life and writes its pid
+there. It keeps a heartbeat key in Redis and exits once no gateway has wanted its stream
+for the grace period, so a crashed gateway never leaves a tail behind. While Redis is
+unreachable it keeps reading into a bounded buffer and, on reconnect, publishes a line
+saying how many lines it had to drop.
+
+Standard library, redis-py and the `wire` package only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import redis
+
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire.envelope import TRUNCATION_MARKER, clean_text
+from wire.filepolicy import allowed, shell_meta
+from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
+from wire.names import StreamNameError, check_minion, check_path, file_stream
+
+log = logging.getLogger("logtail-agent")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_ALREADY_RUNNING = 3
+EXIT_REFUSED = 4
+READ_CHUNK = 256 * 1024
+MAX_READ_PER_POLL = 4 * 1024 * 1024
+TAIL_SCAN_LIMIT = 8 * 1024 * 1024
+
+
+@dataclass
+class AgentConfig:
+    """The agent's settings, from the JSON file the formula renders from pillar."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "tailgate:"
+    allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
+    grace_period: float = 30.0
+    max_line_bytes: int = 64 * 1024
+    initial_lines: int = 100
+    batch_max_lines: int = 500
+    poll_interval: float = 0.05
+    heartbeat_interval: float = 1.0
+    alive_ttl: float = 5.0
+    buffer_max_lines: int = 10_000
+    history_maxlen: int = 10_000
+    max_outage: float = 300.0
+    run_dir: str = "/run/tailgate-logtail"
+    log_dir: str = "/var/log/tailgate-logtail"
+
+    @classmethod
+    def load(cls, path: str) -> AgentConfig:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def lock_name(path: str) -> str:
+    """The lock/pid file name of the agent for `path` (shared with the execution module)."""
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+class Follower:
+    """Reads complete lines from a file the way ``tail -F`` follows it."""
+
+    def __init__(self, path: str, initial_lines: int, max_line_bytes: int) -> None:
+        self.path = path
+        self.initial_lines = initial_lines
+        self.max_line_bytes = max_line_bytes
+        self.fh: BinaryIO | None = None
+        self.ident: tuple[int, int] | None = None
+        self.partial = bytearray()
+        self.overflow = 0
+        self.first_open = True
+        self.missing_logged = False
+
+    def _open(self) -> bool:
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls
+        except FileNotFoundError:
+            if not self.missing_logged:
+                log.info("%s does not exist (yet); waiting for it", self.path)
+                self.missing_logged = True
+            self.first_open = False
+            return False
+        except OSError as exc:
+            if not self.missing_logged:
+                log.warning("cannot open %s: %s; retrying", self.path, exc)
+                self.missing_logged = True
+            return False
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            fh.close()
+            if not self.missing_logged:
+                log.warning("%s is not a regular file; waiting", self.path)
+                self.missing_logged = True
+            return False
+        self.fh, self.ident, self.missing_logged = fh, (st.st_dev, st.st_ino), False
+        if self.first_open:
+            fh.seek(self._tail_offset(fh, st.st_size))
+        self.first_open = False
+        log.info("following %s (inode %d) from byte %d", self.path, st.st_ino, fh.tell())
+        return True
+
+    def _tail_offset(self, fh: BinaryIO, size: int) -> int:
+        """Where the last `initial_lines` complete lines (and any partial one) start."""
+        if self.initial_lines <= 0 or size == 0:
+            return size
+        pos, newlines = size, 0
+        fh.seek(size - 1)
+        wanted = self.initial_lines + (1 if fh.read(1) == b"\n" else 0)
+        while pos > 0 and size - pos < TAIL_SCAN_LIMIT:
+            step = min(READ_CHUNK, pos)
+            pos -= step
+            fh.seek(pos)
+            block = fh.read(step)
+            for i in range(len(block) - 1, -1, -1):
+                if block[i] == 0x0A:
+                    newlines += 1
+                    if newlines == wanted:
+                        return pos + i + 1
+        return pos
+
+    def _read_available(self, out: list[str]) -> int:
+        assert self.fh is not None
+        total = 0
+        while total < MAX_READ_PER_POLL:
+            data = self.fh.read(READ_CHUNK)
+            if not data:
+                break
+            total += len(data)
+            self._split(data, out)
+        return total
+
+    def _split(self, data: bytes, out: list[str]) -> None:
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                self._keep(data[start:])
+                return
+            self._keep(data[start:nl])
+            out.append(self._take_line())
+            start = nl + 1
+
+    def _keep(self, piece: bytes) -> None:
+        room = self.max_line_bytes + 4 - len(self.partial)
+        if room > 0:
+            self.partial += piece[:room]
+        self.overflow += max(0, len(piece) - max(room, 0))
+
+    def _take_line(self) -> str:
+        raw = bytes(self.partial)
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        extra = self.overflow
+        self.partial.clear()
+        self.overflow = 0
+        if extra:
+            cut = raw[: self.max_line_bytes]
+            return cut.decode("utf-8", "ignore") + TRUNCATION_MARKER.format(n=len(raw) - len(cut) + extra)
+        return clean_text(raw, self.max_line_bytes)
+
+    def _flush_partial(self, out: list[str]) -> None:
+        if self.partial or self.overflow:
+            out.append(self._take_line())
+
+    def _close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        self.fh, self.ident = None, None
+
+    def poll(self) -> list[str]:
+        """Lines that became available since the last poll (rotation handled)."""
+        out: list[str] = []
+        if self.fh is None and not self._open():
+            return out
+        assert self.fh is not None
+        if self._read_available(out):
+            return out
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return out  # renamed away, new file not there yet: keep the old one open
+        except OSError as exc:
+            log.warning("stat %s: %s", self.path, exc)
+            return out
+        if (st.st_dev, st.st_ino) != self.ident:
+            self._read_available(out)  # whatever was written to the old file before the switch
+            self._flush_partial(out)
+            log.info("%s was rotated (new inode %d); reopening from its start", self.path, st.st_ino)
+            self._close()
+            if self._open():
+                self._read_available(out)
+        elif st.st_size < self.fh.tell():
+            log.info("%s was truncated (%d < %d); reading from its start", self.path, st.st_size, self.fh.tell())
+            self._flush_partial(out)
+            self.fh.seek(0)
+            self._read_available(out)
+        return out
+
+    def close(self) -> None:
+        self._close()
+
+
+class Agent:
+    """The publish loop: follow, buffer, publish, heartbeat, exit when unwanted."""
+
+    def __init__(self, conf: AgentConfig, minion: str, path: str) -> None:
+        self.conf = conf
+        self.stream = file_stream(minion, path).name
+        self.path = path
+        self.keys = Keys(conf.key_prefix)
+        self.client = redis.Redis.from_url(
+            conf.redis_url, socket_connect_timeout=2, socket_timeout=5, client_name="tailgate-logtail"
+        )
+        self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
+        self.wanted = self.client.register_script(WANTED_LUA)
+        self.release = self.client.register_script(RELEASE_LUA)
+        self.follower = Follower(path, conf.initial_lines, conf.max_line_bytes)
+        self.buffer: collections.deque[Line] = collections.deque()
+        self.dropped = 0
+        self.dropped_total = 0
+        self.stopping = False
+        self.alive = alive_value()
+        self.redis_ok = True
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.backoff = 0.25
+
+    def stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def _buffer(self, texts: list[str]) -> None:
+        now = time.time()
+        for text in texts:
+            if len(self.buffer) >= self.conf.buffer_max_lines:
+                self.buffer.popleft()
+                self.dropped += 1
+            self.buffer.append(Line(now, text))
+
+    def _publish(self) -> None:
+        if self.dropped:
+            notice = f"[tailgate] {self.dropped} lines of {self.path} were dropped while Redis was unreachable"
+            meta = {"tailgate": "dropped", "count": self.dropped}
+            self.publisher.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), notice, meta)))])])
+            log.warning("%s (buffer of %d lines was full)", notice, self.conf.buffer_max_lines)
+            self.dropped_total += self.dropped
+            self.dropped = 0
+        while self.buffer:
+            n = min(len(self.buffer), self.conf.batch_max_lines)
+            batch = StreamBatch(self.stream, [(0, encode_line(self.buffer[i])) for i in range(n)])
+            self.publisher.publish([batch])
+            for _ in range(n):
+                self.buffer.popleft()
+
+    def _heartbeat(self) -> bool:
+        """Renew the heartbeat; False once nobody has wanted the stream (lease check)."""
+        self.client.set(self.keys.tail_alive(self.stream), self.alive, px=int(self.conf.alive_ttl * 1000))
+        return int(self.wanted(keys=[self.keys.tail_wanted(self.stream)])) > 0
+
+    def _redis_step(self, now: float, due_heartbeat: bool) -> bool | None:
+        """Publish and (when due) heartbeat; returns wanted-ness or None when not checked."""
+        if not self.redis_ok and now < self.retry_at:
+            return None
+        try:
+            wanted = self._heartbeat() if due_heartbeat or not self.redis_ok else None
+            self._publish()
+        except (redis.RedisError, OSError) as exc:
+            if self.redis_ok:
+                log.warning("redis unreachable (%s); buffering up to %d lines", exc, self.conf.buffer_max_lines)
+                self.down_since = now
+            self.redis_ok = False
+            self.retry_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, 5.0)
+            return None
+        if not self.redis_ok:
+            log.info("redis reachable again after %.1fs", now - (self.down_since or now))
+        self.redis_ok, self.down_since, self.backoff = True, None, 0.25
+        return wanted
+
+    def run(self) -> int:
+        log.info("agent for %s starting (pid %d, grace %.1fs)", self.stream, os.getpid(), self.conf.grace_period)
+        last_wanted = time.monotonic()
+        next_beat = 0.0
+        try:
+            while not self.stopping:
+                self._buffer(self.follower.poll())
+                now = time.monotonic()
+                due = now >= next_beat
+                if due:
+                    next_beat = now + self.conf.heartbeat_interval
+                wanted = self._redis_step(now, due)
+                if wanted:
+                    last_wanted = now
+                elif wanted is False and now - last_wanted > self.conf.grace_period:
+                    log.info("no gateway has wanted %s for %.1fs; exiting", self.stream, now - last_wanted)
+                    break
+                if not self.redis_ok:
+                    last_wanted = max(last_wanted, now - self.conf.grace_period / 2)
+                    if self.down_since is not None and now - self.down_since > self.conf.max_outage:
+                        log.error("redis unreachable for %.0fs; exiting", now - self.down_since)
+                        break
+                if not self.buffer or not self.redis_ok:
+                    time.sleep(self.conf.poll_interval)
+        finally:
+            self._shutdown()
+        return EXIT_OK
+
+    def _shutdown(self) -> None:
+        self._buffer(self.follower.poll())
+        self.follower.close()
+        with contextlib.suppress(redis.RedisError, OSError):
+            self._publish()
+            self.release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
+        if self.buffer or self.dropped:
+            log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)
+        log.info("agent for %s stopped (%d lines dropped in total)", self.stream, self.dropped_total)
+        self.client.close()
+
+
+def take_lock(run_dir: str, path: str) -> int | None:
+    """Hold this file's agent lock and record our pid in it; None when another agent has it."""
+    os.makedirs(run_dir, mode=0o750, exist_ok=True)
+    fd = os.open(os.path.join(run_dir, lock_name(path) + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    record = json.dumps({"pid": os.getpid(), "path": path, "started": round(time.time(), 3)}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+    return fd
+
+
+def refusal(conf: AgentConfig, minion: str, path: str) -> str | None:
+    """Why this path may not be tailed here (the module checked too; we check again)."""
+    try:
+        check_minion(minion)
+        check_path(path)
+    except StreamNameError as exc:
+        return str(exc)
+    bad = shell_meta(path)
+    if bad is not None:
+        return f"path contains the shell metacharacter {bad!r}"
+    real = os.path.realpath(path)
+    if not allowed(path, conf.allowlist) or not allowed(real, conf.allowlist):
+        return f"{path} (resolved: {real}) is outside this minion's allowlist"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tailgate tail agent (started by the logtail execution module)")
+    parser.add_argument("--config", required=True, help="agent config (JSON, rendered by the logtail formula)")
+    parser.add_argument("--minion-id", required=True, help="this minion's id, as in the stream name")
+    parser.add_argument("--path", required=True, help="absolute path of the file to follow")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s logtail-agent[%(process)d]: %(message)s")
+    try:
+        conf = AgentConfig.load(args.config)
+    except (OSError, ValueError, TypeError) as exc:
+        log.error("cannot read config %s: %s", args.config, exc)
+        return EXIT_USAGE
+    reason = refusal(conf, args.minion_id, args.path)
+    if reason:
+        log.error("refusing to tail: %s", reason)
+        return EXIT_REFUSED
+    fd = take_lock(conf.run_dir, args.path)
+    if fd is None:
+        log.info("another agent already follows %s; exiting", args.path)
+        return EXIT_ALREADY_RUNNING
+    agent = Agent(conf, args.minion_id, args.path)
+    signal.signal(signal.SIGTERM, agent.stop)
+    signal.signal(signal.SIGINT, agent.stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        return agent.run()
+    finally:
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The agent file, the shared wire package it publishes through (the very code the
+# bridge uses, served from salt://logtail/files/wire), its directories and redis-py.
+
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import logtail with context %}
+
+{%- if logtail.pkgs %}
+logtail-agent-pkgs-installed:
+  pkg.installed:
+    - pkgs: {{ logtail.pkgs | json }}
+    - require_in:
+      - file: logtail-agent-file-managed
+{%- endif %}
+
+logtail-agent-install-dir-managed:
+  file.directory:
+    - name: {{ logtail.install_dir }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+
+logtail-agent-run-dir-managed:
+  file.directory:
+    - name: {{ logtail.run_dir }}
+    - user: root
+    - group: root
+    - mode: '0750'
+    - makedirs: True
+
+logtail-agent-log-dir-managed:
+  file.directory:
+    - name: {{ logtail.log_dir }}
+    - user: root
+    - group: root
+    - mode: '0750'
+    - makedirs: True
+
+logtail-agent-wire-recurse:
+  file.recurse:
+    - name: {{ logtail.install_dir }}/wire
+    - source: salt://{{ tplroot }}/files/wire
+    - user: root
+    - group: root
+    - dir_mode: '0755'
+    - file_mode: '0644'
+    - include_pat: '*.py'
+    - exclude_pat: 'E@__pycache__'
+    - clean: True
+    - require:
+      - file: logtail-agent-install-dir-managed
+
+logtail-agent-file-managed:
+  file.managed:
+    - name: {{ logtail.install_dir }}/logtail_agent.py
+    - source: salt://{{ tplroot }}/files/logtail_agent.py
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - file: logtail-agent-install-dir-managed
+      - file: logtail-agent-wire-recurse
