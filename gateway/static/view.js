@@ -1,0 +1,436 @@
+// One log view (a pane): a bounded line buffer drawn with virtual scrolling.
+//
+// Only the rows on screen (plus a few either side) exist in the DOM; they are reused
+// from a small pool and redrawn at most once per animation frame, however fast lines
+// arrive. Lines that arrive between frames wait in `incoming` and are merged into the
+// buffer in one step. The view follows the tail until the user scrolls up; then it keeps
+// the line under the user's eyes in place while lines are added above or evicted.
+// A clicked line opens in place to show its id, time, full text and JSON `meta`.
+
+import { LineBuffer } from './buffer.js';
+import { appendHighlighted } from './filters.js';
+import { fmtCount, fmtIso, fmtTime, shortLabel } from './format.js';
+
+const OVERSCAN = 8;
+const MAX_OPEN = 20;
+const FLUSH_AT = 5000;
+
+export class LogView {
+  /**
+   * @param {object} opts
+   *   order: 'seq' (one stream) or 'ts' (merged); cap: max lines; merged: show source labels;
+   *   sources: Map stream -> {label, color}; highlight: () => RegExp|null;
+   *   onCopy(text), onAction(name, view) for pane buttons; title, stream (single-stream pane)
+   */
+  constructor(opts) {
+    this.opts = opts;
+    this.stream = opts.stream || null;
+    this.buffer = new LineBuffer(opts.cap, opts.order, opts.entries || []);
+    this.incoming = [];
+    this.open = new Map();
+    this.follow = true;
+    this.anchor = null;
+    this.setTop = -1;
+    this.dirty = true;
+    this.restyle = 0;
+    this.newBelow = 0;
+    this.rowH = opts.rowHeight;
+    this.build();
+  }
+
+  build() {
+    const el = (tag, cls, text) => {
+      const node = document.createElement(tag);
+      if (cls) node.className = cls;
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    this.root = el('section', 'pane');
+    this.root.dataset.stream = this.stream || '*';
+    const head = el('div', 'pane-head');
+    this.swatch = el('span', 'swatch');
+    this.title = el('span', 'pane-title');
+    this.meta = el('span', 'pane-meta');
+    this.stateEl = el('span', 'pane-state');
+    const tools = el('span', 'pane-tools');
+    for (const [name, label, tip] of this.opts.tools) {
+      const b = el('button', `icon ${name}`, label);
+      b.type = 'button';
+      b.title = tip;
+      b.dataset.action = name;
+      b.addEventListener('click', () => this.opts.onAction(name, this));
+      tools.append(b);
+    }
+    head.append(this.swatch, this.title, this.stateEl, this.meta, tools);
+    this.scroller = el('div', 'scroller');
+    this.scroller.tabIndex = 0;
+    this.sizer = el('div', 'sizer');
+    this.layer = el('div', 'layer');
+    this.scroller.append(this.sizer, this.layer);
+    this.empty = el('div', 'pane-empty', 'Waiting for lines…');
+    this.jump = el('button', 'jump');
+    this.jump.type = 'button';
+    this.jump.hidden = true;
+    this.jump.addEventListener('click', () => this.toTail());
+    this.root.append(head, this.scroller, this.empty, this.jump);
+    this.rows = [];
+    this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
+    this.layer.addEventListener('click', (ev) => this.onClick(ev));
+    this.viewportH = 0;
+    this.resizer = new ResizeObserver(() => {
+      this.viewportH = this.scroller.clientHeight;
+      this.dirty = true;
+    });
+    this.resizer.observe(this.scroller);
+    this.setHeader();
+  }
+
+  destroy() {
+    this.resizer.disconnect();
+    this.root.remove();
+  }
+
+  setHeader() {
+    const { sources } = this.opts;
+    if (this.stream) {
+      const info = sources.get(this.stream);
+      this.swatch.style.background = info ? `var(--c${info.color})` : '';
+      this.title.textContent = this.stream;
+      this.title.title = this.stream;
+    } else {
+      this.swatch.style.background = '';
+      this.swatch.className = 'swatch merged';
+      this.title.textContent = sources.size === 1 ? [...sources.keys()][0] : `All sources (${sources.size})`;
+      this.title.title = [...sources.keys()].join('\n');
+    }
+  }
+
+  setState(text, kind) {
+    this.stateEl.textContent = text;
+    this.stateEl.dataset.kind = kind || '';
+  }
+
+  // Data ------------------------------------------------------------------------
+
+  add(entries) {
+    for (let i = 0; i < entries.length; i++) this.incoming.push(entries[i]);
+    if (!this.follow) this.newBelow += entries.length;
+    this.dirty = true;
+    if (this.incoming.length >= FLUSH_AT) this.flush();
+  }
+
+  flush() {
+    if (!this.incoming.length) return;
+    const batch = this.incoming;
+    this.incoming = [];
+    this.buffer.insert(batch);
+  }
+
+  /** A stream's lines are replaced (new filter): keep the place by time until refilled. */
+  resetStream(stream) {
+    this.flush();
+    if (!this.follow && this.anchor) this.timeAnchor = { ts: this.anchor.entry.ts, until: performance.now() + 2000 };
+    this.buffer.removeStream(stream);
+    this.anchor = null;
+    this.newBelow = 0;
+    this.redrawAll();
+  }
+
+  clear() {
+    this.buffer.clear();
+    this.incoming = [];
+    this.open.clear();
+    this.anchor = null;
+    this.newBelow = 0;
+    this.follow = true;
+    this.redrawAll();
+  }
+
+  setCap(cap) {
+    this.flush();
+    this.buffer.setCap(cap);
+    this.dirty = true;
+  }
+
+  entries() {
+    this.flush();
+    return this.buffer.toArray();
+  }
+
+  get count() {
+    return this.buffer.length + this.incoming.length;
+  }
+
+  redrawAll() {
+    this.restyle++;
+    this.dirty = true;
+  }
+
+  // Scrolling -------------------------------------------------------------------
+
+  toTail() {
+    this.follow = true;
+    this.timeAnchor = null;
+    this.anchor = null;
+    this.newBelow = 0;
+    this.dirty = true;
+  }
+
+  onScroll() {
+    const top = this.scroller.scrollTop;
+    if (Math.abs(top - this.setTop) <= 1) return;
+    this.setTop = -1;
+    this.timeAnchor = null;
+    const bottom = this.scroller.scrollHeight - this.viewportH;
+    if (top >= bottom - this.rowH / 2) {
+      if (!this.follow) this.toTail();
+    } else {
+      this.follow = false;
+      this.anchor = this.anchorAt(top);
+    }
+    this.dirty = true;
+  }
+
+  scrollTo(top) {
+    const max = Math.max(0, this.sizerH - this.viewportH);
+    const t = Math.max(0, Math.min(max, Math.round(top)));
+    if (Math.abs(this.scroller.scrollTop - t) > 1) {
+      this.setTop = t;
+      this.scroller.scrollTop = t;
+    }
+    return t;
+  }
+
+  // Layout: row i sits at i * rowH plus the heights of opened rows above it.
+
+  opened() {
+    const out = [];
+    for (const [entry, extra] of this.open) {
+      const i = this.buffer.indexOf(entry);
+      if (i < 0) this.open.delete(entry);
+      else out.push([i, extra]);
+    }
+    out.sort((a, b) => a[0] - b[0]);
+    this.openList = out;
+    return out;
+  }
+
+  topOf(i) {
+    let y = i * this.rowH;
+    for (const [j, extra] of this.openList) {
+      if (j < i) y += extra;
+      else break;
+    }
+    return y;
+  }
+
+  indexAt(y) {
+    let acc = 0;
+    for (const [j, extra] of this.openList) {
+      const rowTop = j * this.rowH + acc;
+      if (y < rowTop) break;
+      if (y < rowTop + this.rowH + extra) return j;
+      acc += extra;
+    }
+    return Math.max(0, Math.floor((y - acc) / this.rowH));
+  }
+
+  anchorAt(top) {
+    if (!this.openList) this.opened();
+    const i = Math.min(this.indexAt(top), this.buffer.length - 1);
+    if (i < 0) return null;
+    return { entry: this.buffer.at(i), offset: top - this.topOf(i) };
+  }
+
+  // Drawing ---------------------------------------------------------------------
+
+  render(force) {
+    if (!this.dirty && !force) return;
+    this.dirty = false;
+    this.flush();
+    const buf = this.buffer;
+    const n = buf.length;
+    const open = this.opened();
+    let extraTotal = 0;
+    for (const [, extra] of open) extraTotal += extra;
+    const total = n * this.rowH + extraTotal;
+    if (total !== this.sizerH) {
+      this.sizerH = total;
+      this.sizer.style.height = `${total}px`;
+    }
+    const viewH = this.viewportH || this.scroller.clientHeight;
+    let top;
+    if (this.follow) {
+      top = this.scrollTo(total - viewH);
+      this.newBelow = 0;
+    } else if (this.timeAnchor && performance.now() < this.timeAnchor.until) {
+      let i = 0;
+      while (i < n && !(buf.at(i).ts >= this.timeAnchor.ts)) i++;
+      top = this.scrollTo(this.topOf(Math.min(i, Math.max(0, n - 1))));
+      this.dirty = true;
+    } else if (this.anchor) {
+      const i = buf.indexOf(this.anchor.entry);
+      top = i >= 0 ? this.scrollTo(this.topOf(i) + this.anchor.offset) : this.scrollTo(0);
+    } else {
+      top = this.scroller.scrollTop;
+    }
+    const first = Math.max(0, this.indexAt(top) - OVERSCAN);
+    const last = Math.min(n, this.indexAt(top + viewH) + 1 + OVERSCAN);
+    this.layer.style.transform = `translateY(${this.topOf(first)}px)`;
+    const highlight = this.opts.highlight();
+    let k = 0;
+    for (let i = first; i < last; i++, k++) {
+      let row = this.rows[k];
+      if (!row) {
+        row = document.createElement('div');
+        this.rows.push(row);
+        this.layer.append(row);
+      }
+      this.bind(row, buf.at(i), highlight);
+    }
+    for (let j = this.rows.length - 1; j >= k; j--) {
+      this.rows[j].remove();
+      this.rows.pop();
+    }
+    if (!this.follow) this.anchor = n ? this.anchorAt(top) : null;
+    this.empty.hidden = n > 0;
+    this.jump.hidden = this.follow;
+    if (!this.follow) this.jump.textContent = this.newBelow ? `↓ Tail · ${fmtCount(this.newBelow)} new` : '↓ Back to tail';
+    this.measureOpen();
+  }
+
+  bind(row, entry, highlight) {
+    const isOpen = this.open.has(entry);
+    if (row._entry === entry && row._style === this.restyle && row._open === isOpen) return;
+    row._entry = entry;
+    row._style = this.restyle;
+    row._open = isOpen;
+    row.replaceChildren();
+    const merged = this.opts.merged;
+    const info = entry.stream ? this.opts.sources.get(entry.stream) : null;
+    if (entry.kind === 'note') {
+      row.className = `row note ${entry.level || 'info'}`;
+      const text = document.createElement('span');
+      text.className = 'txt';
+      const who = merged && entry.stream ? `${info ? info.label : shortLabel(entry.stream)}: ` : '';
+      text.textContent = `${fmtTime(entry.ts)}  ${entry.icon || '•'} ${who}${entry.text}`;
+      row.append(text);
+      return;
+    }
+    row.className = isOpen ? 'row line open' : 'row line';
+    const ts = document.createElement('span');
+    ts.className = 'ts';
+    ts.textContent = fmtTime(entry.ts);
+    row.append(ts);
+    if (merged) {
+      const src = document.createElement('span');
+      src.className = 'src';
+      src.textContent = info ? info.label : shortLabel(entry.stream);
+      src.title = entry.stream;
+      if (info) src.style.color = `var(--c${info.color})`;
+      row.append(src);
+    }
+    const text = document.createElement('span');
+    text.className = 'txt';
+    appendHighlighted(text, entry.text, highlight);
+    row.append(text);
+    if (entry.meta) {
+      const badge = document.createElement('span');
+      badge.className = 'has-meta';
+      badge.textContent = '{…}';
+      badge.title = 'has JSON meta: click the line to expand';
+      row.append(badge);
+    }
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'copy';
+    copy.title = 'Copy this line';
+    copy.textContent = 'copy';
+    row.append(copy);
+    if (isOpen) row.append(this.details(entry, highlight));
+  }
+
+  details(entry, highlight) {
+    const box = document.createElement('div');
+    box.className = 'details';
+    const facts = document.createElement('div');
+    facts.className = 'facts';
+    facts.textContent = `${entry.stream}  ·  id ${entry.id}  ·  ${fmtIso(entry.ts)}`;
+    const full = document.createElement('pre');
+    full.className = 'full';
+    appendHighlighted(full, entry.text, highlight);
+    box.append(facts, full);
+    if (entry.meta) {
+      const meta = document.createElement('pre');
+      meta.className = 'meta-json';
+      meta.textContent = JSON.stringify(entry.meta, null, 2);
+      box.append(meta);
+    }
+    const actions = document.createElement('div');
+    actions.className = 'details-actions';
+    for (const [action, label] of [
+      ['copy', 'Copy text'],
+      ['copy-json', 'Copy as JSON'],
+      ['collapse', 'Close'],
+    ]) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.detail = action;
+      b.textContent = label;
+      actions.append(b);
+    }
+    box.append(actions);
+    return box;
+  }
+
+  measureOpen() {
+    let changed = false;
+    for (const row of this.rows) {
+      if (!row._open) continue;
+      const box = row.querySelector('.details');
+      const h = box ? box.offsetHeight : 0;
+      if (h && this.open.get(row._entry) !== h) {
+        this.open.set(row._entry, h);
+        changed = true;
+      }
+    }
+    if (changed) this.dirty = true;
+  }
+
+  onClick(ev) {
+    const row = ev.target.closest('.row');
+    if (!row || !row._entry) return;
+    const entry = row._entry;
+    const detail = ev.target.closest('[data-detail]');
+    if (detail) {
+      const action = detail.dataset.detail;
+      if (action === 'copy') this.opts.onCopy(entry.text);
+      else if (action === 'copy-json') {
+        const { id, ts, text, meta, stream } = entry;
+        this.opts.onCopy(JSON.stringify(meta ? { stream, id, ts, text, meta } : { stream, id, ts, text }));
+      } else if (action === 'collapse') this.toggle(entry);
+      return;
+    }
+    if (ev.target.closest('.copy')) {
+      this.opts.onCopy(entry.text);
+      return;
+    }
+    if (ev.target.closest('.details')) return;
+    const selection = window.getSelection();
+    if (selection && selection.toString()) return;
+    if (entry.kind === 'line') this.toggle(entry);
+  }
+
+  toggle(entry) {
+    if (this.open.has(entry)) this.open.delete(entry);
+    else {
+      if (this.open.size >= MAX_OPEN) this.open.delete(this.open.keys().next().value);
+      this.open.set(entry, 1);
+      if (this.follow) {
+        this.follow = false;
+        this.anchor = this.anchorAt(this.scroller.scrollTop);
+      }
+    }
+    this.dirty = true;
+  }
+}
