@@ -60,8 +60,9 @@ class RedisServer:
     """A private redis-server; `stop()`/`start()` keep its port (and, with persistence
     off, lose its data, as a real crash without persistence would)."""
 
-    def __init__(self, port: int | None = None, workdir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: str | None = None, appendonly: bool = False) -> None:
         self.port = port or free_port()
+        self.appendonly = appendonly
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="tailgate-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -71,23 +72,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-            "--protected-mode",
-            "yes",
-            "--maxclients",
-            "20000",
-        ]
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
+        args += ["--protected-mode", "yes", "--maxclients", "20000"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: port_open(self.port), timeout, what=f"redis on {self.port}")
         return self

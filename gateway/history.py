@@ -1,8 +1,9 @@
 """Reads of a stream's history (a Redis Stream) for backlog and resume.
 
 Uses the process's one command connection. Resume reads check, in the same MULTI as the
-XRANGE, the stream's `max-deleted-entry-id`: if trimming removed any line newer than the
-client's cursor, the client gets `gap` (lines it will never see) instead of silence.
+XRANGE, what XINFO STREAM says about removed entries: if trimming removed lines newer
+than the client's cursor, the client gets `gap` (lines it will never see) instead of
+silence.
 """
 
 from __future__ import annotations
@@ -87,8 +88,7 @@ class History:
             for reply in (info, entries):
                 if isinstance(reply, Exception):
                     raise reply
-            deleted = info.get("max-deleted-entry-id")
-            if deleted and parse_id(deleted) > read_to:
+            if _lost_after(info, read_to):
                 gap = True
             for entry_id, fields in entries:
                 line = _decode(entry_id, fields)
@@ -98,3 +98,21 @@ class History:
                 return out, gap
             read_to = parse_id(entries[-1][0])
             lower = "(" + entries[-1][0].decode()
+
+
+def _lost_after(info: dict[str, Any], cursor: LineId) -> bool:
+    """Whether trimming removed lines newer than `cursor`.
+
+    Trimming does not record what it removed (`max-deleted-entry-id` only follows XDEL),
+    so this is conservative: lines were removed at some point and the oldest kept line is
+    newer than the cursor. It errs only when the cursor is exactly the last removed line,
+    and then reports a gap that did not happen rather than hide one that did.
+    """
+    first = info.get("first-entry")
+    if not first:
+        return False
+    deleted = info.get("max-deleted-entry-id")
+    if deleted and parse_id(deleted) > cursor:
+        return True
+    removed = int(info.get("entries-added") or 0) > int(info.get("length") or 0)
+    return removed and parse_id(first[0]) > cursor

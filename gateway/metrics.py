@@ -32,6 +32,9 @@ class GatewayMetrics:
             registry=r,
         )
         self.redis_reconnects = Counter("tailgate_gateway_redis_reconnects", "Redis pub/sub reconnects", registry=r)
+        self.slow_closed = Counter(
+            "tailgate_gateway_slow_clients_closed", "Clients closed (1013) for making no progress", registry=r
+        )
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
         self._sent_children: dict[str, tuple[Counter, Counter]] = {}

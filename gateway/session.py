@@ -34,7 +34,8 @@ CloseFn = Callable[[int, str], None]
 
 @dataclass(slots=True)
 class _Sub:
-    cursor: LineId | None = None
+    cursor: LineId | None = None  # the newest id this client has, or is known to need not
+    start: LineId | None = None  # where a live-only subscription began, to resume from
     catching_up: bool = True
     held: list[Batch] = field(default_factory=list)
     held_bytes: int = 0
@@ -99,9 +100,12 @@ class Session:
         sub.generation += 1
         return sub.generation
 
-    def cursor(self, stream: str) -> LineId | None:
+    def resume_point(self, stream: str) -> LineId:
+        """The id after which this client needs every line of `stream`."""
         sub = self.subs.get(stream)
-        return sub.cursor if sub else None
+        if sub is None:
+            return (0, 0)
+        return sub.cursor or sub.start or (0, 0)
 
     def finish(
         self,
@@ -110,9 +114,15 @@ class Session:
         history: list[dict[str, Any]],
         head: LineId | None,
         gap: bool = False,
+        start: LineId | None = None,
     ) -> None:
         """End a catch-up: send `gap` if any, the history lines, then the held live lines
-        newer than the last of them. `head` is the newest id history held at read time."""
+        newer than the last of them.
+
+        `head` is the newest id in history when a backlog was read: every line up to it was
+        considered, so later copies are skipped. A live-only subscription passes no head
+        (its held lines are all new to the client, whatever the order in which Redis
+        answered) but a `start`, the point a reconnect resumes from if nothing arrived."""
         sub = self.subs.get(stream)
         if sub is None or sub.generation != generation or not sub.catching_up:
             return
@@ -127,7 +137,9 @@ class Session:
             cursor = parse_id(fresh[-1]["id"])
         if head is not None and (cursor is None or head > cursor):
             cursor = head
-        sub.cursor = cursor if cursor is not None else (0, 0)
+        sub.cursor = cursor
+        if start is not None:
+            sub.start = start
         sub.catching_up = False
         held, sub.held, sub.held_bytes = sub.held, [], 0
         for batch in held:
@@ -208,13 +220,7 @@ class Session:
             self._count_dropped(stream, count)
         self._queue = deque(notices + survivors)
         if time.monotonic() - self._last_progress > self.slow_timeout:
-            log.warning(
-                "closing %s: no progress for %.0fs with %d bytes pending",
-                self.peer,
-                self.slow_timeout,
-                self.queued_bytes,
-            )
-            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+            self._close_slow()
 
     def _count_dropped(self, stream: str, count: int) -> None:
         self.dropped_total += count
@@ -228,7 +234,18 @@ class Session:
     def check_stalled(self) -> None:
         """Close the client if it has made no progress for too long (periodic sweep)."""
         if self._queue and time.monotonic() - self._last_progress > self.slow_timeout:
-            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+            self._close_slow()
+
+    def _close_slow(self) -> None:
+        log.warning(
+            "closing %s (1013): no progress for %.0fs with %d bytes pending",
+            self.peer,
+            time.monotonic() - self._last_progress,
+            self.queued_bytes,
+        )
+        if self.metrics is not None:
+            self.metrics.slow_closed.inc()
+        self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
 
     async def _write_loop(self) -> None:
         try:

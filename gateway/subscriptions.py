@@ -80,7 +80,7 @@ class Subscriptions:
             lines, head = await self.history.backlog(stream, backlog, match)
             session.finish(stream, generation, lines, head)
         else:
-            session.finish(stream, generation, [], await self.history.head(stream))
+            session.finish(stream, generation, [], None, start=await self.history.head(stream))
 
     async def unsubscribe(self, session: Session, stream: str) -> None:
         session.drop(stream)
@@ -114,7 +114,7 @@ class Subscriptions:
             line_filter = self.filters.get((session, stream))
             if line_filter is None or session.closed:
                 continue
-            cursor = session.cursor(stream) or (0, 0)
+            cursor = session.resume_point(stream)
             jobs.append(self._catch_up(session, stream, generation, 0, cursor, line_filter))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]

@@ -161,7 +161,8 @@ class WsClient:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}; last frames: {self.frames[-3:]}")
+                last = [json.dumps(f)[:300] for f in self.frames[-3:]]
+                raise TimeoutError(f"timed out waiting for {what}; last frames: {last}")
             await asyncio.sleep(0.01)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:

@@ -161,3 +161,26 @@ async def test_client_without_progress_is_closed_with_1013() -> None:
         hub.dispatch("kafka:x", message(i, ["y" * 100]))
     await settle()
     assert wire.closed is not None and wire.closed[0] == 1013
+
+
+async def test_live_only_subscription_delivers_lines_whatever_redis_answers_first() -> None:
+    # The history head read (command connection) may see a line before or after the
+    # pub/sub connection delivers it; a live-only subscriber must get it either way.
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    hub = Hub()
+    gen = session.begin("kafka:x")
+    hub.add("kafka:x", session, compile_filter())
+    hub.dispatch("kafka:x", message(7, ["held"]))  # arrived before the head was read
+    session.finish("kafka:x", gen, [], None, start=(8, 0))
+    hub.dispatch("kafka:x", message(8, ["late"]))  # head already counted it; still new here
+    await settle()
+    assert wire.texts() == ["held", "late"]
+    assert session.resume_point("kafka:x") == (8, 0)
+
+
+async def test_resume_point_of_an_idle_live_subscription_is_where_it_started() -> None:
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    session.finish("kafka:x", session.begin("kafka:x"), [], None, start=(42, 0))
+    assert session.resume_point("kafka:x") == (42, 0)

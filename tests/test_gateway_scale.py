@@ -1,0 +1,48 @@
+"""Many viewers on one gateway process, and what it reports about itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis
+
+from tests.support import WsClient, http_get
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
+
+
+async def test_1000_concurrent_clients(rclient: redis.Redis, prefix: str, start_gateway) -> None:
+    gw = start_gateway()
+    streams = [f"kafka:many{i}" for i in range(10)]
+    clients = await asyncio.gather(*(WsClient.connect(gw.ws_url) for _ in range(1000)))
+    await asyncio.gather(*(c.subscribe(streams[i % 10]) for i, c in enumerate(clients)))
+    assert all(c.of_type("subscribed") for c in clients)
+    pub = Publisher(rclient, Keys(prefix))
+    for round_ in range(5):
+        for s in streams:
+            pub.publish([StreamBatch(s, [(0, encode_line(Line(time.time(), f"{s} {round_}-{j}"))) for j in range(20)])])
+    for i, c in enumerate(clients):
+        s = streams[i % 10]
+        expected = [f"{s} {r}-{j}" for r in range(5) for j in range(20)]
+        await c.wait_for(lambda c=c, s=s: len(c.texts(s)) >= 100, timeout=30, what="100 lines")
+        assert c.texts(s) == expected
+    conns = [x for x in rclient.client_list() if x.get("name", "").startswith("tailgate-gateway")]
+    assert len(conns) <= 2
+    metrics = http_get(gw.base + "/metrics")[1].decode()
+    assert "tailgate_gateway_connections 1000.0" in metrics
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_streams_api_lists_configured_and_recent_streams_with_rates(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
+    gw = start_gateway(TAILGATE_BRIDGE_TOPICS="configured-topic")
+    pub = Publisher(rclient, Keys(prefix))
+    pub.publish([StreamBatch("kafka:app/web-1", [(0, encode_line(Line(time.time(), "x")))] * 3)])
+    status, body = http_get(gw.base + "/api/streams")
+    assert status == 200
+    listed = {s["stream"]: s for s in json.loads(body)["streams"]}
+    assert set(listed) == {"kafka:configured-topic", "kafka:app/web-1"}
+    assert listed["kafka:app/web-1"]["lines"] == 3 and listed["kafka:app/web-1"]["last_seen"] is not None
+    assert listed["kafka:configured-topic"]["lines"] == 0
