@@ -5,11 +5,14 @@ atomically with its newest offset (wire.Publisher) -> poll again. Redis decides 
 already published, so a redelivery, a rebalance or a restart after SIGKILL doubles
 nothing, and since a batch is published before the next poll, nothing is lost either.
 
-Faults: when Redis fails, the batch in hand is held and retried with backoff while every
-partition is paused (the consumer keeps polling, so it stays in its group); consumption
-resumes once the batch is in. Kafka being unreachable only makes polls come back empty
-(the client reconnects by itself). SIGTERM (the `stop` event) ends the loop after the
-batch in hand has been published.
+Faults: when a publish fails (Redis down, or reconnected: see bridge.redislink), the
+batch in hand is dropped and its partitions rewound and paused; the consumer keeps
+polling (so it stays in its group) while the bridge retries reading its positions from
+Redis with backoff; once Redis answers, every partition resumes just after the offset
+Redis holds, so whatever Redis lost is fetched again and nothing is doubled. Kafka being
+unreachable only makes polls come back empty (the client reconnects by itself); a
+partition whose log started over is handled by bridge.positions. SIGTERM (the `stop`
+event) ends the loop after the batch in hand has been published.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bridge.assign import GroupListener, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
 from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
+from bridge.redislink import RedisLink
 from bridge.route import Router
 from settings import Settings
 from wire import Keys, Publisher
@@ -36,7 +40,6 @@ from wire.names import StreamNameError
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
-STOP_GRACE = 2.5  # seconds a held batch is still retried after SIGTERM
 HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
 
 
@@ -57,10 +60,8 @@ class Bridge:
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        self.redis = redis.Redis.from_url(
-            settings.redis.url, client_name="tailgate-bridge", socket_timeout=3.0, socket_connect_timeout=1.0
-        )
-        self.publisher = Publisher(self.redis, Keys(settings.redis.prefix), settings.redis.history_maxlen)
+        self.link = RedisLink(settings.redis.url)
+        self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
@@ -145,14 +146,10 @@ class Bridge:
             while not self.stop.is_set():
                 if self.assigner is not None:
                     self.assigner.maintain()
-                try:
-                    self.positions.resolve()
-                except redis.RedisError as exc:
-                    self._redis_failed(exc)
+                if not self._resolve():
                     self._idle(delay)
                     delay = min(delay * 2, self.settings.bridge.retry_max)
                     continue
-                self._redis_ok()
                 delay = self.settings.bridge.retry_initial
                 try:
                     polled = self.consumer.poll(timeout_ms=POLL_MS)
@@ -165,6 +162,18 @@ class Bridge:
                 self._housekeeping()
         finally:
             self._shutdown()
+
+    def _resolve(self) -> bool:
+        """Read positions from Redis for partitions that need them; False if Redis failed."""
+        assert self.positions is not None
+        try:
+            with self.link.resync():
+                self.positions.resolve()
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            return False
+        self._redis_ok()
+        return True
 
     def _build(self, polled: dict[TopicPartition, list[Any]]) -> Work:
         assert self.positions is not None
@@ -186,37 +195,26 @@ class Bridge:
         return work
 
     def _deliver(self, work: Work) -> bool:
-        """Publish one poll's work, retrying while Redis fails; False if given up at stop."""
+        """Publish one poll's work; on a Redis failure rewind its partitions instead."""
         assert self.positions is not None
-        delay = self.settings.bridge.retry_initial
-        give_up_at: float | None = None
-        while True:
-            try:
-                for tp in list(work.resets):
-                    self.positions.reset(tp, work.resets.pop(tp))
-                    self.metrics.offset_resets.inc()
-                started = time.monotonic()
-                _, skipped = self.publisher.publish_many(work.calls)
-                self.metrics.publish_seconds.observe(time.monotonic() - started)
-            except redis.RedisError as exc:
-                self._redis_failed(exc)
-                if self.stop.is_set():
-                    give_up_at = give_up_at or time.monotonic() + STOP_GRACE
-                    if time.monotonic() >= give_up_at:
-                        log.error(
-                            "stopping with %d publish calls unpublished: Redis is unreachable; their records "
-                            "will be read again from Kafka at the next start",
-                            len(work.calls),
-                        )
-                        return False
-                    delay = min(delay, give_up_at - time.monotonic())
-                self._idle(delay)
-                delay = min(delay * 2, self.settings.bridge.retry_max)
-                continue
-            self._redis_ok()
-            self._record(work, skipped)
-            self.dirty = True
-            return True
+        try:
+            for tp in list(work.resets):
+                self.positions.reset(tp, work.resets[tp])
+                del work.resets[tp]
+                self.metrics.offset_resets.inc()
+            started = time.monotonic()
+            _, skipped = self.publisher.publish_many(work.calls)
+            self.metrics.publish_seconds.observe(time.monotonic() - started)
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            for (topic, partition), (first, _, _, _) in work.spans.items():
+                tp = TopicPartition(topic, partition)
+                self.positions.rewind(tp, first, restarted=tp in work.resets)
+            return False
+        self._redis_ok()
+        self._record(work, skipped)
+        self.dirty = True
+        return True
 
     def _record(self, work: Work, skipped: int) -> None:
         m = self.metrics
@@ -243,29 +241,24 @@ class Bridge:
     # --- faults -------------------------------------------------------------------------
 
     def _redis_failed(self, exc: Exception) -> None:
+        """Pause everything; each partition's position is read from Redis again before it
+        goes on."""
+        assert self.consumer is not None and self.positions is not None
         self.metrics.redis_errors.inc()
+        self.positions.recheck(self.consumer.assignment())
         if self.redis_down:
             log.debug("Redis still failing: %s", exc)
             return
         self.redis_down = True
         self.metrics.redis_up.set(0)
-        log.warning("Redis failed (%s): consumption paused, the batch in hand is held and retried", exc)
-        assert self.consumer is not None
-        assigned = self.consumer.assignment()
-        if assigned:
-            self.consumer.pause(*assigned)
+        log.warning("Redis failed (%s): consumption paused; retrying with backoff", exc)
 
     def _redis_ok(self) -> None:
         self.metrics.redis_up.set(1)
-        if not self.redis_down:
-            return
-        self.redis_down = False
-        self.metrics.redis_reconnects.inc()
-        assert self.consumer is not None and self.positions is not None
-        ready = self.consumer.assignment() - self.positions.pending
-        if ready:
-            self.consumer.resume(*ready)
-        log.info("Redis is back: consumption resumed")
+        if self.redis_down:
+            self.redis_down = False
+            self.metrics.redis_reconnects.inc()
+            log.info("Redis is back: positions re-read, consumption resumed")
 
     def _idle(self, seconds: float) -> None:
         """Wait while keeping the consumer alive in its group: every partition is paused,
@@ -274,7 +267,7 @@ class Bridge:
         end = time.monotonic() + max(0.0, seconds)
         while True:
             left = end - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self.stop.is_set():
                 return
             try:
                 polled = self.consumer.poll(timeout_ms=int(min(left, 0.25) * 1000) or 1)
@@ -285,9 +278,7 @@ class Bridge:
             for tp, records in polled.items():
                 if records:
                     self.positions.rewind(tp, records[0].offset)
-            assigned = self.consumer.assignment()
-            if assigned:
-                self.consumer.pause(*assigned)
+            self.positions.recheck(self.consumer.assignment())
 
     # --- housekeeping -------------------------------------------------------------------
 
@@ -348,7 +339,7 @@ class Bridge:
                 self.consumer.close(autocommit=False, timeout_ms=1500)
             except KafkaError as exc:
                 log.warning("closing the Kafka consumer: %s", exc)
-        self.redis.close()
+        self.link.close()
         self.metrics.close()
         log.info("bridge stopped")
 

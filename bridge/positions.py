@@ -37,6 +37,7 @@ class Positions:
         self.start_from = start_from
         self.pending: set[TopicPartition] = set()
         self.expected: dict[TopicPartition, int] = {}
+        self.rechecks: set[TopicPartition] = set()
 
     @staticmethod
     def check_start_from(start_from: str) -> None:
@@ -53,7 +54,16 @@ class Positions:
     def removed(self, parts: Iterable[TopicPartition]) -> None:
         for tp in parts:
             self.pending.discard(tp)
+            self.rechecks.discard(tp)
             self.expected.pop(tp, None)
+
+    def recheck(self, parts: Iterable[TopicPartition]) -> None:
+        """Partitions whose Redis position must be read again before they go on (after a
+        Redis failure or reconnect, Redis may hold less than what was published)."""
+        parts = set(parts) - self.pending
+        if parts:
+            self.consumer.pause(*parts)
+            self.rechecks |= parts
 
     def resolve(self) -> list[TopicPartition]:
         """Seek every pending partition to its Redis position and resume it.
@@ -61,7 +71,7 @@ class Positions:
         Raises redis.RedisError when Redis cannot be read; the partitions stay paused.
         Returns the partitions resumed.
         """
-        if not self.pending:
+        if not self.pending and not self.rechecks:
             return []
         recorded = self.publisher.offsets(self.group)
         assigned = self.consumer.assignment()
@@ -83,10 +93,29 @@ class Positions:
                 tp.partition,
                 f"after offset {last} (recorded in Redis)" if last is not None else f"at the {self.start_from} offset",
             )
+        checked = [tp for tp in self.rechecks if tp in assigned and tp not in self.pending]
+        for tp in checked:
+            last = recorded.get(f"{tp.topic}:{tp.partition}")
+            nxt = self.expected.get(tp)
+            # Nothing recorded: Redis lost everything; go on from here rather than
+            # replaying the whole topic into it.
+            if last is not None and nxt is not None and last + 1 != nxt:
+                log.warning(
+                    "%s:%d: Redis records offset %d but the bridge was at %d (Redis restored from an "
+                    "older snapshot, or another instance moved on); resuming after %d",
+                    tp.topic,
+                    tp.partition,
+                    last,
+                    nxt,
+                    last,
+                )
+                self.consumer.seek(tp, last + 1)
+                self.expected[tp] = last + 1
         self.pending.clear()
-        if ready:
-            self.consumer.resume(*ready)
-        return ready
+        self.rechecks.clear()
+        if ready or checked:
+            self.consumer.resume(*ready, *checked)
+        return ready + checked
 
     def consumed(self, tp: TopicPartition, first: int, last: int) -> int | None:
         """Note a batch of offsets first..last; returns the offset to reset the Redis
@@ -106,11 +135,15 @@ class Positions:
             return first - 1
         return None
 
-    def rewind(self, tp: TopicPartition, offset: int) -> None:
-        """Make `offset` the partition's next record again (a batch that was not published)."""
+    def rewind(self, tp: TopicPartition, offset: int, restarted: bool = False) -> None:
+        """Make `offset` the partition's next record again (its batch was not published).
+
+        `restarted`: the batch had noticed the log starting over but the Redis checkpoint
+        was not lowered yet, so the next delivery must notice it again.
+        """
         if tp in self.consumer.assignment():
             self.consumer.seek(tp, offset)
-            self.expected[tp] = offset
+            self.expected[tp] = offset + 1 if restarted else offset
 
     def reset(self, tp: TopicPartition, last: int) -> None:
         """Lower the Redis checkpoint of a partition whose log started over."""

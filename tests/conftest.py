@@ -62,3 +62,49 @@ def start_gateway(env: dict[str, str], services: list[Service], tmp_path: Path):
         return gw.start()
 
     return start
+
+
+# --- Bridge tests (issue 3) -------------------------------------------------------------
+
+
+@pytest.fixture
+def bridge_env(env: dict[str, str], kafka: KafkaBroker) -> dict[str, str]:
+    """A bridge process's environment: the session broker, a consumer group of its own,
+    no metrics port, quick group joins and metadata refreshes, history never trimmed."""
+    return dict(
+        env,
+        TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        TAILGATE_BRIDGE_GROUP_ID=f"g{uuid.uuid4().hex[:8]}",
+        TAILGATE_BRIDGE_METRICS_PORT="0",
+        TAILGATE_BRIDGE_REFRESH_INTERVAL="1",
+        TAILGATE_KAFKA_MAX_POLL_INTERVAL_MS="3000",
+        TAILGATE_KAFKA_SESSION_TIMEOUT_MS="6000",
+        TAILGATE_KAFKA_HEARTBEAT_INTERVAL_MS="500",
+        TAILGATE_REDIS_HISTORY_MAXLEN="1000000",
+    )
+
+
+@pytest.fixture
+def start_bridge(bridge_env: dict[str, str], services: list[Service], tmp_path: Path):
+    """start_bridge(*args, **env overrides) -> a running `python -m bridge` Service."""
+
+    def start(*args: str, **overrides: str) -> Service:
+        svc = Service("bridge", dict(bridge_env, **overrides), args=list(args), log_dir=tmp_path)
+        services.append(svc)
+        return svc.start()
+
+    return start
+
+
+@pytest.fixture
+def history(rclient: redis.Redis, prefix: str):
+    """history(stream, client=None) -> the line objects in a stream's Redis history."""
+    import json
+
+    from wire import Keys
+
+    def read(stream: str, client: redis.Redis | None = None) -> list[dict]:
+        entries = (client or rclient).xrange(Keys(prefix).hist(stream))
+        return [json.loads(b"{" + fields[b"d"] + b"}") for _, fields in entries]
+
+    return read
