@@ -204,6 +204,8 @@ $('filter-form').addEventListener('submit', (ev) => {
   applyFilter(filterFromInputs());
 });
 for (const id of ['mode', 'case']) {
+  // Clicking a toggle leaves the keyboard in the filter box, so Enter still applies it.
+  $(id).addEventListener('mousedown', (ev) => ev.preventDefault());
   $(id).addEventListener('click', () => {
     const b = $(id);
     b.setAttribute('aria-pressed', String(b.getAttribute('aria-pressed') !== 'true'));

@@ -32,7 +32,8 @@ export function filePaths(body) {
   const out = [];
   for (const f of list) {
     const path = typeof f === 'string' ? f : f && (f.path || f.name);
-    if (typeof path === 'string' && path) out.push({ path, size: f && typeof f === 'object' ? f.size : undefined });
+    const obj = f && typeof f === 'object' ? f : {};
+    if (typeof path === 'string' && path) out.push({ path, stream: obj.stream, size: obj.size });
   }
   return out;
 }
@@ -141,7 +142,10 @@ export class SourcePicker {
     } else {
       this.streamsError = streams.reason.message;
     }
-    if (minions.status === 'fulfilled') {
+    if (minions.status === 'fulfilled' && minions.value && minions.value.enabled === false) {
+      this.minions = [];
+      this.minionsError = 'file streams are off on this gateway';
+    } else if (minions.status === 'fulfilled') {
       this.minions = minionIds(minions.value);
       this.minionsError = '';
     } else {
@@ -205,7 +209,7 @@ export class SourcePicker {
   renderMinions() {
     const items = [];
     this.minionNote.textContent = this.minionsError || (this.minions && !this.minions.length ? 'none' : '');
-    this.minionNote.classList.toggle('bad', !!this.minionsError && !this.minionsError.startsWith('no minion'));
+    this.minionNote.classList.toggle('bad', !!this.minionsError && !/^(no minion|file streams are off)/.test(this.minionsError));
     if (this.minionsError) {
       const help = el('div', 'hint block', 'Use “Open by name” below to tail a file on a minion directly.');
       items.push(help);
@@ -238,7 +242,7 @@ export class SourcePicker {
       else if (!filesOf.list.length) items.push(el('div', 'hint block indent', 'no log files offered'));
       else
         for (const f of filesOf.list) {
-          const stream = `file:${m.id}:${f.path}`;
+          const stream = typeof f.stream === 'string' ? f.stream : `file:${m.id}:${f.path}`;
           const row = this.sourceRow(stream, f.path, fmtSize(f.size));
           row.classList.add('indent');
           items.push(row);

@@ -1,0 +1,144 @@
+"""Browser helpers for the console tests: Debian's chromium driven by Playwright.
+
+One browser per test session (see `launch`); each test gets a fresh context and page.
+Helpers read the page the way a user sees it (rows on screen, the file the Download
+button saves) and feed lines through the real publish step (`wire.Publisher`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, Page, Playwright
+
+from wire import Line, Publisher, StreamBatch, encode_line
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# Long tasks (main-thread work over 50 ms) as the page sees them, recorded from the start.
+LONGTASK_PROBE = """
+window.__longtasks = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__longtasks.push(e.duration);
+}).observe({ type: 'longtask', buffered: true });
+"""
+
+
+def launch(playwright: Playwright) -> Browser:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: run scripts/setup.sh --test (installs Debian's chromium)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def line_texts(page: Page) -> list[str]:
+    """Texts of the log lines drawn in the page (the rows on screen plus a few either side)."""
+    return page.evaluate("() => [...document.querySelectorAll('.pane .row.line .txt')].map((e) => e.textContent)")
+
+
+def wait_last_line(page: Page, text: str, timeout: float = 15.0) -> None:
+    """Wait until the last line drawn is `text` (the view follows the tail)."""
+    page.wait_for_function(
+        """(t) => { const rows = document.querySelectorAll('.pane .row.line .txt');
+                    return rows.length > 0 && rows[rows.length - 1].textContent === t; }""",
+        arg=text,
+        timeout=timeout * 1000,
+    )
+
+
+def wait_numbered_at_least(page: Page, n: int, timeout: float = 15.0) -> None:
+    """Wait until the last line drawn is a numbered line at or past `n`."""
+    page.wait_for_function(
+        """(n) => { const rows = document.querySelectorAll('.pane .row.line .txt');
+                    const m = rows.length ? /^line (\\d+)$/.exec(rows[rows.length - 1].textContent) : null;
+                    return m !== null && Number(m[1]) >= n; }""",
+        arg=n,
+        timeout=timeout * 1000,
+    )
+
+
+def download(page: Page, button: str = "#download") -> tuple[list[str], list[str]]:
+    """Click a Download button; return the saved file's log lines (without their leading
+    timestamp) and its inline notices (the rows starting with '#')."""
+    with page.expect_download() as info:
+        page.click(button)
+    rows = Path(info.value.path()).read_text(encoding="utf-8").splitlines()
+    lines = [row.split(" ", 1)[1] for row in rows if row and not row.startswith("#")]
+    return lines, [row for row in rows if row.startswith("#")]
+
+
+def download_lines(page: Page, button: str = "#download") -> list[str]:
+    return download(page, button)[0]
+
+
+def numbered(i: int) -> str:
+    return f"line {i:06d}"
+
+
+def publish_numbered(pub: Publisher, stream: str, first: int, last: int, per_batch: int = 50) -> None:
+    """Publish `line <first>` .. `line <last>` through the atomic publish step."""
+    for start in range(first, last + 1, per_batch):
+        end = min(last, start + per_batch - 1)
+        now = time.time()
+        pub.publish([StreamBatch(stream, [(0, encode_line(Line(now, numbered(i)))) for i in range(start, end + 1)])])
+
+
+def publish_texts(
+    pub: Publisher, stream: str, texts: list[str], meta: list[dict[str, Any] | None] | None = None
+) -> None:
+    now = time.time()
+    lines = [(0, encode_line(Line(now, t, (meta[i] if meta else None)))) for i, t in enumerate(texts)]
+    pub.publish([StreamBatch(stream, lines)])
+
+
+class PacedPublisher(threading.Thread):
+    """Publishes numbered lines at a steady rate from a thread until `stop()`.
+
+    Batches go out every `tick` seconds, sized so that the average rate holds even when
+    the machine is busy (it catches up on the schedule rather than drifting).
+    """
+
+    def __init__(self, pub: Publisher, stream: str, rate: float, tick: float = 0.01, limit: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.pub = pub
+        self.stream = stream
+        self.rate = rate
+        self.tick = tick
+        self.limit = limit
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            while not self._halt.is_set():
+                due = int((time.monotonic() - started) * self.rate)
+                if self.limit is not None:
+                    due = min(due, self.limit)
+                if due > self.sent:
+                    publish_numbered(self.pub, self.stream, self.sent + 1, due, per_batch=500)
+                    self.sent = due
+                if self.limit is not None and self.sent >= self.limit:
+                    return
+                self._halt.wait(self.tick)
+        # Any failure in this thread is handed to the test, which re-raises it in stop().
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(10)
+        if self.error is not None:
+            raise self.error
+        return self.sent

@@ -1,0 +1,282 @@
+"""The web console in a real browser (Debian chromium + Playwright), against a real
+gateway and Redis; lines are fed through the real publish step (wire.Publisher).
+
+Each test opens the page the way a user would (a share link naming the streams) and
+checks what a user would notice: the rows on screen, the counts on the buttons, the
+file the Download button saves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from embedded import wait_until
+from embedded.producer import app_event, nginx_line, stack_trace
+from tests.browser import (
+    LONGTASK_PROBE,
+    PacedPublisher,
+    download,
+    download_lines,
+    launch,
+    line_texts,
+    numbered,
+    publish_numbered,
+    publish_texts,
+    wait_last_line,
+    wait_numbered_at_least,
+)
+from tests.support import GatewayProc, Service
+from wire import Keys, Publisher
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "console.png"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 820},
+        accept_downloads=True,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def pub(rclient: redis.Redis, prefix: str) -> Publisher:
+    return Publisher(rclient, Keys(prefix))
+
+
+def open_console(page: Page, gw: GatewayProc, hash_: str) -> None:
+    page.goto(f"{gw.base}/{hash_}")
+    page.wait_for_selector("#conn[data-state=open]", timeout=15000)
+    page.wait_for_function("() => [...document.querySelectorAll('.chip')].every((c) => c.dataset.kind === 'ok')")
+
+
+def test_lines_appear_in_order_from_history_then_live(page: Page, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    publish_numbered(pub, "kafka:orders", 1, 120)  # history: the view opens with it (backlog)
+    open_console(page, gw, "#s=kafka:orders")
+    wait_last_line(page, numbered(120))
+    publish_numbered(pub, "kafka:orders", 121, 700, per_batch=7)
+    wait_last_line(page, numbered(700))
+    shown = line_texts(page)
+    assert shown == [numbered(i) for i in range(701 - len(shown), 701)], "rows on screen are the tail, in order"
+    assert download_lines(page) == [numbered(i) for i in range(1, 701)]
+    assert "700 lines" in page.inner_text(".pane-meta") or wait_until(
+        lambda: "700 lines" in page.inner_text(".pane-meta"), 5, what="line count in the pane header"
+    )
+
+
+def test_filter_highlights_refills_from_history_and_survives_a_bad_regex(
+    page: Page, pub: Publisher, start_gateway
+) -> None:
+    gw = start_gateway()
+    texts = [f"req {i:03d} " + ("upstream Timeout after 30s" if i % 10 == 0 else "ok") for i in range(1, 101)]
+    publish_texts(pub, "kafka:api", texts)
+    open_console(page, gw, "#s=kafka:api")
+    wait_last_line(page, texts[-1])
+
+    page.keyboard.press("/")
+    page.keyboard.type("timeout")
+    page.click("#case")  # ignore case: the server matches "Timeout"
+    page.keyboard.press("Enter")
+    expected = [t for t in texts if "Timeout" in t]
+    page.wait_for_function("n => document.querySelectorAll('.pane .row.line').length === n", arg=len(expected))
+    assert line_texts(page) == expected, "the view is refilled from history with matching lines only"
+    marks = page.evaluate("() => [...document.querySelectorAll('.pane .row.line mark')].map((m) => m.textContent)")
+    assert marks == ["Timeout"] * len(expected)
+    assert "q=timeout" in page.url and "i=1" in page.url
+
+    publish_texts(pub, "kafka:api", ["req 101 ok", "req 102 read TIMEOUT", "req 103 ok"])
+    wait_last_line(page, "req 102 read TIMEOUT")
+    assert "req 101 ok" not in line_texts(page)
+
+    # A regex JS and RE2 both understand: highlighted the same way.
+    page.click("#mode")
+    page.fill("#filter", r"req 0[1-4]0")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('.pane .row.line').length === 4")
+    marks = page.evaluate("() => [...document.querySelectorAll('.pane .row.line mark')].map((m) => m.textContent)")
+    assert marks == ["req 010", "req 020", "req 030", "req 040"]
+
+    # A regex RE2 refuses: the gateway says so, the previous filter keeps running.
+    page.fill("#filter", "(unclosed")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#filter-note[data-kind=bad]")
+    assert "refused" in page.inner_text("#filter-note")
+    assert len(line_texts(page)) == 4
+    publish_texts(pub, "kafka:api", ["req 020 late"])
+    wait_last_line(page, "req 020 late")
+
+
+def test_pause_holds_and_counts_then_resume_shows_everything(page: Page, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    open_console(page, gw, "#s=kafka:pausing")
+    publish_numbered(pub, "kafka:pausing", 1, 10)
+    wait_last_line(page, numbered(10))
+
+    page.keyboard.press(" ")
+    page.wait_for_selector("#paused-banner:not([hidden])")
+    publish_numbered(pub, "kafka:pausing", 11, 1214, per_batch=100)
+    page.wait_for_function("() => document.querySelector('#pause').textContent.includes('1,204 new')", timeout=15000)
+    assert "1,204 new" in page.inner_text("#paused-banner")
+    assert line_texts(page)[-1] == numbered(10), "nothing new is drawn while paused"
+
+    page.keyboard.press(" ")
+    wait_last_line(page, numbered(1214))
+    assert page.is_hidden("#paused-banner")
+    assert download_lines(page) == [numbered(i) for i in range(1, 1215)]
+
+    # Scrolling up stops following; the lines under the eyes stay put; a button jumps back.
+    page.hover(".pane .scroller")
+    page.mouse.wheel(0, -3000)
+    page.wait_for_selector(".pane .jump:not([hidden])")
+    top_before = line_texts(page)[10]
+    publish_numbered(pub, "kafka:pausing", 1215, 1300)
+    page.wait_for_function("() => /86 new/.test(document.querySelector('.pane .jump').textContent)")
+    assert line_texts(page)[10] == top_before
+    page.click(".pane .jump")
+    wait_last_line(page, numbered(1300))
+    page.wait_for_selector(".pane .jump", state="hidden")
+
+
+def test_gateway_restart_resumes_with_no_duplicate_and_no_hole(
+    page: Page, pub: Publisher, start_gateway, env: dict[str, str], services: list[Service], tmp_path: Path
+) -> None:
+    gw = start_gateway()
+    open_console(page, gw, "#s=kafka:restart")
+    feeder = PacedPublisher(pub, "kafka:restart", rate=400)
+    feeder.start()
+    try:
+        wait_numbered_at_least(page, 200)
+        gw.stop()
+        page.wait_for_selector("#conn[data-state=down]", timeout=10000)
+        again = GatewayProc(env, log_dir=tmp_path)
+        again.port = gw.port
+        again.env["TAILGATE_GATEWAY_PORT"] = str(gw.port)
+        services.append(again)
+        again.start()
+        page.wait_for_selector("#conn[data-state=open]", timeout=20000)
+        wait_numbered_at_least(page, feeder.sent + 100)  # lines flow again after the restart
+    finally:
+        total = feeder.stop()
+    wait_last_line(page, numbered(total), timeout=20)
+    lines, notes = download(page)
+    assert lines == [numbered(i) for i in range(1, total + 1)]
+    assert any("connection lost" in n for n in notes), notes
+    assert any("resumed after line" in n for n in notes), notes
+
+
+def test_stays_responsive_at_5000_lines_per_second(page: Page, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    page.add_init_script(LONGTASK_PROBE)
+    open_console(page, gw, "#s=kafka:firehose")
+    page.evaluate("() => { window.__longtasks.length = 0; }")
+    feeder = PacedPublisher(pub, "kafka:firehose", rate=5000, limit=50_000)
+    started = time.monotonic()
+    feeder.start()
+    feeder.join(30)
+    elapsed = time.monotonic() - started
+    total = feeder.stop()
+    assert total == 50_000 and elapsed < 13, f"the feeder managed {total} lines in {elapsed:.1f}s"
+    wait_last_line(page, numbered(total), timeout=20)
+    longtasks = page.evaluate("() => window.__longtasks")
+    assert max(longtasks, default=0) < 200, f"main-thread stalls (ms): {sorted(longtasks)[-5:]}"
+    assert page.is_hidden("#status-dropped") or not page.inner_text("#status-dropped"), "the page kept up"
+    page.wait_for_function("() => document.querySelector('.pane-meta').textContent.startsWith('20,000 lines')")
+    assert len(line_texts(page)) < 120, "only the rows on screen are in the DOM"
+
+
+def test_share_link_reopens_sources_filter_and_layout_and_lines_copy_and_expand(
+    page: Page, browser: Browser, pub: Publisher, start_gateway
+) -> None:
+    gw = start_gateway()
+    open_console(page, gw, "")
+    page.wait_for_selector("#sources .minion, #sources .hint.block")  # listing answered (or said why not)
+    page.fill("#sources input[name=stream]", "kafka:one")
+    page.click("#sources form.manual-form:nth-of-type(2) button")
+    page.fill("#sources input[name=stream]", "kafka:bad topic")
+    page.click("#sources form.manual-form:nth-of-type(2) button")
+    assert "topic" in page.inner_text("#sources .form-error >> nth=1")
+    page.fill("#sources input[name=stream]", "kafka:two")
+    page.click("#sources form.manual-form:nth-of-type(2) button")
+    page.click("#layout-panes")
+    page.fill("#filter", "keep")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => location.hash.includes('q=keep')")
+    link = page.url
+    assert link.endswith("#s=kafka:one&s=kafka:two&q=keep&layout=panes")
+
+    publish_texts(pub, "kafka:one", ["keep me", "drop me"], meta=[{"user": "ana", "status": 502}, None])
+    publish_texts(pub, "kafka:two", ["keep this too"])
+    other = browser.new_context(
+        viewport={"width": 1200, "height": 700}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    try:
+        second = other.new_page()
+        second.goto(link)
+        second.wait_for_selector("#conn[data-state=open]")
+        assert second.locator(".pane").count() == 2
+        assert second.input_value("#filter") == "keep"
+        second.wait_for_selector(".pane[data-stream='kafka:one'] .row.line >> text=keep me")
+        second.wait_for_selector(".pane[data-stream='kafka:two'] .row.line >> text=keep this too")
+        assert "drop me" not in line_texts(second)
+
+        row = second.locator(".pane[data-stream='kafka:one'] .row.line").first
+        row.click()
+        meta = json.loads(second.inner_text(".details .meta-json"))
+        assert meta == {"user": "ana", "status": 502}
+        second.click(".details [data-detail=copy]")
+        second.wait_for_selector("#toast >> text=copied")
+        assert second.evaluate("() => navigator.clipboard.readText()") == "keep me"
+    finally:
+        other.close()
+
+
+def test_screenshot_with_three_sources(page: Page, pub: Publisher, start_gateway, tmp_path: Path) -> None:
+    gw = start_gateway()
+    now = time.time()
+    for i in range(60):
+        t = now - 60 + i
+        publish_texts(pub, "kafka:nginx-access", [nginx_line(t)])
+        event = app_event(t)
+        publish_texts(pub, "kafka:app-events", [str(event["message"]) + f" request_id={event['request_id']}"], [event])
+        if i % 20 == 7:
+            publish_texts(pub, "kafka:payments", stack_trace().split("\n"))
+        else:
+            publish_texts(pub, "kafka:payments", [f"INFO payment {i:08x} settled"])
+    open_console(page, gw, "#s=kafka:nginx-access&s=kafka:app-events&s=kafka:payments")
+    page.wait_for_function("() => document.querySelectorAll('.pane .row.line').length > 30")
+    page.locator(".pane .row.line .src >> text=app-events").last.click()
+    page.wait_for_selector(".details .meta-json")
+    shot = tmp_path / "console.png"
+    page.screenshot(path=str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert page.locator(".chip").count() == 3
+    assert re.search(r"All sources \(3\)", page.inner_text(".pane-head"))
+    if os.environ.get("TAILGATE_UPDATE_SCREENSHOT") or not SCREENSHOT.exists():
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(shot.read_bytes())
