@@ -26,13 +26,19 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-# Long tasks (main-thread work over 50 ms) as the page sees them, recorded from the start.
+# Main-thread stalls as the page sees them, recorded from the start: long tasks (script
+# over 50 ms) and long animation frames (a frame's script, style, layout and paint together).
 LONGTASK_PROBE = """
 window.__longtasks = [];
-new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) window.__longtasks.push(e.duration);
-}).observe({ type: 'longtask', buffered: true });
+for (const type of ['longtask', 'long-animation-frame']) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longtasks.push(Math.round(e.duration));
+  }).observe({ type, buffered: true });
+}
 """
+
+# A 250 ms busy loop in a page task: proves the probe sees stalls before a test trusts it.
+STALL = "() => setTimeout(() => { const t = performance.now(); while (performance.now() - t < 250) {} }, 0)"
 
 
 def launch(playwright: Playwright) -> Browser:
@@ -94,9 +100,13 @@ def publish_numbered(pub: Publisher, stream: str, first: int, last: int, per_bat
 
 
 def publish_texts(
-    pub: Publisher, stream: str, texts: list[str], meta: list[dict[str, Any] | None] | None = None
+    pub: Publisher,
+    stream: str,
+    texts: list[str],
+    meta: list[dict[str, Any] | None] | None = None,
+    ts: float | None = None,
 ) -> None:
-    now = time.time()
+    now = time.time() if ts is None else ts
     lines = [(0, encode_line(Line(now, t, (meta[i] if meta else None)))) for i, t in enumerate(texts)]
     pub.publish([StreamBatch(stream, lines)])
 

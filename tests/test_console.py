@@ -23,6 +23,7 @@ from embedded import wait_until
 from embedded.producer import app_event, nginx_line, stack_trace
 from tests.browser import (
     LONGTASK_PROBE,
+    STALL,
     PacedPublisher,
     download,
     download_lines,
@@ -194,6 +195,8 @@ def test_stays_responsive_at_5000_lines_per_second(page: Page, pub: Publisher, s
     gw = start_gateway()
     page.add_init_script(LONGTASK_PROBE)
     open_console(page, gw, "#s=kafka:firehose")
+    page.evaluate(STALL)
+    page.wait_for_function("() => window.__longtasks.some((d) => d >= 250)")
     page.evaluate("() => { window.__longtasks.length = 0; }")
     feeder = PacedPublisher(pub, "kafka:firehose", rate=5000, limit=50_000)
     started = time.monotonic()
@@ -259,19 +262,21 @@ def test_share_link_reopens_sources_filter_and_layout_and_lines_copy_and_expand(
 def test_screenshot_with_three_sources(page: Page, pub: Publisher, start_gateway, tmp_path: Path) -> None:
     gw = start_gateway()
     now = time.time()
-    for i in range(60):
-        t = now - 60 + i
-        publish_texts(pub, "kafka:nginx-access", [nginx_line(t)])
-        event = app_event(t)
-        publish_texts(pub, "kafka:app-events", [str(event["message"]) + f" request_id={event['request_id']}"], [event])
-        if i % 20 == 7:
-            publish_texts(pub, "kafka:payments", stack_trace().split("\n"))
-        else:
-            publish_texts(pub, "kafka:payments", [f"INFO payment {i:08x} settled"])
+    for i in range(120):
+        t = now - 30 + i * 0.25
+        publish_texts(pub, "kafka:nginx-access", [nginx_line(t)], ts=t)
+        event = app_event(t + 0.05)
+        text = str(event["message"]) + f" request_id={event['request_id']}"
+        publish_texts(pub, "kafka:app-events", [text], [event], ts=t + 0.05)
+        if i % 40 == 17:
+            publish_texts(pub, "kafka:payments", stack_trace().split("\n"), ts=t + 0.1)
+        elif i % 3 == 0:
+            publish_texts(pub, "kafka:payments", [f"INFO payment {i * 7919:08x} settled"], ts=t + 0.1)
     open_console(page, gw, "#s=kafka:nginx-access&s=kafka:app-events&s=kafka:payments")
     page.wait_for_function("() => document.querySelectorAll('.pane .row.line').length > 30")
-    page.locator(".pane .row.line .src >> text=app-events").last.click()
+    page.locator(".pane .row.line .src >> text=app-events").nth(-4).click()
     page.wait_for_selector(".details .meta-json")
+    page.wait_for_function("() => /lines · /.test(document.querySelector('.pane-meta').textContent)")
     shot = tmp_path / "console.png"
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -274,6 +274,12 @@ export class LogView {
     } else {
       top = this.scroller.scrollTop;
     }
+    if (this.reveal && (this.open.get(this.reveal) || 0) > 1) {
+      const i = buf.indexOf(this.reveal);
+      const bottom = i >= 0 ? this.topOf(i) + this.rowH + this.open.get(this.reveal) : 0;
+      if (bottom > top + viewH) top = this.scrollTo(bottom - viewH);
+      this.reveal = null;
+    }
     const first = Math.max(0, this.indexAt(top) - OVERSCAN);
     const last = Math.min(n, this.indexAt(top + viewH) + 1 + OVERSCAN);
     this.layer.style.transform = `translateY(${this.topOf(first)}px)`;
@@ -426,6 +432,7 @@ export class LogView {
     else {
       if (this.open.size >= MAX_OPEN) this.open.delete(this.open.keys().next().value);
       this.open.set(entry, 1);
+      this.reveal = entry;
       if (this.follow) {
         this.follow = false;
         this.anchor = this.anchorAt(this.scroller.scrollTop);
