@@ -123,3 +123,14 @@ def lines_prefix(stream: str) -> bytes:
 def lines_frame(stream: str, lines: list[dict[str, Any]]) -> bytes:
     """A `lines` frame from parsed lines (history, filtered batches)."""
     return lines_prefix(stream) + json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode() + b"}"
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """A final, unmasked, uncompressed WebSocket text frame (RFC 6455, 5.2) carrying
+    `payload`: what the server writes to every client's socket for one shared batch."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload

@@ -49,9 +49,18 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         self.subscriptions.join(self.session)
         self.metrics.connections.inc()
 
-    def _send(self, data: bytes) -> Any:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+    def get_compression_options(self) -> None:
+        """No permessage-deflate: it would make every client's bytes different, and the
+        gateway's fan-out writes the same pre-framed bytes to every socket."""
+        return None
+
+    def _send(self, data: bytes, wire: bytes | None) -> Any:
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
             raise tornado.websocket.WebSocketClosedError()
+        if wire is not None:
+            # Already a complete WebSocket frame, shared by every viewer of the batch.
+            return conn.stream.write(wire)  # type: ignore[attr-defined]
         return self.write_message(data)
 
     def _close(self, code: int, reason: str) -> None:

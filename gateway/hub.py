@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.filters import LineFilter
-from gateway.frames import lines_frame, lines_prefix
+from gateway.frames import lines_frame, lines_prefix, ws_text_frame
 from wire.envelope import LineId, frame_ids, parse_id
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,14 @@ class Batch:
     count: int
     frame: bytes
     _lines: list[dict[str, Any]] | None = None
+    _wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """The frame as WebSocket bytes, built once for every client that gets it."""
+        if self._wire is None:
+            self._wire = ws_text_frame(self.frame)
+        return self._wire
 
     @property
     def lines(self) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 HISTORY_FRAME_LINES = 500
 CLOSE_TRY_AGAIN_LATER = 1013
 
-SendFn = Callable[[bytes], "Awaitable[None] | None"]
+SendFn = Callable[[bytes, "bytes | None"], "Awaitable[None] | None"]
 CloseFn = Callable[[int, str], None]
 
 
@@ -50,6 +50,7 @@ class _Item:
     stream: str | None = None
     lines: int = 0
     published_ms: int = 0  # live frames: when Redis published their newest line
+    wire: bytes | None = None  # the frame already framed for the socket, shared by clients
     notice: str | None = None  # a `dropped` notice for this stream, encoded when sent
 
 
@@ -170,7 +171,7 @@ class Session:
                 return
             batch = trimmed
         sub.cursor = batch.last
-        self._enqueue_lines(batch.stream, batch.frame, batch.count, batch.last[0])
+        self._enqueue_lines(batch.stream, batch.frame, batch.count, batch.last[0], batch.wire)
 
     def control(self, obj: dict[str, Any]) -> None:
         """Queue a control frame (never dropped)."""
@@ -179,20 +180,51 @@ class Session:
     def send_raw(self, data: bytes) -> None:
         self._push(_Item(data))
 
-    def _enqueue_lines(self, stream: str, frame: bytes, count: int, published_ms: int) -> None:
-        self._push(_Item(frame, stream, count, published_ms))
+    def _enqueue_lines(
+        self, stream: str, frame: bytes, count: int, published_ms: int, wire: bytes | None = None
+    ) -> None:
+        self._push(_Item(frame, stream, count, published_ms, wire=wire))
         if self.queued_bytes > self.max_queue_bytes:
             self._shed()
 
     def _push(self, item: _Item) -> None:
         if self.closed:
             return
-        if not self._queue and self._writer is None:
+        if self._writer is None and not self._queue:
+            # Fast path: nothing pending, so hand the frame to the socket now. A task is
+            # only needed when the socket does not take it at once.
             self._last_progress = time.monotonic()
+            pending = self._transmit(item)
+            if pending is not None and not pending.done():
+                self._writer = asyncio.get_running_loop().create_task(self._write_loop(pending))
+            elif pending is not None and pending.exception() is not None:
+                self._transport_failed(pending.exception())
+            return
         self._queue.append(item)
         self.queued_bytes += len(item.data)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(None))
+
+    def _transmit(self, item: _Item) -> Awaitable[None] | None:
+        """Hand one frame to the transport; returns what to await before the next one."""
+        data = item.data
+        if item.notice is not None:
+            data = encode({"type": "dropped", "stream": item.notice, "count": self._drops.pop(item.notice)})
+        try:
+            pending = self._send(data, item.wire)
+        except self.closed_errors as exc:
+            self._transport_failed(exc)
+            return None
+        if self.metrics is not None and item.stream is not None:
+            self.metrics.sent(item.stream, item.lines, len(data), item.published_ms)
+        return pending
+
+    def _transport_failed(self, exc: BaseException | None) -> None:
+        # The handler's on_close cleans up the subscriptions; stop queueing meanwhile.
+        log.info("send to %s failed: %s", self.peer, exc)
+        self.closed = True
+        self._queue.clear()
+        self.queued_bytes = 0
 
     def _shed(self) -> None:
         """Drop the oldest pending line frames until the queue fits, and say so.
@@ -247,26 +279,21 @@ class Session:
             self.metrics.slow_closed.inc()
         self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, pending: Awaitable[None] | None) -> None:
         try:
-            while self._queue and not self.closed:
-                item = self._queue.popleft()
-                self.queued_bytes -= len(item.data)
-                data = item.data
-                if item.notice is not None:
-                    count = self._drops.pop(item.notice)
-                    data = encode({"type": "dropped", "stream": item.notice, "count": count})
-                pending = self._send(data)
+            while not self.closed:
                 if pending is not None:
                     await pending
-                self._last_progress = time.monotonic()
-                if self.metrics is not None and item.stream is not None:
-                    self.metrics.sent(item.stream, item.lines, len(data), item.published_ms)
+                    self._last_progress = time.monotonic()
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                self.queued_bytes -= len(item.data)
+                pending = self._transmit(item)
         except asyncio.CancelledError:
             raise
-        except self.closed_errors as exc:  # the transport is gone; the handler's close path cleans up
-            log.info("send to %s failed: %s", self.peer, exc)
-            self.closed = True
+        except self.closed_errors as exc:
+            self._transport_failed(exc)
         finally:
             self._writer = None
 

@@ -74,7 +74,7 @@ class Wire:
         self.blocked: asyncio.Future[None] | None = None
         self.closed: tuple[int, str] | None = None
 
-    def send(self, data: bytes) -> asyncio.Future[None] | None:
+    def send(self, data: bytes, wire: bytes | None = None) -> asyncio.Future[None] | None:
         self.frames.append(json.loads(data))
         return self.blocked
 
@@ -145,9 +145,10 @@ async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     dropped = sum(f["count"] for f in wire.frames if f["type"] == "dropped")
     assert received == sorted(received) and received[-1] == 100
     assert len(received) + dropped == 100 and dropped > 0
-    # the oldest lines went, and the notice comes before the lines that follow the hole
-    assert received == list(range(dropped + 1, 101))
-    assert wire.frames[0] == {"type": "dropped", "stream": "kafka:x", "count": dropped}
+    # line 1 was already on the wire when the client stalled; then the oldest pending
+    # lines went, and the notice comes right before the lines that follow the hole
+    assert received == [1, *range(dropped + 2, 101)]
+    assert wire.frames[1] == {"type": "dropped", "stream": "kafka:x", "count": dropped}
 
 
 async def test_client_without_progress_is_closed_with_1013() -> None:

@@ -1,0 +1,255 @@
+"""An efficient WebSocket load generator for the gateway benchmarks.
+
+A bare asyncio Protocol per connection: no per-frame JSON parsing. For each `lines`
+frame it counts lines with one bytes.count and takes the publish time of the frame's
+OLDEST line from its id (a Redis stream id starts with the XADD time in ms), so the
+latency it reports is an upper bound for every line in the frame.
+
+Run as a process of its own (pinned to another core than the gateway):
+    python -m bench.wsload --url ws://127.0.0.1:8080/ws --clients 500 --streams kafka:a --seconds 10
+It prints one JSON object with what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import resource
+import struct
+import sys
+import time
+from urllib.parse import urlparse
+
+ID_MARK = b'"id":"'
+
+
+def client_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame (clients must mask)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lines = 0
+        self.frames = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.gaps = 0
+        self.errors = 0
+        self.latencies_ms: list[int] = []
+        self.subscribed = 0
+        self.connected = 0
+        self.closed = 0
+        self.measure = False
+
+
+class LoadClient(asyncio.Protocol):
+    def __init__(self, host: str, path: str, streams: list[str], stats: Stats, ready: asyncio.Future[None]) -> None:
+        self.host = host
+        self.path = path
+        self.streams = streams
+        self.stats = stats
+        self.ready = ready
+        self.buf = bytearray()
+        self.handshaken = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{self.host}\r\n\r\n"
+        )
+        transport.write(req.encode())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.handshaken:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.buf.startswith(b"HTTP/1.1 101"):
+                self.stats.errors += 1
+                self.transport.close()
+                return
+            del self.buf[: end + 4]
+            self.handshaken = True
+            self.stats.connected += 1
+            for stream in self.streams:
+                self.transport.write(client_frame(json.dumps({"op": "subscribe", "stream": stream}).encode()))
+            if not self.streams and not self.ready.done():
+                self.ready.set_result(None)
+        self._frames()
+
+    def _frames(self) -> None:
+        buf = self.buf
+        pos = 0
+        stats = self.stats
+        while len(buf) - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n = struct.unpack_from("!H", buf, pos + 2)[0]
+                head = 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n = struct.unpack_from("!Q", buf, pos + 2)[0]
+                head = 10
+            if len(buf) - pos < head + n:
+                break
+            opcode = b0 & 0x0F
+            payload = bytes(buf[pos + head : pos + head + n])
+            pos += head + n
+            if opcode == 1:
+                self._message(payload)
+            elif opcode == 9:
+                self.transport.write(client_frame(payload, 10))
+            elif opcode == 8:
+                stats.closed += 1
+                self.transport.close()
+        del buf[:pos]
+
+    def _message(self, payload: bytes) -> None:
+        stats = self.stats
+        if payload.startswith(b'{"type":"lines"'):
+            if not stats.measure:
+                return
+            count = payload.count(ID_MARK)
+            stats.lines += count
+            stats.frames += 1
+            stats.bytes += len(payload)
+            at = payload.find(ID_MARK) + len(ID_MARK)
+            published_ms = int(payload[at : payload.index(b"-", at)])
+            stats.latencies_ms.append(int(time.time() * 1000) - published_ms)
+        elif b'"subscribed"' in payload[:30]:
+            stats.subscribed += 1
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif b'"dropped"' in payload[:30]:
+            stats.dropped += json.loads(payload)["count"]
+        elif b'"gap"' in payload[:30]:
+            stats.gaps += 1
+        elif b'"error"' in payload[:30]:
+            stats.errors += 1
+            if not self.ready.done():
+                self.ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(str(exc)))
+
+
+async def run(url: str, clients: int, streams: list[str], per_client: int, seconds: float, warmup: float) -> dict:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    waits = []
+    protos = []
+    started = time.monotonic()
+    for i in range(clients):
+        mine = [streams[(i * per_client + k) % len(streams)] for k in range(per_client)] if streams else []
+        ready = loop.create_future()
+        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready)
+        await loop.create_connection(lambda proto=proto: proto, host, port)
+        waits.append(ready)
+        protos.append(proto)
+        if len(waits) % 500 == 0:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*waits), 120)
+    setup_s = time.monotonic() - started
+    print(json.dumps({"event": "ready", "connected": stats.connected, "setup_s": round(setup_s, 2)}), flush=True)
+    await asyncio.sleep(warmup)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    stats.measure = True
+    await asyncio.sleep(seconds)
+    stats.measure = False
+    wall = time.monotonic() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    lat = sorted(stats.latencies_ms)
+
+    def pct(p: float) -> float | None:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
+
+    for proto in protos:
+        if proto.transport is not None:
+            proto.transport.close()
+    return {
+        "event": "result",
+        "clients": clients,
+        "connected": stats.connected,
+        "lines": stats.lines,
+        "lines_per_s": round(stats.lines / wall),
+        "frames_per_s": round(stats.frames / wall),
+        "mbytes_per_s": round(stats.bytes / wall / 1e6, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": lat[-1] if lat else None,
+        "dropped": stats.dropped,
+        "gaps": stats.gaps,
+        "errors": stats.errors,
+        "closed_by_server": stats.closed,
+        "loadgen_cpu": round(cpu / wall, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--streams", default="", help="comma-separated; clients spread over them")
+    parser.add_argument("--per-client", type=int, default=1, help="streams each client subscribes to")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--hold", action="store_true", help="idle mode: connect, report ready, wait for stdin EOF")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    streams = [s for s in args.streams.split(",") if s]
+    if args.hold:
+        asyncio.run(hold(args.url, args.clients, streams))
+        return
+    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup))
+    print(json.dumps(result), flush=True)
+
+
+async def hold(url: str, clients: int, streams: list[str]) -> None:
+    """Open idle connections, report, and keep them until stdin closes."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    waits = []
+    for i in range(clients):
+        ready = loop.create_future()
+        mine = [streams[i % len(streams)]] if streams else []
+        await loop.create_connection(
+            lambda ready=ready, mine=mine: LoadClient(f"{host}:{port}", "/ws", mine, stats, ready), host, port
+        )
+        waits.append(ready)
+    await asyncio.wait_for(asyncio.gather(*waits), 300)
+    print(json.dumps({"event": "ready", "connected": stats.connected}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+
+
+if __name__ == "__main__":
+    main()
