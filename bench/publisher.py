@@ -15,7 +15,24 @@ import redis
 
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
-WORDS = ["GET", "POST", "/api/orders", "/api/cart", "200", "201", "304", "404", "500", "upstream", "slow", "cache", "hit", "miss", "user=alice", "ms"]
+WORDS = [
+    "GET",
+    "POST",
+    "/api/orders",
+    "/api/cart",
+    "200",
+    "201",
+    "304",
+    "404",
+    "500",
+    "upstream",
+    "slow",
+    "cache",
+    "hit",
+    "miss",
+    "user=alice",
+    "ms",
+]
 
 
 def text(i: int) -> str:
