@@ -285,3 +285,16 @@ def test_screenshot_with_three_sources(page: Page, pub: Publisher, start_gateway
     if os.environ.get("TAILGATE_UPDATE_SCREENSHOT") or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(shot.read_bytes())
+
+
+def test_refused_and_failing_sources_say_why_on_the_source(page: Page, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    page.goto(f"{gw.base}/#s=kafka:fine&s=kafka:no..good/%00bad")
+    page.wait_for_selector("#conn[data-state=open]")
+    bad = page.locator(".chip[data-kind=bad]")
+    bad.wait_for()
+    assert "bad_request" in bad.inner_text()
+    page.wait_for_selector(".row.note.error >> text=bad_request")
+    page.wait_for_selector(".chip[data-stream='kafka:fine'][data-kind=ok]")
+    publish_texts(pub, "kafka:fine", ["still flowing"])
+    wait_last_line(page, "still flowing")

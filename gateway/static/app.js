@@ -134,31 +134,43 @@ const picker = new SourcePicker($('sources'), {
   colorOf: (s) => ws.sources.get(s)?.color,
 });
 
+const chipEls = new Map();
+
+/** The open sources as chips (colour, label, rate or state, close); updated in place. */
 function renderChips() {
-  const chips = [];
+  const box = $('chips');
+  for (const [stream, chip] of chipEls) {
+    if (!ws.sources.has(stream)) {
+      chip.remove();
+      chipEls.delete(stream);
+    }
+  }
   for (const [stream, src] of ws.sources) {
-    const chip = document.createElement('span');
-    chip.className = 'chip';
-    chip.dataset.stream = stream;
+    let chip = chipEls.get(stream);
+    if (!chip) {
+      chip = document.createElement('span');
+      chip.className = 'chip';
+      chip.dataset.stream = stream;
+      const label = document.createElement('span');
+      label.className = 'chip-label';
+      label.textContent = src.label;
+      const rate = document.createElement('span');
+      rate.className = 'chip-rate';
+      const close = document.createElement('button');
+      close.type = 'button';
+      close.className = 'chip-close';
+      close.textContent = '×';
+      close.title = `Close ${stream}`;
+      close.addEventListener('click', () => toggleSource(stream));
+      chip.append(label, rate, close);
+      chipEls.set(stream, chip);
+      box.append(chip);
+    }
     chip.dataset.kind = src.kind;
     chip.title = `${stream}\n${src.state}`;
     chip.style.setProperty('--chip', `var(--c${src.color})`);
-    const label = document.createElement('span');
-    label.className = 'chip-label';
-    label.textContent = src.label;
-    const rate = document.createElement('span');
-    rate.className = 'chip-rate';
-    rate.textContent = src.state === 'live' ? `${fmtRate(src.rate)}/s` : src.state;
-    const close = document.createElement('button');
-    close.type = 'button';
-    close.className = 'chip-close';
-    close.textContent = '×';
-    close.title = `Close ${stream}`;
-    close.addEventListener('click', () => toggleSource(stream));
-    chip.append(label, rate, close);
-    chips.push(chip);
+    chip.querySelector('.chip-rate').textContent = src.state === 'live' ? `${fmtRate(src.rate)}/s` : src.state;
   }
-  $('chips').replaceChildren(...chips);
 }
 
 // Filter -----------------------------------------------------------------------

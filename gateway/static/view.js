@@ -95,7 +95,7 @@ export class LogView {
     if (this.stream) {
       const info = sources.get(this.stream);
       this.swatch.style.background = info ? `var(--c${info.color})` : '';
-      this.title.textContent = this.stream;
+      this.title.textContent = info ? info.label : this.stream;
       this.title.title = this.stream;
     } else {
       this.swatch.style.background = '';
