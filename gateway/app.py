@@ -22,8 +22,10 @@ from gateway.handlers import HealthHandler, MetricsHandler, ReadyHandler, Stream
 from gateway.history import History
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
+from gateway.minions import MinionFilesHandler, MinionsHandler
 from gateway.subscriber import Subscriber
 from gateway.subscriptions import Subscriptions
+from gateway.tails import build_tails
 from settings import Settings
 from wire import Keys
 
@@ -54,7 +56,8 @@ class Gateway:
         self.subscriber = Subscriber(
             self.settings.redis.url, keys, self.hub, self._on_lost, self._on_reconnected, self.metrics
         )
-        self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history)
+        self.tails = build_tails(self.commands, keys, self.hub, self.settings)
+        self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history, self.tails)
         self.catalog = Catalog(self.commands, keys, self.settings.bridge.topics, self.settings.gateway.catalog_window)
 
     def _on_lost(self) -> None:
@@ -83,6 +86,12 @@ class Gateway:
                 (r"/readyz", ReadyHandler, {"subscriber": self.subscriber, "draining": lambda: self.draining}),
                 (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog}),
+                (r"/api/minions", MinionsHandler, {"minions": self.tails.minions}),
+                (
+                    r"/api/minions/([^/]+)/files",
+                    MinionFilesHandler,
+                    {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist},
+                ),
                 (r"/()", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
                 (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
             ],
@@ -117,6 +126,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(reader, sweeper, return_exceptions=True)
         await self.subscriber.stop()
+        await self.tails.close()
         await self.commands.aclose()
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:

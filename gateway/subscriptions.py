@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 class Subscriptions:
     """The gateway's subscription operations over the hub, the subscriber and history."""
 
-    def __init__(self, hub: Hub, subscriber: Subscriber, history: History) -> None:
+    def __init__(self, hub: Hub, subscriber: Subscriber, history: History, tails: Any = None) -> None:
         self.hub = hub
         self.subscriber = subscriber
         self.history = history
+        self.tails = tails  # gateway.tails.Tails: file streams' admission and remote-tail lifecycle
         self.sessions: set[Session] = set()
         self.filters: dict[tuple[Session, str], LineFilter] = {}
         self._resuming: dict[tuple[Session, str], int] = {}
@@ -46,6 +47,8 @@ class Subscriptions:
         since: LineId | None = None,
     ) -> None:
         """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
+        if self.tails is not None:
+            await self.tails.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
         if not self.subscriber.connected:
             raise Unavailable("not connected to redis")
         session.drop(stream)
@@ -58,6 +61,8 @@ class Subscriptions:
             else:
                 await self.subscriber.wait_subscribed(stream)
             session.control({"type": "subscribed", "stream": stream})
+            if self.tails is not None:
+                self.tails.viewer_joined(session, stream)
             await self._catch_up(session, stream, generation, backlog, since, line_filter)
         except (Unavailable, RedisError, OSError) as exc:
             await self.unsubscribe(session, stream)
@@ -86,6 +91,8 @@ class Subscriptions:
         session.drop(stream)
         self.filters.pop((session, stream), None)
         if self.hub.remove(stream, session):
+            if self.tails is not None:
+                self.tails.last_viewer_left(stream)
             await self.subscriber.unsubscribe(stream)
 
     def join(self, session: Session) -> None:

@@ -119,9 +119,11 @@ class SaltSettings:
     api_username: str = ""
     api_password: str = ""
     api_eauth: str = "pam"
+    api_verify_tls: bool = True
     timeout: float = 10.0
-    grace_period: float = 30.0
     wanted_ttl: float = 15.0
+    status_interval: float = 0.5
+    minions_ttl: float = 30.0
 
 
 @dataclass

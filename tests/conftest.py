@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,11 +69,15 @@ def start_gateway(env: dict[str, str], services: list[Service], tmp_path: Path):
 
 
 @pytest.fixture
-def bridge_env(env: dict[str, str], kafka: KafkaBroker) -> dict[str, str]:
-    """A bridge process's environment: the session broker, a consumer group of its own,
-    no metrics port, quick group joins and metadata refreshes, history never trimmed."""
+def bridge_env(env: dict[str, str], kafka: KafkaBroker, tmp_path: Path) -> dict[str, str]:
+    """A bridge process's environment: its own (empty) config file rather than the
+    repository's default, the session broker, a consumer group of its own, no metrics
+    port, quick group joins and metadata refreshes, history never trimmed."""
+    config = tmp_path / "bridge-defaults.yaml"
+    config.write_text("bridge: {}\n")
     return dict(
         env,
+        TAILGATE_CONFIG=str(config),
         TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap,
         TAILGATE_BRIDGE_GROUP_ID=f"g{uuid.uuid4().hex[:8]}",
         TAILGATE_BRIDGE_METRICS_PORT="0",
@@ -108,3 +113,59 @@ def history(rclient: redis.Redis, prefix: str):
         return [json.loads(b"{" + fields[b"d"] + b"}") for _, fields in entries]
 
     return read
+
+
+# --- Salt (issue 5): a real salt-master and salt-minion on loopback, once per session ---
+
+
+class SaltSession:
+    """The session's master+minion with the logtail formula applied, and what tests need
+    to know about it: the directory both allowlists permit, the agents' key prefix, the
+    short grace period and lease the tests run with, where agents keep their locks."""
+
+    grace = 3.0
+    wanted_ttl = 3.0
+
+    def __init__(self, pair, base: Path, redis_url: str) -> None:
+        self.pair = pair
+        self.logs = base / "logs"
+        self.run_dir = base / "minion" / "run"
+        self.install_dir = base / "minion" / "agent"
+        self.redis_url = redis_url
+        self.prefix = f"tsalt{uuid.uuid4().hex[:6]}:"
+
+    def gateway_env(self, **overrides: str) -> dict[str, str]:
+        return service_env(
+            TAILGATE_REDIS_URL=self.redis_url,
+            TAILGATE_REDIS_PREFIX=self.prefix,
+            TAILGATE_SALT_MODE="local",
+            TAILGATE_SALT_MASTER_CONFIG=self.pair.master_config,
+            TAILGATE_SALT_WANTED_TTL=str(self.wanted_ttl),
+            TAILGATE_GATEWAY_FILE_ALLOWLIST=f"{self.logs}/**",
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="session")
+def salt_session(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaltSession]:
+    from embedded.salt import SaltPair, logtail_pillar, salt_available
+
+    why = salt_available()
+    if why:
+        pytest.fail(f"the Salt tests need a local master and minion: {why}")
+    base = tmp_path_factory.mktemp("salt")
+    session = SaltSession(None, base, redis_server.url)
+    session.logs.mkdir()
+    pillar = logtail_pillar(
+        redis_server.url, session.prefix, base / "minion", [f"{session.logs}/**"], grace_period=SaltSession.grace
+    )
+    pair = SaltPair(pillar, minion_id="tailgate-test-minion", workdir=str(base / "salt"))
+    session.pair = pair
+    try:
+        pair.start()
+        pair.apply()
+        yield session
+    finally:
+        with contextlib.suppress(Exception):  # best effort: agents also end on their own after the grace
+            pair.call("logtail.stop_all", timeout=10)
+        pair.cleanup()

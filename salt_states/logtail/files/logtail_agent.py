@@ -51,6 +51,7 @@ EXIT_REFUSED = 4
 READ_CHUNK = 256 * 1024
 MAX_READ_PER_POLL = 4 * 1024 * 1024
 TAIL_SCAN_LIMIT = 8 * 1024 * 1024
+REWRITE_CHECK_BYTES = 64
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Follower:
         self.overflow = 0
         self.first_open = True
         self.missing_logged = False
+        self.last_bytes = b""
 
     def _open(self) -> bool:
         try:
@@ -122,6 +124,7 @@ class Follower:
                 self.missing_logged = True
             return False
         self.fh, self.ident, self.missing_logged = fh, (st.st_dev, st.st_ino), False
+        self.last_bytes = b""
         if self.first_open:
             fh.seek(self._tail_offset(fh, st.st_size))
         self.first_open = False
@@ -155,6 +158,7 @@ class Follower:
             if not data:
                 break
             total += len(data)
+            self.last_bytes = (self.last_bytes + data[-REWRITE_CHECK_BYTES:])[-REWRITE_CHECK_BYTES:]
             self._split(data, out)
         return total
 
@@ -196,12 +200,33 @@ class Follower:
             self.fh.close()
         self.fh, self.ident = None, None
 
+    def _rewritten(self) -> bool:
+        """True when the bytes just before our position are no longer what we read there:
+        the file was truncated (copy-truncate) and possibly written past our offset since."""
+        assert self.fh is not None
+        n, pos = len(self.last_bytes), self.fh.tell()
+        if n == 0 or pos < n:
+            return False
+        try:
+            return os.pread(self.fh.fileno(), n, pos - n) != self.last_bytes
+        except OSError:
+            return False
+
+    def _restart_from_top(self, out: list[str], why: str) -> None:
+        assert self.fh is not None
+        log.info("%s was truncated (%s); reading from its start", self.path, why)
+        self._flush_partial(out)
+        self.fh.seek(0)
+        self.last_bytes = b""
+
     def poll(self) -> list[str]:
         """Lines that became available since the last poll (rotation handled)."""
         out: list[str] = []
         if self.fh is None and not self._open():
             return out
         assert self.fh is not None
+        if self._rewritten():
+            self._restart_from_top(out, "rewritten before our position")
         if self._read_available(out):
             return out
         try:
@@ -219,9 +244,7 @@ class Follower:
             if self._open():
                 self._read_available(out)
         elif st.st_size < self.fh.tell():
-            log.info("%s was truncated (%d < %d); reading from its start", self.path, st.st_size, self.fh.tell())
-            self._flush_partial(out)
-            self.fh.seek(0)
+            self._restart_from_top(out, f"{st.st_size} < {self.fh.tell()} bytes")
             self._read_available(out)
         return out
 
@@ -261,6 +284,8 @@ class Agent:
         now = time.time()
         for text in texts:
             if len(self.buffer) >= self.conf.buffer_max_lines:
+                if not self.dropped:
+                    log.warning("buffer full (%d lines): dropping the oldest lines", self.conf.buffer_max_lines)
                 self.buffer.popleft()
                 self.dropped += 1
             self.buffer.append(Line(now, text))
