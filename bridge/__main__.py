@@ -62,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = load(args.config)
         apply_flags(settings, args)
         stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
         bridge = Bridge(settings, stop)
+        bridge.start()
     except (ConfigError, ValueError) as exc:
         print(f"bridge: configuration error: {exc}", file=sys.stderr)
         return 2
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     bridge.run()
     return 0
 

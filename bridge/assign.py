@@ -5,8 +5,8 @@
   members and moves them on a rebalance. The client refreshes topic metadata every
   `refresh_interval`, so new matching topics are picked up.
 * Static mode (``--instance I --instances N``): partition p of every matching topic goes
-  to instance p mod N; metadata is refreshed every `refresh_interval` to find new
-  topics and partitions. No group coordination, so nothing waits for joins.
+  to instance p mod N; a watcher thread reads metadata every `refresh_interval` to find
+  new topics and partitions. No group coordination, so nothing waits for joins.
 
 Either way, partitions that arrive are handed to `Positions.added` (paused until their
 position is read from Redis) and partitions that leave to `Positions.removed`.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-import time
+import threading
 from collections.abc import Callable, Iterable
 
 from kafka import KafkaConsumer, TopicPartition
@@ -82,55 +82,87 @@ class GroupListener(ConsumerRebalanceListener):
         self.added(assigned)
 
 
+class MetadataWatcher:
+    """Reads the cluster's topics and partitions every `interval` seconds on a thread of
+    its own, with a client of its own: kafka-python's metadata calls block until a broker
+    answers, and the consume loop must never wait on them (SIGTERM, Redis faults)."""
+
+    def __init__(self, bootstrap: list[str], client_id: str, selection: TopicSelection, interval: float) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.selection = selection
+        self.interval = interval
+        self.latest: dict[str, set[int]] | None = None
+        self.version = 0
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bridge-metadata", daemon=True)
+
+    def start(self) -> MetadataWatcher:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        consumer: KafkaConsumer | None = None
+        while not self.closed.is_set():
+            try:
+                if consumer is None:
+                    consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-metadata")
+                topics = {t for t in consumer.topics() if self.selection.matches(t)}
+                snapshot = {t: set(consumer.partitions_for_topic(t) or ()) for t in topics}
+                self.latest = snapshot
+                self.version += 1
+            except KafkaError as exc:
+                log.warning("could not read topic metadata (%s); retrying in %.0fs", exc, self.interval)
+            self.closed.wait(self.interval)
+        if consumer is not None:
+            consumer.close()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
 class StaticAssigner:
     """Static split: this instance's share of the matching topics' partitions."""
 
     def __init__(
         self,
         consumer: KafkaConsumer,
-        selection: TopicSelection,
+        watcher: MetadataWatcher,
         instance: int,
         instances: int,
-        refresh_interval: float,
         added: Handler,
         removed: Handler,
     ) -> None:
         self.consumer = consumer
-        self.selection = selection
+        self.watcher = watcher
         self.instance = instance
         self.instances = instances
-        self.refresh_interval = refresh_interval
         self.added = added
         self.removed = removed
         self.current: set[TopicPartition] = set()
-        self.next_refresh = 0.0
+        self.seen_version = 0
         self.missing_warned: set[str] = set()
 
-    def wanted(self) -> set[TopicPartition]:
-        """This instance's partitions according to fresh cluster metadata."""
-        topics = {t for t in self.consumer.topics() if self.selection.matches(t)}
-        for name in self.selection.names:
-            if name not in topics and name not in self.missing_warned:
-                log.warning("topic %s does not exist (yet); looking again every %.0fs", name, self.refresh_interval)
+    def wanted(self, snapshot: dict[str, set[int]]) -> set[TopicPartition]:
+        """This instance's partitions according to a metadata snapshot."""
+        for name in self.watcher.selection.names:
+            if name not in snapshot and name not in self.missing_warned:
+                log.warning("topic %s does not exist (yet); looking again every %.0fs", name, self.watcher.interval)
                 self.missing_warned.add(name)
-        parts: set[TopicPartition] = set()
-        for topic in topics:
-            for p in self.consumer.partitions_for_topic(topic) or ():
-                if p % self.instances == self.instance:
-                    parts.add(TopicPartition(topic, p))
-        return parts
+        return {
+            TopicPartition(topic, p)
+            for topic, parts in snapshot.items()
+            for p in parts
+            if p % self.instances == self.instance
+        }
 
-    def maintain(self, now: float | None = None) -> None:
-        """Refresh the assignment when it is due; Kafka being unreachable only delays it."""
-        now = time.monotonic() if now is None else now
-        if now < self.next_refresh:
+    def maintain(self) -> None:
+        """Apply the newest metadata snapshot, if there is a new one (never blocks)."""
+        snapshot, version = self.watcher.latest, self.watcher.version
+        if snapshot is None or version == self.seen_version:
             return
-        self.next_refresh = now + self.refresh_interval
-        try:
-            wanted = self.wanted()
-        except KafkaError as exc:
-            log.warning("could not refresh topic metadata (%s); keeping %d partitions", exc, len(self.current))
-            return
+        self.seen_version = version
+        wanted = self.wanted(snapshot)
         if wanted == self.current:
             return
         new, gone = wanted - self.current, self.current - wanted

@@ -24,10 +24,10 @@ from typing import Any
 
 import redis
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError, NoBrokersAvailable
 from kafka.structs import OffsetAndMetadata
 
-from bridge.assign import GroupListener, StaticAssigner, TopicSelection
+from bridge.assign import GroupListener, MetadataWatcher, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
 from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
@@ -65,11 +65,13 @@ class Bridge:
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
+        self.watcher: MetadataWatcher | None = None
         self.redis_down = False
         self.kafka_connected = True
         self.next_housekeeping = 0.0
         self.dirty = False  # something was published since the last Kafka commit
         self.lag_labels: set[tuple[str, str]] = set()
+        self.beyond_end: set[TopicPartition] = set()
         self.metrics_port: int | None = None
         Positions.check_start_from(b.start_from)
 
@@ -93,19 +95,37 @@ class Bridge:
         )
 
     def start(self) -> None:
-        """Connect to Kafka and join the group or take this instance's static share."""
+        """Connect to Kafka (waiting for a broker to answer) and join the group or take
+        this instance's static share. Raises ValueError for Kafka settings it refuses."""
         b = self.settings.bridge
         if b.metrics_port:
             self.metrics_port = self.metrics.serve(b.metrics_host, b.metrics_port)
-        self.consumer = self._make_consumer()
+        delay = b.retry_initial
+        while True:
+            try:
+                self.consumer = self._make_consumer()
+                break
+            except KafkaConfigurationError as exc:
+                raise ValueError(f"kafka settings: {exc}") from None
+            except NoBrokersAvailable:
+                log.warning("no Kafka broker answers at %s; retrying in %.1fs", self.settings.kafka.bootstrap, delay)
+                if self.stop.wait(delay):
+                    return
+                delay = min(delay * 2, b.retry_max)
         self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
         if b.use_group:
             listener = GroupListener(self._added, self._removed)
             self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
             log.info("bridge joining group %s for topics %s", self.group, self.selection.describe())
         else:
+            self.watcher = MetadataWatcher(
+                self.consumer.config["bootstrap_servers"],
+                self.settings.kafka.client_id,
+                self.selection,
+                b.refresh_interval,
+            ).start()
             self.assigner = StaticAssigner(
-                self.consumer, self.selection, b.instance, b.instances, b.refresh_interval, self._added, self._removed
+                self.consumer, self.watcher, b.instance, b.instances, self._added, self._removed
             )
             log.info(
                 "bridge instance %d of %d (static split) for topics %s",
@@ -140,7 +160,9 @@ class Bridge:
         """Republish until `stop` is set; returns after the batch in hand is published."""
         if self.consumer is None:
             self.start()
-        assert self.consumer is not None and self.positions is not None
+        if self.consumer is None or self.positions is None:  # stopped before a broker answered
+            self._shutdown()
+            return
         delay = self.settings.bridge.retry_initial
         try:
             while not self.stop.is_set():
@@ -293,15 +315,27 @@ class Bridge:
             self._commit()
 
     def _update_lag(self) -> None:
+        """Consumer lag per partition; also notices a position beyond the end of the log."""
         assert self.consumer is not None and self.positions is not None
+        paused = self.consumer.paused()
+        beyond: set[TopicPartition] = set()
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
             nxt = self.positions.expected.get(tp)
-            if high is None or nxt is None:
+            if high is None or nxt is None or tp in paused:
                 continue
+            if nxt > high:
+                beyond.add(tp)
             label = (tp.topic, str(tp.partition))
             self.lag_labels.add(label)
             self.metrics.consumer_lag.labels(*label).set(max(0, high - nxt))
+        # A position past the high watermark twice in a row (fetches refresh the watermark
+        # in between) means the log started over and the broker did not say "out of range"
+        # (some brokers return an empty fetch instead); read it again from its start.
+        for tp in beyond & self.beyond_end:
+            log.warning("%s:%d: position is past the end of the log; reading it from its start", *tp)
+            self.consumer.seek_to_beginning(tp)
+        self.beyond_end = beyond - self.beyond_end
 
     def _watch_kafka(self) -> None:
         assert self.consumer is not None
@@ -332,6 +366,8 @@ class Bridge:
             log.debug("Kafka offset commit not sent: %s", exc)
 
     def _shutdown(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
         if self.consumer is not None:
             if self.dirty and self.settings.bridge.commit_offsets:
                 self._commit()

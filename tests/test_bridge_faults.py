@@ -1,0 +1,180 @@
+"""The bridge survives faults on the real broker and Redis: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from embedded import KafkaBroker, RedisServer, free_port, wait_until
+from tests.support import create_topic, http_get, produce
+from wire import Keys
+
+
+class Feeder(threading.Thread):
+    """Produces `total` numbered lines round-robin over `partitions` at about `rate`/s."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, total: int, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.partitions, self.total, self.rate = bootstrap, topic, partitions, total, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.paced = threading.Event()  # never set: only used to pace without busy-waiting
+
+    def expected(self) -> list[str]:
+        return [self.text(i) for i in range(self.total)]
+
+    def text(self, i: int) -> str:
+        return f"{i % self.partitions}:{i:06d}"
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        try:
+            started = time.monotonic()
+            for i in range(self.total):
+                producer.send(self.topic, self.text(i).encode(), partition=i % self.partitions)
+                self.sent = i + 1
+                if i % 200 == 199:
+                    self.paced.wait(max(0.0, started + i / self.rate - time.monotonic()))
+            producer.flush()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test that owns the thread
+            self.error = exc
+        finally:
+            producer.close()
+
+
+def assert_exactly_once(texts: list[str], feeder: Feeder) -> None:
+    assert len(texts) == len(set(texts)), f"{len(texts) - len(set(texts))} lines doubled"
+    assert sorted(texts) == sorted(feeder.expected()), f"{feeder.total - len(set(texts))} lines missing"
+    for p in range(feeder.partitions):
+        mine = [t for t in texts if t.startswith(f"{p}:")]
+        assert mine == sorted(mine), f"partition {p} out of order"
+
+
+def test_kill_9_and_sigterm_mid_stream_publish_every_offset_exactly_once(
+    kafka: KafkaBroker, start_bridge, history, rclient: redis.Redis, prefix: str, bridge_env: dict[str, str]
+) -> None:
+    topic = f"crash-{uuid.uuid4().hex[:6]}"
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    stream = f"kafka:{topic}"
+    feeder = Feeder(kafka.bootstrap, topic, partitions=2, total=24_000, rate=6_000)
+    feeder.start()
+    bridge = start_bridge("--static", TAILGATE_BRIDGE_TOPICS=topic)
+    wait_until(lambda: len(history(stream)) >= 4_000, 30, what="lines before the kill")
+    bridge.kill()  # SIGKILL, mid-stream
+    killed_at = len(history(stream))
+    assert killed_at < feeder.total, "the stream ended before the kill; nothing was tested"
+
+    bridge = start_bridge("--static", TAILGATE_BRIDGE_TOPICS=topic)
+    wait_until(lambda: len(history(stream)) >= killed_at + 4_000, 30, what="lines after the restart")
+    bridge.signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert bridge.wait(5.5) == 0, bridge.output()
+    assert time.monotonic() - started < 5.0
+    # everything published is recorded: each partition's offset is its newest line's
+    offsets = {
+        k.decode(): int(v)
+        for k, v in rclient.hgetall(Keys(prefix).offsets(bridge_env["TAILGATE_BRIDGE_GROUP_ID"])).items()
+    }
+    texts = [line["text"] for line in history(stream)]
+    for p in range(2):
+        published = sum(1 for t in texts if t.startswith(f"{p}:"))
+        assert offsets[f"{topic}:{p}"] == published - 1
+
+    start_bridge("--static", TAILGATE_BRIDGE_TOPICS=topic)
+    feeder.join(30)
+    assert feeder.error is None
+    wait_until(lambda: len(history(stream)) >= feeder.total, 60, what="every line")
+    assert_exactly_once([line["text"] for line in history(stream)], feeder)
+
+
+def test_redis_restored_from_an_older_snapshot_mid_stream_loses_nothing(
+    kafka: KafkaBroker, start_bridge, history, prefix: str, tmp_path: Path
+) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(workdir=str(tmp_path / "redis")).start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        topic = f"redisfault-{uuid.uuid4().hex[:6]}"
+        create_topic(kafka.bootstrap, topic, partitions=2)
+        stream = f"kafka:{topic}"
+        feeder = Feeder(kafka.bootstrap, topic, partitions=2, total=16_000, rate=4_000)
+        feeder.start()
+        bridge = start_bridge("--static", TAILGATE_BRIDGE_TOPICS=topic, TAILGATE_REDIS_URL=server.url)
+
+        def count() -> int:
+            try:
+                return len(history(stream, client))
+            except redis.ConnectionError:
+                return 0
+
+        wait_until(lambda: count() >= 3_000, 30, what="lines before the snapshot")
+        client.save()
+        snapshot = count()
+        wait_until(lambda: count() >= snapshot + 2_000, 30, what="lines after the snapshot")
+        server.kill()  # crash: the lines after the snapshot are gone from Redis
+        wait_until(lambda: "Redis failed" in bridge.output(), 15, what="the bridge to notice")
+        server.start()  # comes back from the snapshot
+        feeder.join(30)
+        assert feeder.error is None
+        wait_until(lambda: count() >= feeder.total, 60, what="every line")
+        assert_exactly_once([line["text"] for line in history(stream, client)], feeder)
+        assert "Redis is back" in bridge.output()
+
+        # SIGTERM while Redis is down: still exits 0 within 5 s
+        server.stop()
+        produce(kafka.bootstrap, topic, [b"while redis is down"] * 10)
+        wait_until(lambda: bridge.output().count("Redis failed") >= 2, 15, what="the second outage noticed")
+        bridge.signal(signal.SIGTERM)
+        assert bridge.wait(5) == 0, bridge.output()
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_broker_restart_with_a_fresh_log_is_survived(start_bridge, history, tmp_path: Path) -> None:
+    broker = KafkaBroker(log_path=str(tmp_path / "tansu.log")).start()
+    try:
+        topic = f"brokerfault-{uuid.uuid4().hex[:6]}"
+        create_topic(broker.bootstrap, topic)
+        stream = f"kafka:{topic}"
+        port = free_port()
+        bridge = start_bridge(
+            "--static",
+            "--metrics-port",
+            str(port),
+            TAILGATE_BRIDGE_TOPICS=topic,
+            TAILGATE_KAFKA_BOOTSTRAP=broker.bootstrap,
+        )
+        produce(broker.bootstrap, topic, [f"before {i}".encode() for i in range(100)])
+        wait_until(lambda: len(history(stream)) == 100, 30, what="lines before the restart")
+
+        broker.stop()  # the embedded broker keeps its log in memory: it comes back empty
+        broker.start()
+        wait_until(lambda: _try_create(broker.bootstrap, topic), 30, what="the topic created again")
+        produce(broker.bootstrap, topic, [f"after {i}".encode() for i in range(50)])
+        wait_until(lambda: len(history(stream)) >= 150, 60, what="lines after the restart")
+        texts = [line["text"] for line in history(stream)]
+        assert texts == [f"before {i}" for i in range(100)] + [f"after {i}" for i in range(50)]
+        _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert re.search(r"^tailgate_bridge_offset_resets_total 1\.0$", body.decode(), re.M)
+        assert bridge.proc is not None and bridge.proc.poll() is None
+    finally:
+        broker.stop()
+
+
+def _try_create(bootstrap: str, topic: str) -> bool:
+    from kafka.errors import KafkaError
+
+    try:
+        create_topic(bootstrap, topic)
+    except KafkaError:
+        return False
+    return True
