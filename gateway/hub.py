@@ -135,16 +135,28 @@ class Hub:
         """Viewers per stream, for metrics."""
         return {stream: len(ch.member_filter) for stream, ch in self._channels.items()}
 
-    def dispatch(self, stream: str, message: bytes) -> None:
-        """Fan one live channel message out to the stream's viewers."""
+    def dispatch(self, stream: str, messages: list[bytes]) -> None:
+        """Fan live channel messages of one stream out to its viewers, as one batch.
+
+        The reader passes every message that was already waiting: when the gateway falls
+        behind, batches grow and frames per client shrink instead of piling up.
+        """
         channel = self._channels.get(stream)
         if channel is None:
             return
-        try:
-            first, last, count, array = frame_ids(message)
-        except ValueError:
-            log.error("malformed live message on %s (%d bytes); skipped", stream, len(message))
+        parts = []
+        for message in messages:
+            try:
+                parts.append(frame_ids(message))
+            except ValueError:
+                log.error("malformed live message on %s (%d bytes); skipped", stream, len(message))
+        if not parts:
             return
+        first, last, count, array = parts[0]
+        if len(parts) > 1:
+            last = parts[-1][1]
+            count = sum(p[2] for p in parts)
+            array = b"[" + b",".join(p[3][1:-1] for p in parts) + b"]"
         self.batches_in += 1
         self.lines_in += count
         parsed: list[dict[str, Any]] | None = None

@@ -29,6 +29,7 @@ from wire import Keys
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 5.0
+MAX_BURST = 500
 
 
 class Unavailable(Exception):
@@ -133,20 +134,34 @@ class Subscriber:
                     pinged = True
                 continue
             last_seen, pinged = now, False
-            kind = msg["type"]
-            if kind == "message":
-                stream = self.keys.stream_of_channel(msg["channel"])
-                if stream is not None:
-                    self.hub.dispatch(stream, msg["data"])
-            elif kind == "subscribe":
-                stream = self.keys.stream_of_channel(msg["channel"])
-                waiting = self._confirm.get(stream or "")
-                if waiting:
-                    fut = waiting.popleft()
-                    if not fut.done():
-                        fut.set_result(None)
-                    if not waiting:
-                        self._confirm.pop(stream or "", None)
+            # Take every message already waiting (without waiting for more) and hand
+            # them to the hub grouped by stream, in order.
+            burst: dict[str, list[bytes]] = {}
+            for _ in range(MAX_BURST):
+                self._handle(msg, burst)
+                msg = await pubsub.get_message(timeout=0)
+                if msg is None:
+                    break
+            else:
+                self._handle(msg, burst)
+            for stream, messages in burst.items():
+                self.hub.dispatch(stream, messages)
+
+    def _handle(self, msg: dict, burst: dict[str, list[bytes]]) -> None:
+        kind = msg["type"]
+        if kind == "message":
+            stream = self.keys.stream_of_channel(msg["channel"])
+            if stream is not None:
+                burst.setdefault(stream, []).append(msg["data"])
+        elif kind == "subscribe":
+            stream = self.keys.stream_of_channel(msg["channel"])
+            waiting = self._confirm.get(stream or "")
+            if waiting:
+                fut = waiting.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                if not waiting:
+                    self._confirm.pop(stream or "", None)
 
     async def _disconnect(self) -> None:
         if self.connected:

@@ -31,7 +31,7 @@ def test_first_and_last_viewer_and_shared_bytes() -> None:
     assert hub.add("kafka:x", a, compile_filter()) is True
     assert hub.add("kafka:x", b, compile_filter()) is False
     assert hub.add("kafka:x", c, compile_filter("err")) is False
-    hub.dispatch("kafka:x", message(100, ["ok", "err one", "fine"]))
+    hub.dispatch("kafka:x", [message(100, ["ok", "err one", "fine"])])
     assert a.batches[0].frame is b.batches[0].frame  # encoded once, same bytes to each
     frame = json.loads(a.batches[0].frame)
     assert frame["type"] == "lines" and [x["text"] for x in frame["lines"]] == ["ok", "err one", "fine"]
@@ -43,12 +43,24 @@ def test_first_and_last_viewer_and_shared_bytes() -> None:
     assert hub.streams() == []
 
 
+def test_messages_waiting_together_go_out_as_one_frame() -> None:
+    hub = Hub()
+    a, b = Recorder(), Recorder()
+    hub.add("kafka:x", a, compile_filter())
+    hub.add("kafka:x", b, compile_filter(regex="^k"))
+    hub.dispatch("kafka:x", [message(10, ["k1", "x2"]), b"garbage", message(20, ["k3"])])
+    (batch,) = a.batches
+    assert (batch.first, batch.last, batch.count) == ((10, 0), (20, 0), 3)
+    assert [x["text"] for x in json.loads(batch.frame)["lines"]] == ["k1", "x2", "k3"]
+    assert [x["text"] for x in b.batches[0].lines] == ["k1", "k3"]
+
+
 def test_refilter_moves_a_member_between_groups() -> None:
     hub = Hub()
     a = Recorder()
     hub.add("kafka:x", a, compile_filter("one"))
     hub.add("kafka:x", a, compile_filter("two"))
-    hub.dispatch("kafka:x", message(1, ["one", "two"]))
+    hub.dispatch("kafka:x", [message(1, ["one", "two"])])
     assert [x["text"] for x in a.batches[0].lines] == ["two"]
     assert hub.remove("kafka:x", a) is True
 
@@ -57,7 +69,7 @@ def test_batch_after_trims_by_id() -> None:
     hub = Hub()
     a = Recorder()
     hub.add("kafka:x", a, compile_filter())
-    hub.dispatch("kafka:x", message(10, ["a", "b", "c", "d"]))
+    hub.dispatch("kafka:x", [message(10, ["a", "b", "c", "d"])])
     batch = a.batches[0]
     assert batch.after((9, 0)) is batch
     assert batch.after((13, 0)) is None
@@ -97,12 +109,12 @@ async def test_switch_from_history_to_live_neither_loses_nor_repeats() -> None:
     gen = session.begin("kafka:x")
     hub.add("kafka:x", session, compile_filter())
     # live batches arrive while history is being read: 5..7 overlap history, 8..9 are new
-    hub.dispatch("kafka:x", message(5, ["l5", "l6", "l7"]))
-    hub.dispatch("kafka:x", message(8, ["l8", "l9"]))
+    hub.dispatch("kafka:x", [message(5, ["l5", "l6", "l7"])])
+    hub.dispatch("kafka:x", [message(8, ["l8", "l9"])])
     history = [{"id": f"{i}-0", "ts": 1.0, "text": f"l{i}"} for i in range(1, 7)]
     session.finish("kafka:x", gen, history, head=(6, 0))
-    hub.dispatch("kafka:x", message(10, ["l10"]))
-    hub.dispatch("kafka:x", message(9, ["l9"]))  # a duplicate delivery is ignored
+    hub.dispatch("kafka:x", [message(10, ["l10"])])
+    hub.dispatch("kafka:x", [message(9, ["l9"])])  # a duplicate delivery is ignored
     await settle()
     assert wire.texts() == [f"l{i}" for i in range(1, 11)]
 
@@ -135,7 +147,7 @@ async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     session.finish("kafka:x", session.begin("kafka:x"), [], (0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 101):
-        hub.dispatch("kafka:x", message(i, [f"line {i} " + "x" * 50]))
+        hub.dispatch("kafka:x", [message(i, [f"line {i} " + "x" * 50])])
     await settle()
     assert session.queued_bytes <= 2000 + 200
     wire.blocked.set_result(None)
@@ -159,7 +171,7 @@ async def test_client_without_progress_is_closed_with_1013() -> None:
     session.finish("kafka:x", session.begin("kafka:x"), [], (0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 50):
-        hub.dispatch("kafka:x", message(i, ["y" * 100]))
+        hub.dispatch("kafka:x", [message(i, ["y" * 100])])
     await settle()
     assert wire.closed is not None and wire.closed[0] == 1013
 
@@ -172,9 +184,9 @@ async def test_live_only_subscription_delivers_lines_whatever_redis_answers_firs
     hub = Hub()
     gen = session.begin("kafka:x")
     hub.add("kafka:x", session, compile_filter())
-    hub.dispatch("kafka:x", message(7, ["held"]))  # arrived before the head was read
+    hub.dispatch("kafka:x", [message(7, ["held"])])  # arrived before the head was read
     session.finish("kafka:x", gen, [], None, start=(8, 0))
-    hub.dispatch("kafka:x", message(8, ["late"]))  # head already counted it; still new here
+    hub.dispatch("kafka:x", [message(8, ["late"])])  # head already counted it; still new here
     await settle()
     assert wire.texts() == ["held", "late"]
     assert session.resume_point("kafka:x") == (8, 0)
