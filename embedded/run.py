@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import redis
 
 from embedded import producer
+from embedded.salt_demo import SaltDemo, start_salt_demo
 from embedded.services import KafkaBroker, RedisServer, free_port, port_open, wait_until
 from settings import load
 
@@ -81,6 +82,7 @@ def main() -> int:
     stack = Stack()
     stop = threading.Event()
     feeder: threading.Thread | None = None
+    salt_demo: SaltDemo | None = None
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -106,7 +108,9 @@ def main() -> int:
         env.setdefault("TAILGATE_BRIDGE_TOPICS", ",".join(producer.TOPICS))
 
         stack.spawn("bridge", "bridge", env)
+        salt_demo = start_salt_demo(ROOT, redis_url, settings.redis.prefix)  # None (warned) if Salt cannot run
         gw_env = dict(env)
+        gw_env.update(salt_demo.gateway_env() if salt_demo else {"TAILGATE_SALT_MODE": "off"})
         gw_env.setdefault(
             "TAILGATE_GATEWAY_PORT", str(settings.gateway.port if not port_open(settings.gateway.port) else free_port())
         )
@@ -118,7 +122,8 @@ def main() -> int:
         feeder.start()
         print(
             f"\n  Tailgate is running.  Console: http://127.0.0.1:{port}/\n"
-            f"  Logs: {LOGS}\n  Ctrl-C stops everything.\n",
+            + (f"  A file on a Salt minion: {salt_demo.stream}\n" if salt_demo else "")
+            + f"  Logs: {LOGS}\n  Ctrl-C stops everything.\n",
             flush=True,
         )
         while not stop.wait(1.0):
@@ -134,6 +139,8 @@ def main() -> int:
             feeder.join(5)
         log.info("stopping everything this run started")
         stack.stop()
+        if salt_demo is not None:
+            salt_demo.stop()
     return 0
 
 
