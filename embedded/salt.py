@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -56,8 +57,17 @@ class SaltPair:
         self.ret_port = free_port()
         self.log_level = log_level
         self.pillar = pillar
+        self.api_port = free_port()
+        self.api_user = "tailgate"
+        self.api_password = secrets.token_hex(12)
         self.master: subprocess.Popen[bytes] | None = None
         self.minion: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        """salt-api (rest_cherrypy, plain HTTP on loopback), once `start_api` ran."""
+        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def master_config(self) -> str:
@@ -86,6 +96,17 @@ class SaltPair:
             worker_threads=3,
             keep_jobs_seconds=3600,
             log_file=str(self.dir / "master.log"),
+            # salt-api for `salt.mode: api`: rest_cherrypy on loopback, eauth against a
+            # text file of users, allowed the logtail functions and one wheel function.
+            rest_cherrypy={"host": "127.0.0.1", "port": self.api_port, "disable_ssl": True},
+            netapi_enable_clients=["local", "wheel"],
+            external_auth={
+                "file": {
+                    "^filename": str(self.conf_dir / "api-users"),
+                    "^filetype": "text",
+                    self.api_user: ["logtail.*", {"@wheel": ["key.list_all"]}],
+                }
+            },
         )
         minion = dict(
             common,
@@ -99,6 +120,9 @@ class SaltPair:
             grains_cache=True,
             log_file=str(self.dir / "minion.log"),
         )
+        users = self.conf_dir / "api-users"
+        users.write_text(f"{self.api_user}:{self.api_password}\n")
+        users.chmod(0o600)
         (self.conf_dir / "master").write_text(yaml.safe_dump(master))
         (self.conf_dir / "minion").write_text(yaml.safe_dump(minion))
         self.write_pillar(self.pillar)
@@ -139,8 +163,14 @@ class SaltPair:
                 raise SaltError(f"timed out after {timeout:.0f}s waiting for {what}; see {self.dir}")
             time.sleep(interval)
 
+    def start_api(self, timeout: float = 60.0) -> SaltPair:
+        """Start salt-api (rest_cherrypy) next to the running master."""
+        self.api = self._spawn("api")
+        self._wait(lambda: self._alive("api") and port_open(self.api_port), timeout, 0.1, "salt-api port")
+        return self
+
     def _alive(self, name: str) -> bool:
-        proc = self.master if name == "master" else self.minion
+        proc = {"master": self.master, "minion": self.minion, "api": self.api}[name]
         if proc is None or proc.poll() is not None:
             raise SaltError(f"salt-{name} exited; see {self.dir / (name + '.out')} and {self.dir / (name + '.log')}")
         return True
@@ -191,9 +221,10 @@ class SaltPair:
         return list(jobs.values()) if isinstance(jobs, dict) else []
 
     def stop(self) -> None:
+        _stop(self.api, timeout=10)
         _stop(self.minion, timeout=10)
         _stop(self.master, timeout=10)
-        self.minion = self.master = None
+        self.api = self.minion = self.master = None
 
     def cleanup(self) -> None:
         self.stop()

@@ -135,15 +135,15 @@ class SaltSession:
         self.prefix = f"tsalt{uuid.uuid4().hex[:6]}:"
 
     def gateway_env(self, **overrides: str) -> dict[str, str]:
-        return service_env(
-            TAILGATE_REDIS_URL=self.redis_url,
-            TAILGATE_REDIS_PREFIX=self.prefix,
-            TAILGATE_SALT_MODE="local",
-            TAILGATE_SALT_MASTER_CONFIG=self.pair.master_config,
-            TAILGATE_SALT_WANTED_TTL=str(self.wanted_ttl),
-            TAILGATE_GATEWAY_FILE_ALLOWLIST=f"{self.logs}/**",
-            **overrides,
-        )
+        env = {
+            "TAILGATE_REDIS_URL": self.redis_url,
+            "TAILGATE_REDIS_PREFIX": self.prefix,
+            "TAILGATE_SALT_MODE": "local",
+            "TAILGATE_SALT_MASTER_CONFIG": self.pair.master_config,
+            "TAILGATE_SALT_WANTED_TTL": str(self.wanted_ttl),
+            "TAILGATE_GATEWAY_FILE_ALLOWLIST": f"{self.logs}/**",
+        }
+        return service_env(**dict(env, **overrides))
 
 
 @pytest.fixture(scope="session")

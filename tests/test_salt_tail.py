@@ -162,9 +162,7 @@ async def test_rotation_and_truncation_lose_no_line(
     os.rename(path, path.with_suffix(".log.2"))
     path.write_text("line 35\n")
     await client.wait_for(got(36), what="the line of the recreated file")
-    assert client.texts(stream) == [
-        f"line {i} {'padding ' * 8}" if 15 <= i < 25 else f"line {i}" for i in range(36)
-    ]
+    assert client.texts(stream) == [f"line {i} {'padding ' * 8}" if 15 <= i < 25 else f"line {i}" for i in range(36)]
     ids = [line["id"] for line in client.lines[stream]]
     assert len(set(ids)) == len(ids)
     await client.close()
@@ -350,3 +348,44 @@ def test_agent_buffers_through_a_redis_outage_and_reports_drops(
         agent.send_signal(signal.SIGTERM)
         agent.wait(10)
     assert "15 lines of" in agent_log.read_text()
+
+
+@pytest.fixture(scope="module")
+def salt_api(salt_session: SaltSession) -> SaltSession:
+    """salt-api (rest_cherrypy, eauth against a users file) next to the session's master."""
+    if salt_session.pair.api is None:
+        salt_session.pair.start_api()
+    return salt_session
+
+
+async def test_api_mode_starts_tails_through_salt_api(
+    salt_api: SaltSession, services: list[Service], tmp_path: Path
+) -> None:
+    pair = salt_api.pair
+    api_env = {
+        "TAILGATE_SALT_MODE": "api",
+        "TAILGATE_SALT_API_URL": pair.api_url,
+        "TAILGATE_SALT_API_USERNAME": pair.api_user,
+        "TAILGATE_SALT_API_EAUTH": "file",
+    }
+    path = new_log(salt_api, lines=2)
+    stream = f"file:{MINION}:{path}"
+    gw = start_gateway(salt_api, services, tmp_path, **api_env, TAILGATE_SALT_API_PASSWORD=pair.api_password)
+    status, body = http_get(gw.base + "/api/minions", timeout=20)
+    assert status == 200 and json.loads(body)["minions"] == [MINION]
+    client = await WsClient.connect(gw.ws_url)
+    await client.subscribe(stream)
+    await client.wait_for(lambda: "live" in states(client, stream), what="live through salt-api")
+    with path.open("a") as fh:
+        fh.write("via salt-api\n")
+    await client.wait_for(lambda: client.texts(stream) == ["old 0", "old 1", "via salt-api"], what="lines")
+    await client.close()
+
+    # wrong credentials: the viewer is told Salt is unavailable, and nothing starts
+    other = new_log(salt_api, lines=1)
+    bad = start_gateway(salt_api, services, tmp_path, **api_env, TAILGATE_SALT_API_PASSWORD="wrong")
+    client = await WsClient.connect(bad.ws_url)
+    await client.subscribe(f"file:{MINION}:{other}")
+    assert client.of_type("error")[-1]["code"] == "unavailable"
+    assert agent_record(salt_api, str(other)) is None
+    await client.close()
