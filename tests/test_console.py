@@ -219,6 +219,8 @@ def test_share_link_reopens_sources_filter_and_layout_and_lines_copy_and_expand(
     gw = start_gateway()
     open_console(page, gw, "")
     page.wait_for_selector("#sources .minion, #sources .hint.block")  # listing answered (or said why not)
+    if page.get_attribute("#sources details.manual", "open") is None:
+        page.click("#sources details.manual summary")
     page.fill("#sources input[name=stream]", "kafka:one")
     page.click("#sources form.manual-form:nth-of-type(2) button")
     page.fill("#sources input[name=stream]", "kafka:bad topic")

@@ -37,8 +37,19 @@ const ws = new Workspace($('panes'), {
   onCopy: (text) => copy(text),
   onSave: ({ filename, text }) => saveText(filename, text),
   onClose: (stream) => toggleSource(stream),
-  onChange: () => refresh(),
+  onChange: () => scheduleRefresh(),
 });
+
+let refreshQueued = false;
+/** Coalesce toolbar and URL updates to one per animation frame (lines can arrive 100 times a second). */
+function scheduleRefresh() {
+  if (refreshQueued) return;
+  refreshQueued = true;
+  requestAnimationFrame(() => {
+    refreshQueued = false;
+    refresh();
+  });
+}
 
 const conn = new Connection(wsUrl(), {
   state: showConnection,

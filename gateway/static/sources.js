@@ -213,7 +213,8 @@ export class SourcePicker {
     if (this.minionsError) {
       const help = el('div', 'hint block', 'Use “Open by name” below to tail a file on a minion directly.');
       items.push(help);
-      this.manual.open = true;
+      if (!this.manualShown) this.manual.open = true;
+      this.manualShown = true;
     }
     // Files open from manual entry or a shared link show up even without a listing.
     const recent = this.streams.filter((s) => s && s.kind === 'file' && this.matches(s.stream));

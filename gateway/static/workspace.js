@@ -150,8 +150,9 @@ export class Workspace {
       for (const e of entries) this.pending.push(e);
       const excess = this.pending.length - this.opts.maxLines;
       if (excess > 0) {
-        const gone = this.pending.splice(0, excess).filter((e) => e.kind === 'line').length;
-        this.pendingOverflow += gone;
+        const gone = this.pending.splice(0, excess);
+        this.pendingOverflow += gone.filter((e) => e.kind === 'line').length;
+        for (const e of gone) if (e.kind === 'reset') this.pending.unshift(e);
       }
       this.opts.onChange();
       return;
@@ -160,10 +161,12 @@ export class Workspace {
     for (const view of this.viewsFor(stream)) view.add(entries);
   }
 
-  /** A filter change: this stream's lines go; history refills them under the new filter. */
+  /** A filter change: this stream's lines go; history refills them under the new filter.
+   * While paused the screen stays as it is: the reset waits in line with the held lines. */
   resetStream(stream) {
     this.pending = this.pending.filter((e) => e.stream !== stream);
-    for (const view of this.viewsFor(stream)) view.resetStream(stream);
+    if (this.paused) this.pending.push({ kind: 'reset', stream });
+    else for (const view of this.viewsFor(stream)) view.resetStream(stream);
   }
 
   setPaused(paused) {
@@ -179,8 +182,13 @@ export class Workspace {
       }
       let i = 0;
       while (i < held.length) {
+        if (held[i].kind === 'reset') {
+          for (const view of this.viewsFor(held[i].stream)) view.resetStream(held[i].stream);
+          i++;
+          continue;
+        }
         let j = i + 1;
-        while (j < held.length && held[j].stream === held[i].stream) j++;
+        while (j < held.length && held[j].stream === held[i].stream && held[j].kind !== 'reset') j++;
         this.route(held.slice(i, j));
         i = j;
       }
@@ -192,9 +200,8 @@ export class Workspace {
     return this.pending.reduce((n, e) => n + (e.kind === 'line' ? 1 : 0), 0) + this.pendingOverflow;
   }
 
+  /** Empty the views. Lines held by a pause are newer than anything shown: they stay. */
   clear() {
-    this.pending = [];
-    this.pendingOverflow = 0;
     for (const view of this.views.values()) view.clear();
     this.opts.onChange();
   }
