@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.route import Route
-from wire import Checkpoint, Line, StreamBatch, encode_line
+from wire import Checkpoint, StreamBatch
+from wire.envelope import encode_lines
 
 Call = tuple[list[StreamBatch], Checkpoint]
 
@@ -70,9 +71,10 @@ def add_partition(
         if not texts:
             continue
         lines_in += len(texts)
-        ts = _timestamp(rec.timestamp)
+        ms = rec.timestamp
         offset = rec.offset
-        encoded = [(offset, encode_line(Line(ts, text, meta))) for text in texts]
+        fragments = encode_lines(ms / 1000.0 if ms >= 0 else time.time(), texts, meta)
+        encoded = [(offset, fragments[0])] if len(fragments) == 1 else [(offset, f) for f in fragments]
         if plain:
             batch = batches.get(whole)
             if batch is None:

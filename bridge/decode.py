@@ -52,7 +52,9 @@ def _fit(text: str, max_bytes: int, errors: Counter[str]) -> str:
 def split_chunk(text: str, max_bytes: int, errors: Counter[str]) -> list[str]:
     """The lines of a plain value: one line, or a newline-separated chunk."""
     if "\n" not in text:
-        lines = [text[:-1] if text.endswith("\r") else text]
+        if text[-1:] == "\r":
+            text = text[:-1]
+        return [text if len(text) * 4 <= max_bytes else _fit(text, max_bytes, errors)]
     else:
         lines = text.split("\n")
         if lines[-1] == "":
@@ -66,6 +68,13 @@ def split_lines(value: bytes | None, max_line_bytes: int) -> list[str]:
     if not value:
         return []
     return split_chunk(_text(value, Counter()), max_line_bytes, Counter())
+
+
+def _looks_like_object(value: bytes) -> bool:
+    first = value[0]
+    if first == 0x7B:  # "{"
+        return True
+    return first in b" \t\r\n" and value.lstrip()[:1] == b"{"
 
 
 def _as_text(value: Any) -> str:
@@ -96,7 +105,7 @@ class Decoder:
         if not value:
             errors["empty"] += 1
             return [], None
-        if self.format == "text" or (self.format == "auto" and value[:1] != b"{" and value.lstrip()[:1] != b"{"):
+        if self.format == "text" or (self.format == "auto" and not _looks_like_object(value)):
             return split_chunk(_text(value, errors), self.max_bytes, errors), None
         return self._json(value, errors)
 

@@ -120,3 +120,36 @@ def test_history_is_capped(rclient: redis.Redis, prefix: str) -> None:
     for _ in range(20):
         pub.publish([StreamBatch("kafka:cap", [(0, frag)] * 50)])
     assert rclient.xlen(Keys(prefix).hist("kafka:cap")) < 300
+
+
+# --- added with the bridge (issue 3): the batch encoder and the checkpoint reset ---------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from wire.envelope import encode_lines  # noqa: E402
+
+_meta = st.none() | st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.none(), max_size=4)
+
+
+@given(
+    ts=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4_000_000_000),
+    texts=st.lists(st.text(max_size=40), max_size=5),
+    meta=_meta,
+)
+def test_encode_lines_is_byte_for_byte_encode_line(ts: float, texts: list[str], meta: dict | None) -> None:
+    assert encode_lines(ts, texts, meta) == [encode_line(Line(ts, text, meta)) for text in texts]
+
+
+def test_reset_offset_lets_a_restarted_log_publish_again(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    pub = Publisher(rclient, keys)
+    cp = Checkpoint("g", "t", 0)
+    line = encode_line(Line(1.0, "x"))
+    assert pub.publish([StreamBatch("kafka:t", [(5, line)])], cp) == (1, 0)
+    assert pub.publish([StreamBatch("kafka:t", [(0, line)])], cp) == (0, 1)  # looks old: skipped
+    pub.reset_offset(cp, -1)
+    assert pub.offsets("g") == {}
+    assert pub.publish([StreamBatch("kafka:t", [(0, line)])], cp) == (1, 0)
+    pub.reset_offset(cp, 3)
+    assert pub.offsets("g") == {"t:0": 3}

@@ -13,7 +13,9 @@ so the gateway can order, deduplicate and forward a batch without parsing it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C quoter json.dumps uses
 from typing import Any
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -39,6 +41,34 @@ def encode_line(line: Line) -> bytes:
     # backslashreplace turns a lone surrogate (possible in decoded JSON meta) into a
     # valid JSON escape instead of failing the whole batch.
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:-1].encode("utf-8", "backslashreplace")
+
+
+_last_head: tuple[float | None, str] = (None, "")
+
+
+def _head(ts: float) -> str:
+    """'"ts":<ts>,"text":' as json.dumps writes it; the last one is kept, since the lines
+    of a busy stream mostly share their timestamp with the previous line."""
+    global _last_head
+    last = _last_head  # one tuple read: safe if threads share the module
+    if last[0] == ts:
+        return last[1]
+    t = round(ts, 6)
+    # json.dumps writes a finite number as its repr; only nan and infinities differ
+    head = '"ts":' + (repr(t) if t - t == 0 else json.dumps(t)) + ',"text":'
+    _last_head = (ts, head)
+    return head
+
+
+def encode_lines(ts: float, texts: Sequence[str], meta: dict[str, Any] | None = None) -> list[bytes]:
+    """`encode_line` for several lines sharing a timestamp and meta (a chunk from one
+    Kafka message), byte for byte the same, without a dict and a dumps call per line."""
+    head = _head(ts)
+    tail = ',"meta":' + json.dumps(meta, ensure_ascii=False, separators=(",", ":")) if meta else ""
+    quote = encode_basestring
+    if len(texts) == 1:
+        return [(head + quote(texts[0]) + tail).encode("utf-8", "backslashreplace")]
+    return [(head + quote(text) + tail).encode("utf-8", "backslashreplace") for text in texts]
 
 
 def clean_text(raw: bytes | str, max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
