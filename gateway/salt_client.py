@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -42,8 +41,6 @@ class SaltFailure(Exception):
 
 class SaltClient(Protocol):
     """What the gateway needs of Salt."""
-
-    calls: Counter[str]
 
     async def run(self, minion: str, fun: str, path: str | None = None) -> Any: ...
 
@@ -77,7 +74,6 @@ class LocalSalt:
 
     def __init__(self, conf: SaltSettings, workers: int = 4) -> None:
         self.conf = conf
-        self.calls: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="salt")
         self._local = threading.local()
 
@@ -98,7 +94,6 @@ class LocalSalt:
 
     async def run(self, minion: str, fun: str, path: str | None = None) -> Any:
         kwarg = check_call(minion, fun, path)
-        self.calls[fun] += 1
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
@@ -141,7 +136,6 @@ class ApiSalt:
 
     def __init__(self, conf: SaltSettings) -> None:
         self.conf = conf
-        self.calls: Counter[str] = Counter()
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
         self._token: str | None = None
         self._expires = 0.0
@@ -202,7 +196,6 @@ class ApiSalt:
 
     async def run(self, minion: str, fun: str, path: str | None = None) -> Any:
         kwarg = check_call(minion, fun, path)
-        self.calls[fun] += 1
         timeout = max(1, round(self.conf.timeout))
         chunk = {"client": "local", "tgt": [minion], "tgt_type": "list", "fun": fun, "timeout": timeout}
         if kwarg:
