@@ -18,7 +18,14 @@ import tornado.httpserver
 import tornado.web
 
 from gateway.catalog import Catalog
-from gateway.handlers import HealthHandler, MetricsHandler, ReadyHandler, StreamsHandler, TailSocket
+from gateway.handlers import (
+    ConsoleFileHandler,
+    HealthHandler,
+    MetricsHandler,
+    ReadyHandler,
+    StreamsHandler,
+    TailSocket,
+)
 from gateway.history import History
 from gateway.hub import Hub
 from gateway.metrics import GatewayMetrics
@@ -92,8 +99,8 @@ class Gateway:
                     MinionFilesHandler,
                     {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist},
                 ),
-                (r"/()", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
-                (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+                (r"/()", ConsoleFileHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+                (r"/static/(.*)", ConsoleFileHandler, {"path": str(STATIC_DIR)}),
             ],
             websocket_ping_interval=conf.ping_interval,
             websocket_ping_timeout=conf.ping_timeout,

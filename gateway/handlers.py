@@ -176,3 +176,11 @@ class StreamsHandler(tornado.web.RequestHandler):
         streams = await self.catalog.list()
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({"streams": streams}))
+
+
+class ConsoleFileHandler(tornado.web.StaticFileHandler):
+    """The console's files (`/`, `/static/...`). Browsers revalidate them on every load
+    (a cheap 304 by ETag), so after an upgrade nobody runs a mix of old and new modules."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "no-cache")

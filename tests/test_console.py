@@ -42,8 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "console.png"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # One browser for all the console tests. Module scope, not session: Playwright's sync
+    # API keeps its own asyncio loop running while it is open, and the suite's async tests
+    # (pytest-asyncio) cannot start theirs until it is closed.
     with sync_playwright() as pw:
         b = launch(pw)
         yield b
