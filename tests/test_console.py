@@ -303,3 +303,89 @@ def test_refused_and_failing_sources_say_why_on_the_source(page: Page, pub: Publ
     page.wait_for_selector(".chip[data-stream='kafka:fine'][data-kind=ok]")
     publish_texts(pub, "kafka:fine", ["still flowing"])
     wait_last_line(page, "still flowing")
+
+
+NAMES = [
+    "kafka:orders",
+    "kafka:orders/eu-west",
+    "kafka:a/b/c",
+    "kafka:",
+    "kafka:bad topic",
+    "kafka:x/",
+    "kafka:x//lead",
+    "file:web-01:/var/log/syslog",
+    "file:web-01:var/log/syslog",
+    "file:web-01:/var/../etc/passwd",
+    "file:web-01:/var//log",
+    "file:web-01:/var/log/",
+    "file:bad minion:/x",
+    "file:web-01",
+    "http:nope",
+    "",
+]
+
+
+def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None:
+    """The page's own logic, run in the browser: ids compare as numbers, merged buffers
+    order by time, share links round-trip, RE2 spellings highlight, and stream names are
+    judged exactly as wire.names judges them."""
+    from wire.names import StreamNameError, parse_stream
+
+    gw = start_gateway()
+    resp = page.goto(f"{gw.base}/")
+    assert resp is not None and resp.headers.get("cache-control") == "no-cache"
+    result = page.evaluate(
+        """async (names) => {
+      const { LineBuffer } = await import('./static/buffer.js');
+      const { Connection } = await import('./static/connection.js');
+      const { decodeState, encodeState } = await import('./static/share.js');
+      const { compileHighlighter, matchRanges } = await import('./static/filters.js');
+      const { checkStream } = await import('./static/names.js');
+      const out = {};
+      const b = new LineBuffer(4, 'ts');
+      const e = (seq, ts) => ({ seq, ts, stream: 's' });
+      b.insert([e(1, 10), e(2, 30)]);
+      b.insert([e(3, 20), e(4, 5)]);
+      b.insert([e(5, 40)]);
+      out.merged = b.toArray().map((x) => x.seq);
+      out.index = b.indexOf(b.at(2));
+      const passed = [];
+      const conn = new Connection('ws://unused', { lines: (s, lines) => passed.push(...lines.map((l) => l.id)) });
+      const sub = { stream: 's', lastId: '9-100' };
+      conn.accept(sub, [{ id: '9-99' }, { id: '9-100' }, { id: '10-2' }, { id: '10-11' }]);
+      conn.accept(sub, [{ id: '10-3' }, { id: '10-11' }, { id: '11-0' }]);
+      out.passed = passed;
+      const state = {
+        streams: ['kafka:a', 'file:m:/var/log/a b&c#d.log'],
+        filter: { q: 'x & y #1 ü', regex: true, ignoreCase: true },
+        layout: 'panes',
+      };
+      out.roundtrip = JSON.stringify(decodeState(encodeState(state))) === JSON.stringify(state);
+      out.hash = encodeState(state);
+      const hl = (q, regex, ic) => compileHighlighter({ q, regex, ignoreCase: ic });
+      out.ci = matchRanges('an ERROR and an error', hl('(?i)error', true, false).re);
+      out.named = matchRanges('user=ana id=7', hl('id=(?P<n>[0-9]+)', true, false).re);
+      out.keyword = matchRanges('a.b axb a.b', hl('a.b', false, false).re);
+      out.re2only = hl('(?U)a+', true, false).error !== '';
+      out.names = names.map((n) => checkStream(n) === '');
+      return out;
+    }""",
+        NAMES,
+    )
+    assert result["merged"] == [1, 3, 2, 5], "by time; the oldest (seq 4, ts 5) evicted at capacity"
+    assert result["index"] == 2
+    assert result["passed"] == ["10-2", "10-11", "11-0"], "ids compare as numbers; nothing old or repeated passes"
+    assert result["roundtrip"], result["hash"]
+    assert result["ci"] == [[3, 8], [16, 21]]
+    assert result["named"] == [[9, 13]]
+    assert result["keyword"] == [[0, 3], [8, 11]], "a keyword is literal text"
+    assert result["re2only"], "a pattern JS cannot compile is reported, not highlighted"
+
+    def valid(name: str) -> bool:
+        try:
+            parse_stream(name)
+        except StreamNameError:
+            return False
+        return True
+
+    assert result["names"] == [valid(n) for n in NAMES]

@@ -13,6 +13,7 @@ import { Workspace } from './workspace.js';
 
 const $ = (id) => document.getElementById(id);
 let prefs = loadPrefs();
+document.documentElement.dataset.theme = prefs.theme;
 let filter = { ...EMPTY_FILTER };
 let highlight = compileHighlighter(filter);
 let dropped = 0;
