@@ -1,7 +1,7 @@
 // The console's entry point: wires the connection, the workspace (sources and views),
 // the source picker, the filter bar, the toolbar, keyboard shortcuts and the URL state.
 
-import { wsUrl } from './api.js';
+import { getJson, wsUrl } from './api.js';
 import { copyText, saveText } from './clipboard.js';
 import { Connection } from './connection.js';
 import { compileHighlighter, describeFilter, EMPTY_FILTER, sameFilter } from './filters.js';
@@ -104,6 +104,7 @@ function showConnection(info) {
   clearInterval(showConnection.timer);
   $('retry').hidden = info.state !== 'down';
   if (info.state === 'open') {
+    showConnection.refused = '';
     text.textContent = 'live';
     if (downSince) ws.note(null, 'connected again; resuming each source after its last line', 'info', '↻');
     downSince = false;
@@ -111,14 +112,31 @@ function showConnection(info) {
   } else if (info.state === 'down') {
     if (info.wasOpen && !downSince) ws.note(null, `connection lost (${info.reason}); reconnecting`, 'error', '✖');
     downSince = downSince || info.wasOpen;
+    for (const stream of ws.sources.keys()) ws.setSourceState(stream, 'offline', 'wait');
+    if (info.reason === 'gateway unreachable' && !showConnection.probing) probeRefusal();
     const tick = () => {
       const secs = Math.max(0, Math.ceil((info.retryAt - Date.now()) / 1000));
-      text.textContent = `disconnected (${info.reason}) · retry ${secs ? `in ${secs}s` : 'now'} · attempt ${info.attempt}`;
+      const why = showConnection.refused || info.reason;
+      text.textContent = `disconnected (${why}) · retry ${secs ? `in ${secs}s` : 'now'} · attempt ${info.attempt}`;
     };
     tick();
     showConnection.timer = setInterval(tick, 500);
   } else {
     text.textContent = info.state === 'reconnecting' ? 'reconnecting…' : 'connecting…';
+  }
+}
+
+/** A browser hides why a WebSocket upgrade failed; an API call tells a refusal (401/403) apart. */
+async function probeRefusal() {
+  showConnection.probing = true;
+  try {
+    await getJson('api/streams', 4000);
+    showConnection.refused = '';
+  } catch (err) {
+    showConnection.refused =
+      err.status === 401 || err.status === 403 ? `not authorised, HTTP ${err.status}: open the console with ?token=…` : '';
+  } finally {
+    showConnection.probing = false;
   }
 }
 

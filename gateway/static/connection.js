@@ -69,10 +69,16 @@ export class Connection {
       return;
     }
     this.ws = ws;
-    ws.onopen = () => this.opened(ws);
+    let wasOpen = false;
+    ws.onopen = () => {
+      wasOpen = true;
+      this.opened(ws);
+    };
     ws.onmessage = (ev) => this.message(ev.data);
     ws.onclose = (ev) => {
-      if (this.ws === ws) this.lost(ev.code ? `${ev.code}${ev.reason ? ` ${ev.reason}` : ''}` : 'closed');
+      if (this.ws !== ws) return;
+      if (ev.code === 1006) this.lost(wasOpen ? 'connection dropped' : 'gateway unreachable');
+      else this.lost(ev.code ? `${ev.code}${ev.reason ? ` ${ev.reason}` : ''}` : 'closed');
     };
   }
 
