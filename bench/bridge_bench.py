@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -95,6 +96,8 @@ class BridgeProc:
             TAILGATE_BRIDGE_METRICS_PORT="0",
             TAILGATE_BRIDGE_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
         )
+        env.update({k: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
+        env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
         self.out = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "--static"], cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT
@@ -118,6 +121,21 @@ def bridge_rate(r: redis.Redis, bridge_args: tuple, stream_count: int, prefix: s
         bridge.stop()
 
 
+def paced_producer(bootstrap: str, topic: str, rate: int, total: int) -> None:
+    """Produce `total` lines at `rate`/s, each starting with its produce time (a process of
+    its own, so the measuring subscriber never delays it)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    started = time.perf_counter()
+    for i in range(total):
+        producer.send(topic, f"{time.time():.6f} ".encode() + line(i)[:80], partition=i % PARTITIONS)
+        if i % 10 == 9:
+            wait = started + (i + 1) / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+    producer.flush()
+    producer.close()
+
+
 def latency(r: redis.Redis, bootstrap: str, bridge_args: tuple, prefix: str, topic: str, rate: int, seconds: float):
     """produce -> PUBLISH latencies (ms) of lines produced at `rate` lines/s."""
     bridge = BridgeProc(*bridge_args)
@@ -139,24 +157,18 @@ def latency(r: redis.Redis, bootstrap: str, bridge_args: tuple, prefix: str, top
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    total = int(rate * seconds)
     try:
         wait_until(lambda: "new partitions" in Path(bridge.out.name).read_text(), 60, what="bridge assigned")
-        # warm-up, then the measured run
-        total = int(rate * seconds)
-        started = time.perf_counter()
-        for i in range(total):
-            producer.send(topic, f"{time.time():.6f} ".encode() + line(i)[:80], partition=i % PARTITIONS)
-            if i % 10 == 9:
-                wait = started + (i + 1) / rate - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-        producer.flush()
+        feeder = multiprocessing.get_context("fork").Process(
+            target=paced_producer, args=(bootstrap, topic, rate, total)
+        )
+        feeder.start()
+        feeder.join(seconds * 3 + 30)
         wait_until(lambda: len(lat) >= total, 60, what="all latency lines")
     finally:
         done.set()
         listener.join(2)
-        producer.close()
         bridge.stop()
     warm = lat[len(lat) // 10 :]  # drop the first tenth (connections warming up)
     warm.sort()

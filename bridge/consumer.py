@@ -33,6 +33,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
 from bridge.redislink import RedisLink
 from bridge.route import Router
+from bridge.worker import PublishWorker
 from settings import Settings
 from wire import Keys, Publisher
 from wire.names import StreamNameError
@@ -65,6 +66,8 @@ class Bridge:
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
+        self.worker: PublishWorker | None = None
+        self.published_next: dict[tuple[str, int], int] = {}
         self.watcher: MetadataWatcher | None = None
         self.redis_down = False
         self.kafka_connected = True
@@ -113,6 +116,7 @@ class Bridge:
                     return
                 delay = min(delay * 2, b.retry_max)
         self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
+        self.worker = PublishWorker(self._publish, self._published)
         if b.use_group:
             listener = GroupListener(self._added, self._removed)
             self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
@@ -168,6 +172,7 @@ class Bridge:
             while not self.stop.is_set():
                 if self.assigner is not None:
                     self.assigner.maintain()
+                self._take_back()
                 if not self._resolve():
                     self._idle(delay)
                     delay = min(delay * 2, self.settings.bridge.retry_max)
@@ -187,7 +192,11 @@ class Bridge:
 
     def _resolve(self) -> bool:
         """Read positions from Redis for partitions that need them; False if Redis failed."""
-        assert self.positions is not None
+        assert self.positions is not None and self.worker is not None
+        if self.positions.pending or self.positions.rechecks:
+            # positions are read from Redis once everything handed over is in
+            self.worker.flush()
+            self._take_back()
         try:
             with self.link.resync():
                 self.positions.resolve()
@@ -216,27 +225,49 @@ class Bridge:
             add_partition(work, route, self.group, tp.topic, tp.partition, records, max_lines)
         return work
 
-    def _deliver(self, work: Work) -> bool:
-        """Publish one poll's work; on a Redis failure rewind its partitions instead."""
+    def _deliver(self, work: Work) -> None:
+        """Hand one poll's work to the publishing thread (waiting while it is a poll behind)."""
+        assert self.worker is not None
+        if not self.worker.submit(work):
+            self._take_back([work])
+
+    def _publish(self, work: Work) -> int:
+        """On the publishing thread: lower restarted partitions' checkpoints, then publish
+        every call of the work in one round trip. Returns the lines skipped as old."""
         assert self.positions is not None
-        try:
-            for tp in list(work.resets):
-                self.positions.reset(tp, work.resets[tp])
-                del work.resets[tp]
-                self.metrics.offset_resets.inc()
-            started = time.monotonic()
-            _, skipped = self.publisher.publish_many(work.calls)
-            self.metrics.publish_seconds.observe(time.monotonic() - started)
-        except redis.RedisError as exc:
-            self._redis_failed(exc)
-            for (topic, partition), (first, _, _, _) in work.spans.items():
-                tp = TopicPartition(topic, partition)
-                self.positions.rewind(tp, first, restarted=tp in work.resets)
-            return False
-        self._redis_ok()
+        for tp in list(work.resets):
+            self.positions.reset(tp, work.resets[tp])
+            del work.resets[tp]
+            self.metrics.offset_resets.inc()
+        _, skipped = self.publisher.publish_many(work.calls)
+        return skipped
+
+    def _published(self, work: Work, skipped: int, seconds: float) -> None:
+        self.metrics.publish_seconds.observe(seconds)
         self._record(work, skipped)
+        for key, (_, last, _, _) in work.spans.items():
+            self.published_next[key] = last + 1
         self.dirty = True
-        return True
+
+    def _take_back(self, extra: list[Work] | None = None) -> None:
+        """After a failed publish: rewind every partition of the unpublished works to its
+        oldest unpublished offset and pause everything until Redis is read again."""
+        assert self.worker is not None and self.positions is not None
+        if self.worker.error is None and not extra:
+            return
+        error, failed = self.worker.take_failed()
+        failed += extra or []
+        first: dict[TopicPartition, int] = {}
+        restarted: set[TopicPartition] = set()
+        for work in failed:
+            for (topic, partition), (start, _, _, _) in work.spans.items():
+                tp = TopicPartition(topic, partition)
+                first[tp] = min(start, first.get(tp, start))
+                if tp in work.resets:
+                    restarted.add(tp)
+        for tp, offset in first.items():
+            self.positions.rewind(tp, offset, restarted=tp in restarted)
+        self._redis_failed(error or redis.ConnectionError("publish failed"))
 
     def _record(self, work: Work, skipped: int) -> None:
         m = self.metrics
@@ -352,10 +383,11 @@ class Bridge:
     def _commit(self) -> None:
         """Commit consumed offsets to Kafka for lag tools; Redis still decides positions."""
         assert self.consumer is not None and self.positions is not None
+        assigned = self.consumer.assignment()
         offsets = {
             tp: OffsetAndMetadata(nxt, "", -1)
-            for tp, nxt in self.positions.expected.items()
-            if tp not in self.positions.pending
+            for (topic, partition), nxt in dict(self.published_next).items()
+            if (tp := TopicPartition(topic, partition)) in assigned
         }
         if not offsets:
             return
@@ -368,6 +400,8 @@ class Bridge:
     def _shutdown(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        if self.worker is not None and not self.worker.close(timeout=3.0):
+            log.warning("stopping with lines unpublished (Redis failing); they are read again at the next start")
         if self.consumer is not None:
             if self.dirty and self.settings.bridge.commit_offsets:
                 self._commit()

@@ -21,19 +21,24 @@ class ReconnectedError(redis.ConnectionError):
 
 
 class RedisLink:
-    """A redis.Redis client plus the reconnect guard."""
+    """A redis.Redis client on a single connection, plus the reconnect guard."""
 
     def __init__(self, url: str, socket_timeout: float = 3.0) -> None:
         self.connects = 0
         self.reconnected = False
         self._resyncing = False
-        self.client = redis.Redis.from_url(
+        # One connection, shared in turn by the consume loop and the publishing thread, so
+        # that a second connection always means a reconnect.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=1,
+            timeout=None,
             client_name="tailgate-bridge",
             socket_timeout=socket_timeout,
             socket_connect_timeout=1.0,
             redis_connect_func=self._on_connect,
         )
+        self.client = redis.Redis(connection_pool=pool)
 
     def _on_connect(self, conn: Any) -> None:
         conn.on_connect()
