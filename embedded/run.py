@@ -107,7 +107,7 @@ def main() -> int:
         create_topics(bootstrap, producer.TOPICS)
         env.setdefault("TAILGATE_BRIDGE_TOPICS", ",".join(producer.TOPICS))
 
-        stack.spawn("bridge", "bridge", env)
+        stack.spawn("bridge", "bridge", demo_bridge_env(env))
         salt_demo = start_salt_demo(ROOT, redis_url, settings.redis.prefix)  # None (warned) if Salt cannot run
         gw_env = dict(env)
         gw_env.update(salt_demo.gateway_env() if salt_demo else {"TAILGATE_SALT_MODE": "off"})
@@ -142,6 +142,31 @@ def main() -> int:
         if salt_demo is not None:
             salt_demo.stop()
     return 0
+
+
+DEMO_ROUTES = [
+    # app-events also split into kafka:app-events/<service>, and kept whole
+    {"topic": "app-events", "format": "json", "split_by": "field", "field": "service", "keep_whole": True},
+]
+
+
+def demo_bridge_env(env: dict[str, str]) -> dict[str, str]:
+    """The demo bridge routes app-events by service: the config file in force plus
+    DEMO_ROUTES when it has no routes of its own (written to run/bridge-demo.yaml)."""
+    import yaml
+
+    from settings.load import DEFAULT_CONFIG
+
+    source = Path(env.get("TAILGATE_CONFIG") or DEFAULT_CONFIG)
+    data = (yaml.safe_load(source.read_text()) if source.exists() else None) or {}
+    bridge = data.setdefault("bridge", {}) or {}
+    data["bridge"] = bridge
+    if bridge.get("routes"):
+        return env
+    bridge["routes"] = DEMO_ROUTES
+    demo = ROOT / "run" / "bridge-demo.yaml"
+    demo.write_text("# written by embedded/run.py for the demo bridge\n" + yaml.safe_dump(data, sort_keys=False))
+    return dict(env, TAILGATE_CONFIG=str(demo))
 
 
 def _ready(port: int) -> bool:
