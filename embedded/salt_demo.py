@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -27,9 +29,10 @@ LEVELS = ("INFO", "INFO", "INFO", "INFO", "WARN", "ERROR", "DEBUG")
 class SaltDemo:
     """The running pair, the growing log file, and the gateway settings that reach them."""
 
-    def __init__(self, pair: SaltPair, log_dir: Path) -> None:
+    def __init__(self, pair: SaltPair, log_dir: Path, base: Path) -> None:
         self.pair = pair
         self.log_dir = log_dir
+        self.base = base
         self.app_log = log_dir / "app.log"
         self.stop_event = threading.Event()
         self.writer = threading.Thread(target=self._write, name="demo-app-log", daemon=True)
@@ -67,6 +70,21 @@ class SaltDemo:
         with contextlib.suppress(SaltError):
             self.pair.call("logtail.stop_all", timeout=10)
         self.pair.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def fresh_workdir(run: Path) -> Path:
+    """This run's own directory for the master, the minion and the installed agent
+    (run/salt-<pid>/), so two demos in one checkout never share pid files, sockets or
+    agent locks; directories of runs that are gone are removed."""
+    for old in run.glob("salt-[0-9]*"):
+        pid = old.name.removeprefix("salt-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    base = run / f"salt-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    return base
 
 
 def start_salt_demo(root: Path, redis_url: str, key_prefix: str) -> SaltDemo | None:
@@ -77,10 +95,9 @@ def start_salt_demo(root: Path, redis_url: str, key_prefix: str) -> SaltDemo | N
         return None
     log_dir = root / "run" / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    pillar = logtail_pillar(
-        redis_url, key_prefix, root / "run" / "salt-minion", [f"{log_dir}/**", "/var/log/**"], grace_period=10
-    )
-    pair = SaltPair(pillar, minion_id=MINION_ID, workdir=str(root / "run" / "salt"))
+    base = fresh_workdir(root / "run")
+    pillar = logtail_pillar(redis_url, key_prefix, base / "minion", [f"{log_dir}/**", "/var/log/**"], grace_period=10)
+    pair = SaltPair(pillar, minion_id=MINION_ID, workdir=str(base / "salt"))
     started = time.monotonic()
     try:
         pair.start()
@@ -89,7 +106,7 @@ def start_salt_demo(root: Path, redis_url: str, key_prefix: str) -> SaltDemo | N
         log.warning("Salt did not come up (%s); file streams are off in this demo. Logs: %s", exc, pair.dir)
         pair.stop()
         return None
-    demo = SaltDemo(pair, log_dir)
+    demo = SaltDemo(pair, log_dir, base)
     demo.writer.start()
     log.info(
         "salt-master and salt-minion %r up, logtail formula applied (%.1fs)", MINION_ID, time.monotonic() - started

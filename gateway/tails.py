@@ -90,10 +90,10 @@ class Tails:
         bad = shell_meta(stream.path)
         if bad is not None:
             raise ProtocolError("bad_request", f"path contains the shell metacharacter {bad!r}", name)
-        if not allowed(stream.path, self.allowlist):
-            raise ProtocolError("forbidden", f"{stream.path} is outside this gateway's file allowlist", name)
         if self.salt is None or self.minions is None:
             raise ProtocolError("unavailable", "file streams are off on this gateway (salt.mode: off)", name)
+        if not allowed(stream.path, self.allowlist):
+            raise ProtocolError("forbidden", f"{stream.path} is outside this gateway's file allowlist", name)
         try:
             known = await self.minions.known(stream.minion)
         except SaltFailure as exc:
