@@ -114,8 +114,8 @@ def bridge_rate(r: redis.Redis, bridge_args: tuple, stream_count: int, prefix: s
     bridge = BridgeProc(*bridge_args)
     key = Keys(prefix).counts
     try:
-        first = wait_until(lambda: int(r.hget(key, stream) or 0) > 0 and time.perf_counter(), 120, 0.002)
-        wait_until(lambda: int(r.hget(key, stream) or 0) >= stream_count, 300, 0.002, what="all lines")
+        first = wait_until(lambda: int(r.hget(key, stream) or 0) > 0 and time.perf_counter(), 120, 0.005)
+        wait_until(lambda: int(r.hget(key, stream) or 0) >= stream_count, 300, 0.005, what="all lines")
         return stream_count / (time.perf_counter() - first)
     finally:
         bridge.stop()

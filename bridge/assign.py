@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from kafka import KafkaConsumer, TopicPartition
@@ -85,7 +86,11 @@ class GroupListener(ConsumerRebalanceListener):
 class MetadataWatcher:
     """Reads the cluster's topics and partitions every `interval` seconds on a thread of
     its own, with a client of its own: kafka-python's metadata calls block until a broker
-    answers, and the consume loop must never wait on them (SIGTERM, Redis faults)."""
+    answers, and the consume loop must never wait on them (SIGTERM, Redis faults).
+
+    Its snapshots drive the static split; in both modes they also tell whether Kafka
+    answers (`answering`): no snapshot for three intervals means no broker does.
+    """
 
     def __init__(self, bootstrap: list[str], client_id: str, selection: TopicSelection, interval: float) -> None:
         self.bootstrap = bootstrap
@@ -94,6 +99,7 @@ class MetadataWatcher:
         self.interval = interval
         self.latest: dict[str, set[int]] | None = None
         self.version = 0
+        self.last_ok = time.monotonic()
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._run, name="bridge-metadata", daemon=True)
 
@@ -101,8 +107,12 @@ class MetadataWatcher:
         self.thread.start()
         return self
 
+    def answering(self, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) - self.last_ok < 3 * self.interval
+
     def _run(self) -> None:
         consumer: KafkaConsumer | None = None
+        failing = False
         while not self.closed.is_set():
             try:
                 if consumer is None:
@@ -111,8 +121,12 @@ class MetadataWatcher:
                 snapshot = {t: set(consumer.partitions_for_topic(t) or ()) for t in topics}
                 self.latest = snapshot
                 self.version += 1
+                self.last_ok = time.monotonic()
+                failing = False
             except KafkaError as exc:
-                log.warning("could not read topic metadata (%s); retrying in %.0fs", exc, self.interval)
+                if not failing:
+                    log.warning("could not read topic metadata (%s); retrying every %.0fs", exc, self.interval)
+                failing = True
             self.closed.wait(self.interval)
         if consumer is not None:
             consumer.close()

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
+KAFKA_PROBE = 5.0  # longest interval between metadata reads (they tell whether Kafka answers)
 
 
 class Bridge:
@@ -117,17 +118,17 @@ class Bridge:
                 delay = min(delay * 2, b.retry_max)
         self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
         self.worker = PublishWorker(self._publish, self._published)
+        self.watcher = MetadataWatcher(
+            self.consumer.config["bootstrap_servers"],
+            self.settings.kafka.client_id,
+            self.selection,
+            min(b.refresh_interval, KAFKA_PROBE),
+        ).start()
         if b.use_group:
             listener = GroupListener(self._added, self._removed)
             self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
             log.info("bridge joining group %s for topics %s", self.group, self.selection.describe())
         else:
-            self.watcher = MetadataWatcher(
-                self.consumer.config["bootstrap_servers"],
-                self.settings.kafka.client_id,
-                self.selection,
-                b.refresh_interval,
-            ).start()
             self.assigner = StaticAssigner(
                 self.consumer, self.watcher, b.instance, b.instances, self._added, self._removed
             )
@@ -369,15 +370,14 @@ class Bridge:
         self.beyond_end = beyond - self.beyond_end
 
     def _watch_kafka(self) -> None:
-        assert self.consumer is not None
-        stats = self.consumer.metrics().get("consumer-metrics", {})
-        connected = stats.get("connection-count", 1) > 0
+        assert self.watcher is not None
+        connected = self.watcher.answering()
         self.metrics.kafka_up.set(1 if connected else 0)
         if connected and not self.kafka_connected:
             self.metrics.kafka_reconnects.inc()
-            log.info("Kafka connection re-established")
+            log.info("Kafka answers again")
         elif not connected and self.kafka_connected:
-            log.warning("no connection to any Kafka broker; the client keeps retrying")
+            log.warning("no Kafka broker has answered for %.0fs; the client keeps retrying", 3 * self.watcher.interval)
         self.kafka_connected = connected
 
     def _commit(self) -> None:

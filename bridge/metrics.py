@@ -55,9 +55,9 @@ class BridgeMetrics:
         self.redis_up = Gauge(f"{ns}_redis_up", "1 while the last Redis call succeeded", registry=r)
         self.redis_reconnects = Counter(f"{ns}_redis_reconnects", "Recoveries after Redis was unreachable", registry=r)
         self.redis_errors = Counter(f"{ns}_redis_errors", "Failed Redis calls (each retried)", registry=r)
-        self.kafka_up = Gauge(f"{ns}_kafka_up", "1 while the consumer holds a broker connection", registry=r)
+        self.kafka_up = Gauge(f"{ns}_kafka_up", "1 while brokers answer metadata requests", registry=r)
         self.kafka_reconnects = Counter(
-            f"{ns}_kafka_reconnects", "Recoveries after no broker connection was left", registry=r
+            f"{ns}_kafka_reconnects", "Recoveries after Kafka stopped answering", registry=r
         )
         self.offset_resets = Counter(
             f"{ns}_offset_resets", "Partitions whose log started over (offsets went backwards)", registry=r

@@ -157,17 +157,26 @@ def test_broker_restart_with_a_fresh_log_is_survived(start_bridge, history, tmp_
         wait_until(lambda: len(history(stream)) == 100, 30, what="lines before the restart")
 
         broker.stop()  # the embedded broker keeps its log in memory: it comes back empty
+        wait_until(lambda: scrape(port, "tailgate_bridge_kafka_up") == 0.0, 20, what="kafka_up 0")
         broker.start()
         wait_until(lambda: _try_create(broker.bootstrap, topic), 30, what="the topic created again")
         produce(broker.bootstrap, topic, [f"after {i}".encode() for i in range(50)])
         wait_until(lambda: len(history(stream)) >= 150, 60, what="lines after the restart")
         texts = [line["text"] for line in history(stream)]
         assert texts == [f"before {i}" for i in range(100)] + [f"after {i}" for i in range(50)]
-        _, body = http_get(f"http://127.0.0.1:{port}/metrics")
-        assert re.search(r"^tailgate_bridge_offset_resets_total 1\.0$", body.decode(), re.M)
+        assert scrape(port, "tailgate_bridge_offset_resets_total") == 1.0
+        wait_until(lambda: scrape(port, "tailgate_bridge_kafka_reconnects_total") == 1.0, 20, what="a reconnect")
+        assert scrape(port, "tailgate_bridge_kafka_up") == 1.0
         assert bridge.proc is not None and bridge.proc.poll() is None
     finally:
         broker.stop()
+
+
+def scrape(port: int, name: str) -> float | None:
+    """One unlabelled sample of the bridge's /metrics, or None."""
+    _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", body.decode(), re.M)
+    return float(found.group(1)) if found else None
 
 
 def _try_create(bootstrap: str, topic: str) -> bool:
