@@ -165,7 +165,7 @@ export class SourcePicker {
     this.files.set(minion, { loading: true });
     this.render();
     try {
-      this.files.set(minion, { list: filePaths(await getJson(`api/minions/${encodeURIComponent(minion)}/files`, 15000)) });
+      this.files.set(minion, { list: filePaths(await getJson(`api/minions/${encodeURIComponent(minion)}/files`, 30000)) });
     } catch (err) {
       this.files.set(minion, { error: err.status === 404 ? 'no file listing for this minion' : err.message });
     }
@@ -238,8 +238,15 @@ export class SourcePicker {
       if (!this.matches(m.id) && !anyFileMatches) continue;
       items.push(head);
       if (!this.expanded.has(m.id)) continue;
-      if (!filesOf || filesOf.loading) items.push(el('div', 'hint block indent', 'listing files…'));
-      else if (filesOf.error) items.push(el('div', 'hint block indent bad', filesOf.error));
+      if (!filesOf || filesOf.loading) items.push(el('div', 'hint block indent', 'asking Salt for the files…'));
+      else if (filesOf.error) {
+        const line = el('div', 'hint block indent bad', `${filesOf.error} `);
+        const retry = el('button', 'ghost small', 'retry');
+        retry.type = 'button';
+        retry.addEventListener('click', () => this.loadFiles(m.id));
+        line.append(retry);
+        items.push(line);
+      }
       else if (!filesOf.list.length) items.push(el('div', 'hint block indent', 'no log files offered'));
       else
         for (const f of filesOf.list) {
