@@ -389,3 +389,32 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
         return True
 
     assert result["names"] == [valid(n) for n in NAMES]
+
+
+def test_lines_the_gateway_drops_are_announced_where_they_went_missing(
+    page: Page, pub: Publisher, start_gateway
+) -> None:
+    # The page stops reading for a while (its main thread busy: Chromium then stops
+    # reading the socket and TCP backs up into the gateway) during a 10 MB burst. With a
+    # small per-client queue the gateway must skip lines for this page and say so.
+    gw = start_gateway(TAILGATE_GATEWAY_MAX_QUEUE_BYTES="65536", TAILGATE_GATEWAY_SLOW_CLIENT_TIMEOUT="60")
+    open_console(page, gw, "#s=kafka:burst")
+    page.evaluate("() => setTimeout(() => { const t = performance.now(); while (performance.now() - t < 3000) {} }, 0)")
+    pad = "x" * 1000
+    total = 10_000
+    for first in range(1, total + 1, 250):
+        publish_texts(pub, "kafka:burst", [f"{numbered(i)} {pad}" for i in range(first, first + 250)])
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('.pane .row.line .txt')].some((e) => e.textContent.startsWith(t))",
+        arg=numbered(total),
+        timeout=30000,
+    )
+    page.wait_for_function("() => document.querySelector('#status-dropped').textContent !== ''")
+    lines, notes = download(page)
+    dropped = sum(int(m.group(1).replace(",", "")) for n in notes if (m := re.search(r"([\d,]+) lines dropped", n)))
+    assert dropped > 0, notes
+    numbers = [int(t.split()[1]) for t in lines]
+    assert numbers == sorted(set(numbers)), "what is shown is in order, once"
+    assert numbers[-1] == total
+    assert len(numbers) + dropped == total, "every line is either shown or counted as dropped"
+    assert page.inner_text("#status-dropped") == f"{dropped:,} dropped"
