@@ -74,6 +74,11 @@ class SaltPair:
         """The master config file, as LocalClient (`salt.mode: local`) wants it."""
         return str(self.conf_dir / "master")
 
+    @property
+    def accepted_keys(self) -> Path:
+        """The master's directory of accepted minion keys."""
+        return self.dir / "root" / "etc" / "salt" / "pki" / "master" / "minions"
+
     def _write_config(self) -> None:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         self.pillar_dir.mkdir(parents=True, exist_ok=True)

@@ -83,12 +83,16 @@ class LocalSalt:
             import salt.client  # heavy; imported on first use, in a worker thread
 
             client = self._local.client = salt.client.LocalClient(c_path=self.conf.master_config)
+            # after `timeout`, LocalClient asks silent minions whether the job still runs
+            # and waits this long for that answer too; keep the whole call near `timeout`
+            client.opts["gather_job_timeout"] = max(1, round(self.conf.timeout))
         return client
 
     def _cmd(self, minion: str, fun: str, kwarg: dict[str, str]) -> Any:
         timeout = max(1, round(self.conf.timeout))
         ret = self._client().cmd([minion], fun, kwarg=kwarg, tgt_type="list", timeout=timeout)
-        if minion not in ret:
+        # a targeted minion that did not return is reported as False (or left out)
+        if ret.get(minion, False) is False:
             raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
         return ret[minion]
 
@@ -97,7 +101,11 @@ class LocalSalt:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            result = await loop.run_in_executor(self._pool, self._cmd, minion, fun, kwarg)
+            # LocalClient bounds itself (timeout, then gather_job_timeout); this is the backstop
+            job = loop.run_in_executor(self._pool, self._cmd, minion, fun, kwarg)
+            result = await asyncio.wait_for(job, 3 * self.conf.timeout + 5)
+        except TimeoutError:
+            raise SaltFailure("timeout", f"minion {minion} did not answer within {self.conf.timeout:.0f}s") from None
         except SaltFailure:
             raise
         # LocalClient raises its own error types (no master, no access, auth) from deep
@@ -201,7 +209,7 @@ class ApiSalt:
         if kwarg:
             chunk["kwarg"] = kwarg
         ret = await self._lowstate(chunk)
-        if not isinstance(ret, dict) or minion not in ret:
+        if not isinstance(ret, dict) or ret.get(minion, False) is False:
             raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
         return ret[minion]
 

@@ -389,3 +389,49 @@ async def test_api_mode_starts_tails_through_salt_api(
     assert client.of_type("error")[-1]["code"] == "unavailable"
     assert agent_record(salt_api, str(other)) is None
     await client.close()
+
+
+async def test_a_stopped_agent_is_reported_and_started_again(
+    salt_session: SaltSession, services: list[Service], tmp_path: Path
+) -> None:
+    path = new_log(salt_session, lines=1)
+    stream = f"file:{MINION}:{path}"
+    gw = start_gateway(salt_session, services, tmp_path)
+    client = await WsClient.connect(gw.ws_url)
+    await client.subscribe(stream)
+    await client.wait_for(lambda: "live" in states(client, stream), what="agent live")
+    first_pid = agent_record(salt_session, str(path))["pid"]
+    # an operator stops the agent while someone is watching
+    stopped = await asyncio.to_thread(salt_session.pair.call, "logtail.stop", str(path))
+    assert stopped == {"ok": True, "state": "stopped", "pid": first_pid, "path": str(path)}
+    await client.wait_for(lambda: states(client, stream)[-3:] == ["stopped", "starting", "live"], what="restart")
+    assert agent_record(salt_session, str(path))["pid"] != first_pid
+    with path.open("a") as fh:
+        fh.write("after the restart\n")
+    await client.wait_for(lambda: "after the restart" in client.texts(stream), what="line after the restart")
+    await client.close()
+
+
+async def test_a_minion_that_does_not_answer_fails_with_the_reason(
+    salt_session: SaltSession, services: list[Service], tmp_path: Path
+) -> None:
+    ghost = "ghost-minion"
+    key = salt_session.pair.accepted_keys / ghost
+    key.write_bytes((salt_session.pair.accepted_keys / MINION).read_bytes())  # accepted, but never connects
+    try:
+        gw = start_gateway(salt_session, services, tmp_path, TAILGATE_SALT_TIMEOUT="2")
+        client = await WsClient.connect(gw.ws_url)
+        stream = f"file:{ghost}:{salt_session.logs}/app.log"
+        await client.subscribe(stream)
+        failed = await client.wait_for(
+            lambda: next((f for f in client.frames if f.get("state") == "failed"), None), what="failed status"
+        )
+        assert failed == {
+            "type": "status",
+            "stream": stream,
+            "state": "failed",
+            "message": f"minion {ghost} did not answer within 2s",
+        }
+        await client.close()
+    finally:
+        key.unlink()
