@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,9 +78,18 @@ class LocalSalt:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="salt")
         self._local = threading.local()
 
+    def _check_master(self) -> None:
+        if not os.path.exists(self.conf.master_config):
+            raise SaltFailure(
+                "unavailable",
+                f"{self.conf.master_config} not found: salt.mode local needs the gateway on the Salt master "
+                "(or use salt.mode api)",
+            )
+
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
         if client is None:
+            self._check_master()
             import salt.client  # heavy; imported on first use, in a worker thread
 
             client = self._local.client = salt.client.LocalClient(c_path=self.conf.master_config)
@@ -117,6 +127,7 @@ class LocalSalt:
         return result
 
     def _accepted(self) -> list[str]:
+        self._check_master()
         import salt.config
         import salt.key
 
@@ -128,6 +139,8 @@ class LocalSalt:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._accepted)
+        except SaltFailure:
+            raise
         except Exception as exc:  # noqa: BLE001 - salt's key store raises many kinds; all mean "unknown now"
             raise SaltFailure("unavailable", f"cannot list the master's accepted minions: {exc}") from None
 

@@ -435,3 +435,29 @@ async def test_a_minion_that_does_not_answer_fails_with_the_reason(
         await client.close()
     finally:
         key.unlink()
+
+
+@pytest.mark.parametrize(
+    ("salt_env", "message"),
+    [
+        ({"TAILGATE_SALT_MODE": "off"}, "file streams are off on this gateway (salt.mode: off)"),
+        (
+            {"TAILGATE_SALT_MODE": "local", "TAILGATE_SALT_MASTER_CONFIG": "/nonexistent/master"},
+            "/nonexistent/master not found",
+        ),
+    ],
+)
+async def test_without_salt_file_streams_are_unavailable_and_the_rest_works(
+    start_gateway, salt_env: dict[str, str], message: str
+) -> None:
+    gw = start_gateway(**salt_env)
+    client = await WsClient.connect(gw.ws_url)
+    stream = "file:web-01:/var/log/syslog"
+    await client.subscribe(stream)
+    error = client.of_type("error")[-1]
+    assert error["code"] == "unavailable" and message in error["message"], error
+    await client.subscribe("kafka:anything")
+    assert client.of_type("subscribed")[-1]["stream"] == "kafka:anything"
+    status, body = http_get(gw.base + "/api/minions", timeout=10)
+    assert status == (200 if salt_env["TAILGATE_SALT_MODE"] == "off" else 503), body
+    await client.close()
