@@ -148,7 +148,11 @@ class Follower:
                     newlines += 1
                     if newlines == wanted:
                         return pos + i + 1
-        return pos
+        if pos == 0:
+            return 0
+        fh.seek(pos)  # scanned as far as we go: start at the next line boundary, not mid-line
+        nl = fh.read(self.max_line_bytes + 2).find(b"\n")
+        return pos + nl + 1 if nl >= 0 else size
 
     def _read_available(self, out: list[str]) -> int:
         assert self.fh is not None
