@@ -149,9 +149,12 @@ def test_pause_holds_and_counts_then_resume_shows_everything(page: Page, pub: Pu
     assert "1,204 new" in page.inner_text("#paused-banner")
     assert line_texts(page)[-1] == numbered(10), "nothing new is drawn while paused"
 
+    page.focus("#share")  # space on a focused button pauses; it must not also press the button
     page.keyboard.press(" ")
     wait_last_line(page, numbered(1214))
     assert page.is_hidden("#paused-banner")
+    assert page.is_hidden("#toast"), "the Share button was pressed too"
+
     assert download_lines(page) == [numbered(i) for i in range(1, 1215)]
 
     # Scrolling up stops following; the lines under the eyes stay put; a button jumps back.

@@ -3,9 +3,11 @@
 
 import { getJson, wsUrl } from './api.js';
 import { copyText, saveText } from './clipboard.js';
+import { Chips } from './chips.js';
 import { Connection } from './connection.js';
 import { compileHighlighter, describeFilter, EMPTY_FILTER, sameFilter } from './filters.js';
 import { fmtCount, fmtRate } from './format.js';
+import { installKeys } from './keys.js';
 import { loadPrefs, savePrefs } from './prefs.js';
 import { decodeState, encodeState, shareUrl } from './share.js';
 import { SourcePicker } from './sources.js';
@@ -164,44 +166,8 @@ const picker = new SourcePicker($('sources'), {
   colorOf: (s) => ws.sources.get(s)?.color,
 });
 
-const chipEls = new Map();
-
-/** The open sources as chips (colour, label, rate or state, close); updated in place. */
-function renderChips() {
-  const box = $('chips');
-  for (const [stream, chip] of chipEls) {
-    if (!ws.sources.has(stream)) {
-      chip.remove();
-      chipEls.delete(stream);
-    }
-  }
-  for (const [stream, src] of ws.sources) {
-    let chip = chipEls.get(stream);
-    if (!chip) {
-      chip = document.createElement('span');
-      chip.className = 'chip';
-      chip.dataset.stream = stream;
-      const label = document.createElement('span');
-      label.className = 'chip-label';
-      label.textContent = src.label;
-      const rate = document.createElement('span');
-      rate.className = 'chip-rate';
-      const close = document.createElement('button');
-      close.type = 'button';
-      close.className = 'chip-close';
-      close.textContent = '×';
-      close.title = `Close ${stream}`;
-      close.addEventListener('click', () => toggleSource(stream));
-      chip.append(label, rate, close);
-      chipEls.set(stream, chip);
-      box.append(chip);
-    }
-    chip.dataset.kind = src.kind;
-    chip.title = `${stream}\n${src.state}`;
-    chip.style.setProperty('--chip', `var(--c${src.color})`);
-    chip.querySelector('.chip-rate').textContent = src.state === 'live' ? `${fmtRate(src.rate)}/s` : src.state;
-  }
-}
+const chips = new Chips($('chips'), toggleSource);
+const renderChips = () => chips.render(ws.sources);
 
 // Filter -----------------------------------------------------------------------
 
@@ -301,31 +267,11 @@ dialog.addEventListener('close', () => {
 
 // Keyboard ---------------------------------------------------------------------
 
-let swallowSpaceUp = false;
-document.addEventListener('keydown', (ev) => {
-  const t = ev.target;
-  const typing = t instanceof HTMLElement && (t.matches('input, textarea, select') || t.isContentEditable);
-  if (ev.key === 'Escape' && t === $('filter')) {
-    setFilterInputs(filter);
-    t.blur();
-    return;
-  }
-  if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || dialog.open) return;
-  if (ev.key === ' ') {
-    ev.preventDefault();
-    swallowSpaceUp = t instanceof HTMLButtonElement;
-    setPaused(!ws.paused);
-  } else if (ev.key === '/') {
-    ev.preventDefault();
-    $('filter').focus();
-    $('filter').select();
-  }
-});
-document.addEventListener('keyup', (ev) => {
-  if (ev.key === ' ' && swallowSpaceUp) {
-    ev.preventDefault();
-    swallowSpaceUp = false;
-  }
+installKeys({
+  filter: $('filter'),
+  blocked: () => dialog.open,
+  togglePause: () => setPaused(!ws.paused),
+  leaveFilter: () => setFilterInputs(filter),
 });
 
 // State shown and shared ---------------------------------------------------------

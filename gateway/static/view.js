@@ -8,8 +8,8 @@
 // A clicked line opens in place to show its id, time, full text and JSON `meta`.
 
 import { LineBuffer } from './buffer.js';
-import { appendHighlighted } from './filters.js';
-import { fmtCount, fmtIso, fmtTime, shortLabel } from './format.js';
+import { fmtCount } from './format.js';
+import { buildPane, drawRow, paneHeader } from './rows.js';
 
 const OVERSCAN = 8;
 const MAX_OPEN = 20;
@@ -39,40 +39,8 @@ export class LogView {
   }
 
   build() {
-    const el = (tag, cls, text) => {
-      const node = document.createElement(tag);
-      if (cls) node.className = cls;
-      if (text !== undefined) node.textContent = text;
-      return node;
-    };
-    this.root = el('section', 'pane');
-    this.root.dataset.stream = this.stream || '*';
-    const head = el('div', 'pane-head');
-    this.swatch = el('span', 'swatch');
-    this.title = el('span', 'pane-title');
-    this.meta = el('span', 'pane-meta');
-    this.stateEl = el('span', 'pane-state');
-    const tools = el('span', 'pane-tools');
-    for (const [name, label, tip] of this.opts.tools) {
-      const b = el('button', `icon ${name}`, label);
-      b.type = 'button';
-      b.title = tip;
-      b.dataset.action = name;
-      b.addEventListener('click', () => this.opts.onAction(name, this));
-      tools.append(b);
-    }
-    head.append(this.swatch, this.title, this.stateEl, this.meta, tools);
-    this.scroller = el('div', 'scroller');
-    this.scroller.tabIndex = 0;
-    this.sizer = el('div', 'sizer');
-    this.layer = el('div', 'layer');
-    this.scroller.append(this.sizer, this.layer);
-    this.empty = el('div', 'pane-empty', 'Waiting for lines…');
-    this.jump = el('button', 'jump');
-    this.jump.type = 'button';
-    this.jump.hidden = true;
+    Object.assign(this, buildPane(this.stream, this.opts.tools, (name) => this.opts.onAction(name, this)));
     this.jump.addEventListener('click', () => this.toTail());
-    this.root.append(head, this.scroller, this.empty, this.jump);
     this.rows = [];
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
     this.layer.addEventListener('click', (ev) => this.onClick(ev));
@@ -91,18 +59,7 @@ export class LogView {
   }
 
   setHeader() {
-    const { sources } = this.opts;
-    if (this.stream) {
-      const info = sources.get(this.stream);
-      this.swatch.style.background = info ? `var(--c${info.color})` : '';
-      this.title.textContent = info ? info.label : this.stream;
-      this.title.title = this.stream;
-    } else {
-      this.swatch.style.background = '';
-      this.swatch.className = 'swatch merged';
-      this.title.textContent = sources.size === 1 ? [...sources.keys()][0] : `All sources (${sources.size})`;
-      this.title.title = [...sources.keys()].join('\n');
-    }
+    paneHeader(this, this.stream, this.opts.sources);
   }
 
   setState(text, kind) {
@@ -311,82 +268,7 @@ export class LogView {
     row._entry = entry;
     row._style = this.restyle;
     row._open = isOpen;
-    row.replaceChildren();
-    const merged = this.opts.merged;
-    const info = entry.stream ? this.opts.sources.get(entry.stream) : null;
-    if (entry.kind === 'note') {
-      row.className = `row note ${entry.level || 'info'}`;
-      const text = document.createElement('span');
-      text.className = 'txt';
-      const who = merged && entry.stream ? `${info ? info.label : shortLabel(entry.stream)}: ` : '';
-      text.textContent = `${fmtTime(entry.ts)}  ${entry.icon || '•'} ${who}${entry.text}`;
-      row.append(text);
-      return;
-    }
-    row.className = isOpen ? 'row line open' : 'row line';
-    const ts = document.createElement('span');
-    ts.className = 'ts';
-    ts.textContent = fmtTime(entry.ts);
-    row.append(ts);
-    if (merged) {
-      const src = document.createElement('span');
-      src.className = 'src';
-      src.textContent = info ? info.label : shortLabel(entry.stream);
-      src.title = entry.stream;
-      if (info) src.style.color = `var(--c${info.color})`;
-      row.append(src);
-    }
-    const text = document.createElement('span');
-    text.className = 'txt';
-    appendHighlighted(text, entry.text, highlight);
-    row.append(text);
-    if (entry.meta) {
-      const badge = document.createElement('span');
-      badge.className = 'has-meta';
-      badge.textContent = '{…}';
-      badge.title = 'has JSON meta: click the line to expand';
-      row.append(badge);
-    }
-    const copy = document.createElement('button');
-    copy.type = 'button';
-    copy.className = 'copy';
-    copy.title = 'Copy this line';
-    copy.textContent = 'copy';
-    row.append(copy);
-    if (isOpen) row.append(this.details(entry, highlight));
-  }
-
-  details(entry, highlight) {
-    const box = document.createElement('div');
-    box.className = 'details';
-    const facts = document.createElement('div');
-    facts.className = 'facts';
-    facts.textContent = `${entry.stream}  ·  id ${entry.id}  ·  ${fmtIso(entry.ts)}`;
-    const full = document.createElement('pre');
-    full.className = 'full';
-    appendHighlighted(full, entry.text, highlight);
-    box.append(facts, full);
-    if (entry.meta) {
-      const meta = document.createElement('pre');
-      meta.className = 'meta-json';
-      meta.textContent = JSON.stringify(entry.meta, null, 2);
-      box.append(meta);
-    }
-    const actions = document.createElement('div');
-    actions.className = 'details-actions';
-    for (const [action, label] of [
-      ['copy', 'Copy text'],
-      ['copy-json', 'Copy as JSON'],
-      ['collapse', 'Close'],
-    ]) {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.dataset.detail = action;
-      b.textContent = label;
-      actions.append(b);
-    }
-    box.append(actions);
-    return box;
+    drawRow(row, entry, { merged: this.opts.merged, sources: this.opts.sources, highlight, isOpen });
   }
 
   measureOpen() {
