@@ -421,3 +421,21 @@ def test_lines_the_gateway_drops_are_announced_where_they_went_missing(
     assert numbers[-1] == total
     assert len(numbers) + dropped == total, "every line is either shown or counted as dropped"
     assert page.inner_text("#status-dropped") == f"{dropped:,} dropped"
+
+
+def test_a_token_in_the_page_url_goes_to_the_api_and_socket_but_not_into_share_links(page: Page, start_gateway) -> None:
+    gw = start_gateway()
+    sockets: list[str] = []
+    requests: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("request", lambda req: requests.append(req.url))
+    page.goto(f"{gw.base}/?token=t0k.en#s=kafka:secret")
+    page.wait_for_selector("#conn[data-state=open]")
+    page.wait_for_function("() => document.querySelector('#sources .list .source, #sources .hint') !== null")
+    assert sockets and all(u.endswith("/ws?token=t0k.en") for u in sockets), sockets
+    api = [u for u in requests if "/api/" in u]
+    assert api and all("token=t0k.en" in u for u in api), api
+    page.click("#share")
+    page.wait_for_selector("#toast >> text=Link copied")
+    link = page.evaluate("() => navigator.clipboard.readText()")
+    assert link == f"{gw.base}/#s=kafka:secret"
