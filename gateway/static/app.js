@@ -31,7 +31,8 @@ function toast(text, kind = '') {
 }
 
 async function copy(text, what = 'Line') {
-  toast((await copyText(text)) ? `${what} copied` : 'Copy failed: the browser refused the clipboard', 'info');
+  if (await copyText(text)) toast(`${what} copied`, 'info');
+  else toast(`The browser refused the clipboard. ${what}: ${text.length > 600 ? `${text.slice(0, 600)}…` : text}`, 'error');
 }
 
 const ws = new Workspace($('panes'), {
@@ -174,14 +175,20 @@ const renderChips = () => chips.render(ws.sources);
 function showFilterNote(text, kind = '') {
   const note = $('filter-note');
   note.textContent = text;
+  note.title = text;
   note.dataset.kind = kind;
+}
+
+/** The note under normal conditions: what the server filters on, or why nothing is highlighted. */
+function describeFilterNote() {
+  showFilterNote(highlight.error || (filter.q ? `server filter: ${describeFilter(filter)}` : ''), highlight.error ? 'warn' : '');
 }
 
 function applyFilter(next) {
   if (sameFilter(next, filter)) return;
   filter = { ...next };
   highlight = compileHighlighter(filter);
-  showFilterNote(highlight.error || (filter.q ? `server filter: ${describeFilter(filter)}` : ''), highlight.error ? 'warn' : '');
+  describeFilterNote();
   subscribeAll();
   ws.redraw();
   refresh();
@@ -271,7 +278,10 @@ installKeys({
   filter: $('filter'),
   blocked: () => dialog.open,
   togglePause: () => setPaused(!ws.paused),
-  leaveFilter: () => setFilterInputs(filter),
+  leaveFilter: () => {
+    setFilterInputs(filter);
+    describeFilterNote();
+  },
 });
 
 // State shown and shared ---------------------------------------------------------
@@ -291,6 +301,8 @@ function refresh() {
   $('layout-merged').setAttribute('aria-pressed', String(ws.layout === 'merged'));
   $('layout-panes').setAttribute('aria-pressed', String(ws.layout === 'panes'));
   $('empty').hidden = ws.sources.size > 0;
+  const n = ws.sources.size;
+  document.title = `${ws.paused ? '❚❚ ' : ''}Tailgate${n ? ` · ${n === 1 ? ws.sources.values().next().value.label : `${n} sources`}` : ''}`;
   renderChips();
   const hash = encodeState(state());
   if (hash !== window.location.hash && !(hash === '' && window.location.hash === '')) {
@@ -313,7 +325,7 @@ function applyState(next) {
   setFilterInputs(next.filter);
   filter = { ...next.filter };
   highlight = compileHighlighter(filter);
-  showFilterNote(highlight.error || (filter.q ? `server filter: ${describeFilter(filter)}` : ''), highlight.error ? 'warn' : '');
+  describeFilterNote();
   for (const stream of [...ws.sources.keys()]) if (!next.streams.includes(stream)) toggleSource(stream);
   for (const stream of next.streams) if (!ws.sources.has(stream)) toggleSource(stream);
   subscribeAll();
