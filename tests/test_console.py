@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from embedded import wait_until
 from embedded.producer import app_event, nginx_line, stack_trace
@@ -439,3 +440,38 @@ def test_a_token_in_the_page_url_goes_to_the_api_and_socket_but_not_into_share_l
     page.wait_for_selector("#toast >> text=Link copied")
     link = page.evaluate("() => navigator.clipboard.readText()")
     assert link == f"{gw.base}/#s=kafka:secret"
+
+
+TOP_LINE = """() => { const s = document.querySelector('.pane .scroller').getBoundingClientRect();
+  const row = document.elementFromPoint(s.left + 200, s.top + 4).closest('.row');
+  return row ? row.querySelector('.txt').textContent : null; }"""
+
+
+def test_changing_the_filter_keeps_the_place_when_scrolled_up(page: Page, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    page.add_init_script("localStorage.setItem('tailgate.prefs', JSON.stringify({ backlog: 5000 }))")
+    base = time.time() - 100
+    for first in range(1, 2001, 20):  # 20 lines per 50 ms of log time
+        texts = [f"{numbered(i)} {'even' if i % 2 == 0 else 'odd'}" for i in range(first, first + 20)]
+        publish_texts(pub, "kafka:place", texts, ts=base + first * 0.0025)
+    open_console(page, gw, "#s=kafka:place")
+    wait_last_line(page, f"{numbered(2000)} even")
+    page.evaluate("() => { document.querySelector('.pane .scroller').scrollTop = 999 * 18; }")
+    page.wait_for_selector(".pane .jump:not([hidden])")
+    before = int(page.evaluate(TOP_LINE).split()[1])
+    assert 900 < before < 1100, before
+
+    page.fill("#filter", "even")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => { const t = [...document.querySelectorAll('.pane .row.line .txt')].map((e) => e.textContent);"
+        " return t.length > 0 && t.every((x) => x.endsWith('even')); }"
+    )
+    # The refill from history lands a frame or two later; the view must settle on the same moment.
+    settled = f"""() => {{ const t = ({TOP_LINE})(); const m = t && /^line (\\d+) even$/.exec(t);
+                          return m !== null && Math.abs(Number(m[1]) - {before}) <= 22; }}"""
+    try:
+        page.wait_for_function(settled, timeout=10000)
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"the view moved from line {before} to {page.evaluate(TOP_LINE)!r}") from None
+    assert not page.is_hidden(".pane .jump"), "still not following the tail"
