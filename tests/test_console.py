@@ -475,3 +475,38 @@ def test_changing_the_filter_keeps_the_place_when_scrolled_up(page: Page, pub: P
     except PlaywrightTimeoutError:
         raise AssertionError(f"the view moved from line {before} to {page.evaluate(TOP_LINE)!r}") from None
     assert not page.is_hidden(".pane .jump"), "still not following the tail"
+
+
+def test_settings_theme_utc_and_line_limit_apply_and_persist(browser: Browser, pub: Publisher, start_gateway) -> None:
+    gw = start_gateway()
+    context = browser.new_context(viewport={"width": 1400, "height": 820}, timezone_id="Asia/Kolkata")
+    try:
+        page = context.new_page()
+        ts = 1_795_000_000.25  # 2026-11-18 11:06:40.250 UTC, 16:36:40.250 in Kolkata
+        publish_texts(pub, "kafka:prefs", ["first"], ts=ts)
+        open_console(page, gw, "#s=kafka:prefs")
+        wait_last_line(page, "first")
+        assert page.inner_text(".pane .row.line .ts >> nth=0") == "16:36:40.250", "local time by default"
+
+        page.click("#settings-open")
+        page.select_option("#settings select[name=theme]", "light")
+        page.select_option("#settings select[name=utc]", "utc")
+        page.fill("#settings input[name=maxLines]", "1000")
+        page.click("#settings button[value=save]")
+        assert page.get_attribute("html", "data-theme") == "light"
+        assert page.inner_text(".pane .row.line .ts >> nth=0") == "11:06:40.250"
+
+        for first in range(1, 1501, 100):
+            publish_texts(pub, "kafka:prefs", [numbered(i) for i in range(first, first + 100)], ts=ts)
+        wait_last_line(page, numbered(1500))
+        page.wait_for_function("() => document.querySelector('.pane-meta').textContent.startsWith('1,000 lines')")
+        assert download_lines(page) == [numbered(i) for i in range(501, 1501)], "the oldest lines went first"
+
+        page.reload()
+        page.wait_for_selector("#conn[data-state=open]")
+        assert page.get_attribute("html", "data-theme") == "light"
+        page.click("#settings-open")
+        assert page.input_value("#settings input[name=maxLines]") == "1000"
+        assert page.input_value("#settings select[name=utc]") == "utc"
+    finally:
+        context.close()

@@ -6,7 +6,7 @@ import { copyText, saveText } from './clipboard.js';
 import { Chips } from './chips.js';
 import { Connection } from './connection.js';
 import { compileHighlighter, describeFilter, EMPTY_FILTER, sameFilter } from './filters.js';
-import { fmtCount, fmtRate } from './format.js';
+import { fmtCount, fmtRate, setUtc } from './format.js';
 import { installKeys } from './keys.js';
 import { loadPrefs, savePrefs } from './prefs.js';
 import { decodeState, encodeState, shareUrl } from './share.js';
@@ -16,6 +16,7 @@ import { Workspace } from './workspace.js';
 const $ = (id) => document.getElementById(id);
 let prefs = loadPrefs();
 document.documentElement.dataset.theme = prefs.theme;
+setUtc(prefs.utc);
 let filter = { ...EMPTY_FILTER };
 let highlight = compileHighlighter(filter);
 let dropped = 0;
@@ -259,6 +260,7 @@ const dialog = $('settings');
 $('settings-open').addEventListener('click', () => {
   const form = dialog.querySelector('form');
   form.theme.value = prefs.theme;
+  form.utc.value = prefs.utc ? 'utc' : 'local';
   form.maxLines.value = prefs.maxLines;
   form.backlog.value = prefs.backlog;
   dialog.showModal();
@@ -266,8 +268,15 @@ $('settings-open').addEventListener('click', () => {
 dialog.addEventListener('close', () => {
   if (dialog.returnValue !== 'save') return;
   const form = dialog.querySelector('form');
-  prefs = savePrefs({ theme: form.theme.value, maxLines: form.maxLines.value, backlog: form.backlog.value });
+  prefs = savePrefs({
+    theme: form.theme.value,
+    utc: form.utc.value,
+    maxLines: form.maxLines.value,
+    backlog: form.backlog.value,
+  });
   document.documentElement.dataset.theme = prefs.theme;
+  setUtc(prefs.utc);
+  ws.redraw();
   ws.setMaxLines(prefs.maxLines);
   refresh();
 });

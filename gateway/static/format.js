@@ -17,11 +17,19 @@ export function fmtRate(r) {
 
 const pad2 = (n) => String(n).padStart(2, '0');
 
-/** Local wall-clock time of an epoch-seconds timestamp, with milliseconds. */
+let utc = false;
+
+/** Show line times in UTC (true) or the browser's local time (false). */
+export function setUtc(on) {
+  utc = !!on;
+}
+
+/** Wall-clock time of an epoch-seconds timestamp, with milliseconds (local or UTC). */
 export function fmtTime(ts) {
   if (typeof ts !== 'number' || !Number.isFinite(ts)) return '--:--:--.---';
   const d = new Date(ts * 1000);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const [h, m, s] = utc ? [d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()] : [d.getHours(), d.getMinutes(), d.getSeconds()];
+  return `${pad2(h)}:${pad2(m)}:${pad2(s)}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
 /** ISO 8601 (UTC) form of an epoch-seconds timestamp, for downloads and details. */

@@ -1,5 +1,6 @@
-// The viewer's own preferences, kept in this browser (localStorage): theme, how many
-// lines a view keeps, how many lines of history a newly opened source starts with.
+// The viewer's own preferences, kept in this browser (localStorage): theme, local or UTC
+// times, how many lines a view keeps, how many lines of history a newly opened source
+// starts with.
 
 const KEY = 'tailgate.prefs';
 export const LIMITS = {
@@ -21,6 +22,7 @@ export function loadPrefs() {
   }
   return {
     theme: saved.theme === 'light' ? 'light' : 'dark',
+    utc: saved.utc === true,
     maxLines: clamp(saved.maxLines ?? LIMITS.maxLines.def, LIMITS.maxLines),
     backlog: clamp(saved.backlog ?? LIMITS.backlog.def, LIMITS.backlog),
   };
@@ -29,6 +31,7 @@ export function loadPrefs() {
 export function savePrefs(prefs) {
   const clean = {
     theme: prefs.theme === 'light' ? 'light' : 'dark',
+    utc: prefs.utc === true || prefs.utc === 'utc',
     maxLines: clamp(prefs.maxLines, LIMITS.maxLines),
     backlog: clamp(prefs.backlog, LIMITS.backlog),
   };
