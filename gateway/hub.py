@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gateway.filters import LineFilter
 from gateway.frames import lines_frame, lines_prefix, ws_text_frame
+from gateway.metrics import lag_of
 from wire.envelope import LineId, frame_ids, parse_id
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ class Batch:
     frame: bytes
     _lines: list[dict[str, Any]] | None = None
     _wire: bytes | None = None
+    _lag: tuple[int, float] | None = None
+
+    @property
+    def lag(self) -> tuple[int, float]:
+        """Publish-to-send lag of this batch sent now, computed once: every client whose
+        socket takes it at once gets it at the same moment."""
+        if self._lag is None:
+            self._lag = lag_of(self.last[0])
+        return self._lag
 
     @property
     def wire(self) -> bytes:

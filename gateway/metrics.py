@@ -42,6 +42,7 @@ class GatewayMetrics:
         self.hot = _HotPath()
         r.register(self.hot)
         self.sent = self.hot.sent
+        self.sent_now = self.hot.sent_now
 
     def dropped(self, stream: str, lines: int) -> None:
         self.lines_dropped.labels(stream).inc(lines)
@@ -51,6 +52,13 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def lag_of(published_ms: int) -> tuple[int, float]:
+    """(histogram bucket, seconds) of the lag of a batch whose newest line Redis published
+    at `published_ms` (a line id's first part: the XADD time in ms, on Redis's clock)."""
+    seconds = max(0.0, time.time() - published_ms / 1000.0)
+    return bisect_left(LAG_BUCKETS, seconds), seconds
 
 
 class _HotPath(Collector):
@@ -67,10 +75,16 @@ class _HotPath(Collector):
         self.lines[stream] = self.lines.get(stream, 0) + lines
         self.bytes[stream] = self.bytes.get(stream, 0) + nbytes
         if published_ms:
-            # A line id's first part is the publishing XADD's time in ms (Redis clock).
-            lag = time.time() - published_ms / 1000.0
-            self.lag_counts[bisect_left(LAG_BUCKETS, lag)] += 1
-            self.lag_sum += lag if lag > 0 else 0.0
+            bucket, seconds = lag_of(published_ms)
+            self.lag_counts[bucket] += 1
+            self.lag_sum += seconds
+
+    def sent_now(self, stream: str, lines: int, nbytes: int, lag: tuple[int, float]) -> None:
+        """`sent` for a shared batch whose lag was computed once for all clients."""
+        self.lines[stream] = self.lines.get(stream, 0) + lines
+        self.bytes[stream] = self.bytes.get(stream, 0) + nbytes
+        self.lag_counts[lag[0]] += 1
+        self.lag_sum += lag[1]
 
     def collect(self) -> Iterator[Metric]:
         lines = CounterMetricFamily("tailgate_gateway_lines_sent", "Lines sent to clients", labels=["stream"])

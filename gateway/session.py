@@ -165,12 +165,25 @@ class Session:
                 sub.held_bytes -= len(old.frame)
                 self._note_dropped(batch.stream, old.count)
             return
-        if sub.cursor is not None:
+        if sub.cursor is not None and batch.first <= sub.cursor:
             trimmed = batch.after(sub.cursor)
             if trimmed is None:
                 return
             batch = trimmed
         sub.cursor = batch.last
+        if self._writer is None and not self._queue:
+            # The common case, inline: nothing pending, the shared frame goes to the socket.
+            self._last_progress = time.monotonic()
+            try:
+                pending = self._send(batch.frame, batch.wire)
+            except self.closed_errors as exc:
+                self._transport_failed(exc)
+                return
+            if self.metrics is not None:
+                self.metrics.sent_now(batch.stream, batch.count, len(batch.frame), batch.lag)
+            if pending is not None:
+                self._await_pending(pending)
+            return
         self._enqueue_lines(batch.stream, batch.frame, batch.count, batch.last[0], batch.wire)
 
     def control(self, obj: dict[str, Any]) -> None:
@@ -195,15 +208,20 @@ class Session:
             # only needed when the socket does not take it at once.
             self._last_progress = time.monotonic()
             pending = self._transmit(item)
-            if pending is not None and not pending.done():
-                self._writer = asyncio.get_running_loop().create_task(self._write_loop(pending))
-            elif pending is not None and pending.exception() is not None:
-                self._transport_failed(pending.exception())
+            if pending is not None:
+                self._await_pending(pending)
             return
         self._queue.append(item)
         self.queued_bytes += len(item.data)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(None))
+
+    def _await_pending(self, pending: Awaitable[None]) -> None:
+        """The socket did not take a frame at once: write the rest from a task."""
+        if not isinstance(pending, asyncio.Future) or not pending.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(pending))
+        elif pending.exception() is not None:
+            self._transport_failed(pending.exception())
 
     def _transmit(self, item: _Item) -> Awaitable[None] | None:
         """Hand one frame to the transport; returns what to await before the next one."""

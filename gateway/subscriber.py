@@ -1,8 +1,9 @@
 """The process's one Redis pub/sub connection: the I/O shell around the hub.
 
-The reader loop only reads and hands each message to the hub, which only enqueues, so it
-never blocks on a client. It runs its own `get_message` loop (redis-py's `listen()` ends
-when nothing is subscribed). SUBSCRIBE/UNSUBSCRIBE are sent on a stream's first and last
+The reader loop only reads and hands messages to the hub, which only enqueues, so it
+never blocks on a client. It reads through `PubSubConnection` (gateway/pubsub_conn.py):
+every message already on the socket in one go, and a loop of its own that does not end
+when nothing is subscribed. SUBSCRIBE/UNSUBSCRIBE are sent on a stream's first and last
 viewer; callers wait for Redis to confirm a SUBSCRIBE before reading history, which is
 what makes the history-to-live switch exact. On a lost connection it reconnects with
 backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and
@@ -14,22 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from gateway.hub import Hub
+from gateway.pubsub_conn import PubSubConnection
 from wire import Keys
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 5.0
-MAX_BURST = 500
 
 
 class Unavailable(Exception):
@@ -58,8 +56,7 @@ class Subscriber:
         self.confirm_timeout = confirm_timeout
         self.connected = False
         self.reconnects = 0
-        self._pubsub: aioredis.client.PubSub | None = None
-        self._client: aioredis.Redis | None = None
+        self._conn: PubSubConnection | None = None
         self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
         self._stopping = False
         self._ever_connected = False
@@ -91,19 +88,12 @@ class Subscriber:
             delay = min(delay * 2, 5.0)
 
     async def _connect(self) -> None:
-        self._client = aioredis.Redis.from_url(
-            self.url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=3,
-            client_name="tailgate-gateway-pubsub",
-        )
-        self._pubsub = self._client.pubsub()
-        await self._pubsub.connect()
+        self._conn = await PubSubConnection.open(self.url, "tailgate-gateway-pubsub")
         streams = self.hub.streams()
         if streams:
             for stream in streams:
                 self._confirm.setdefault(stream, deque()).append(asyncio.get_running_loop().create_future())
-            await self._pubsub.subscribe(*(self.keys.live(s) for s in streams))
+            self._conn.subscribe(*(self.keys.live(s) for s in streams))
         self.connected = True
         if self._ever_connected:
             self.reconnects += 1
@@ -119,42 +109,37 @@ class Subscriber:
         await self.on_reconnected()
 
     async def _read_loop(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
-        last_seen = time.monotonic()
+        assert self._conn is not None
+        conn = self._conn
         pinged = False
         while not self._stopping:
-            msg = await pubsub.get_message(timeout=1.0)
-            now = time.monotonic()
-            if msg is None:
-                if now - last_seen > 2 * KEEPALIVE_SECONDS and pinged:
-                    raise RedisError("no answer to keepalive PING")
-                if now - last_seen > KEEPALIVE_SECONDS and not pinged:
-                    await pubsub.ping()
-                    pinged = True
+            # Every message already on the socket, handed to the hub grouped by stream
+            # and in order: when the gateway falls behind, batches grow instead of piling up.
+            try:
+                replies = await asyncio.wait_for(conn.read(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                if pinged:
+                    raise RedisError("no answer to keepalive PING") from None
+                conn.ping()
+                pinged = True
                 continue
-            last_seen, pinged = now, False
-            # Take every message already waiting (without waiting for more) and hand
-            # them to the hub grouped by stream, in order.
+            pinged = False
             burst: dict[str, list[bytes]] = {}
-            for _ in range(MAX_BURST):
-                self._handle(msg, burst)
-                msg = await pubsub.get_message(timeout=0)
-                if msg is None:
-                    break
-            else:
-                self._handle(msg, burst)
+            for reply in replies:
+                self._handle(reply, burst)
             for stream, messages in burst.items():
                 self.hub.dispatch(stream, messages)
 
-    def _handle(self, msg: dict, burst: dict[str, list[bytes]]) -> None:
-        kind = msg["type"]
-        if kind == "message":
-            stream = self.keys.stream_of_channel(msg["channel"])
+    def _handle(self, reply: list[Any], burst: dict[str, list[bytes]]) -> None:
+        if isinstance(reply, Exception):
+            raise reply
+        kind = reply[0]
+        if kind == b"message":
+            stream = self.keys.stream_of_channel(reply[1])
             if stream is not None:
-                burst.setdefault(stream, []).append(msg["data"])
-        elif kind == "subscribe":
-            stream = self.keys.stream_of_channel(msg["channel"])
+                burst.setdefault(stream, []).append(reply[2])
+        elif kind == b"subscribe":
+            stream = self.keys.stream_of_channel(reply[1])
             waiting = self._confirm.get(stream or "")
             if waiting:
                 fut = waiting.popleft()
@@ -172,14 +157,9 @@ class Subscriber:
                 if not fut.done():
                     fut.set_exception(Unavailable("redis connection lost"))
         self._confirm.clear()
-        if self._pubsub is not None:
-            try:
-                await self._pubsub.aclose()
-            except (RedisError, OSError) as exc:
-                log.debug("closing pub/sub: %s", exc)
-        if self._client is not None:
-            await self._client.aclose()
-        self._pubsub = self._client = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     async def _wait_confirmed(self, stream: str) -> None:
         waiting = self._confirm.get(stream)
@@ -188,12 +168,12 @@ class Subscriber:
 
     async def subscribe(self, stream: str) -> None:
         """SUBSCRIBE to a stream's channel and wait until Redis confirms it."""
-        if not self.connected or self._pubsub is None:
+        if not self.connected or self._conn is None:
             raise Unavailable("not connected to redis")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm.setdefault(stream, deque()).append(fut)
         try:
-            await self._pubsub.subscribe(self.keys.live(stream))
+            self._conn.subscribe(self.keys.live(stream))
             await asyncio.wait_for(asyncio.shield(fut), self.confirm_timeout)
         except (TimeoutError, RedisError, OSError) as exc:
             raise Unavailable(f"subscribe failed: {exc}") from None
@@ -209,9 +189,9 @@ class Subscriber:
 
     async def unsubscribe(self, stream: str) -> None:
         """UNSUBSCRIBE a stream's channel (its last viewer left)."""
-        if self.connected and self._pubsub is not None:
+        if self.connected and self._conn is not None:
             try:
-                await self._pubsub.unsubscribe(self.keys.live(stream))
+                self._conn.unsubscribe(self.keys.live(stream))
             except (RedisError, OSError) as exc:
                 log.warning("unsubscribe %s failed: %s (the reconnect will not resubscribe it)", stream, exc)
 

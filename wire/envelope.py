@@ -102,10 +102,16 @@ def format_id(line_id: LineId) -> str:
 
 
 def frame_ids(message: bytes) -> tuple[LineId, LineId, int, bytes]:
-    """Split a live channel message into (first id, last id, count, JSON array bytes)."""
+    """Split a live channel message into (first id, last id, count, JSON array bytes).
+
+    On the gateway's hot path (once per message), so it trusts the publish step's
+    format instead of validating like `parse_id`; anything malformed raises ValueError.
+    """
     header, _, array = message.partition(b"\n")
     first, last, count = header.split(b" ")
-    return parse_id(first), parse_id(last), int(count), array
+    first_ms, first_seq = first.split(b"-")
+    last_ms, last_seq = last.split(b"-")
+    return (int(first_ms), int(first_seq)), (int(last_ms), int(last_seq)), int(count), array
 
 
 def line_object(line_id: str | bytes, fragment: bytes) -> bytes:
