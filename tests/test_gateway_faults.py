@@ -142,3 +142,29 @@ async def test_sigterm_drains_with_1001_within_5s(rclient: redis.Redis, prefix: 
         assert c.closed_code == 1001
     assert await asyncio.to_thread(gw.wait, 5) == 0
     assert time.monotonic() - started < 5
+
+
+def connections(gw: GatewayProc) -> float:
+    body = http_get(gw.base + "/metrics")[1].decode()
+    return float(next(ln.split()[-1] for ln in body.splitlines() if ln.startswith("tailgate_gateway_connections ")))
+
+
+async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
+    gw: GatewayProc = start_gateway(TAILGATE_GATEWAY_PING_INTERVAL="0.3", TAILGATE_GATEWAY_PING_TIMEOUT="1")
+    # A peer that completes the handshake and then goes silent (a laptop lid closed):
+    # it never answers the gateway's pings.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    alive = await WsClient.connect(gw.ws_url)  # answers pings (websockets does)
+    deadline = time.monotonic() + 15
+    while connections(gw) != 1.0:
+        assert time.monotonic() < deadline, "the silent peer was never dropped"
+        await asyncio.sleep(0.1)
+    await alive.send({"op": "ping"})
+    await alive.wait_for(lambda: alive.of_type("pong"), what="the live client still served")
+    writer.close()
+    await alive.close()

@@ -31,6 +31,12 @@ async def test_1000_concurrent_clients(rclient: redis.Redis, prefix: str, start_
     assert len(conns) <= 2
     metrics = http_get(gw.base + "/metrics")[1].decode()
     assert "tailgate_gateway_connections 1000.0" in metrics
+    assert 'tailgate_gateway_lines_sent_total{stream="kafka:many0"} 10000.0' in metrics
+    assert 'tailgate_gateway_subscriptions{stream="kafka:many0"} 100.0' in metrics
+    # one observation per frame per client; frames may carry several publishes
+    lag_count = float(metrics.split("tailgate_gateway_publish_to_send_seconds_count ")[1].split()[0])
+    assert 1000 <= lag_count <= 5000
+    assert "tailgate_gateway_lines_in_total 1000.0" in metrics
     await asyncio.gather(*(c.close() for c in clients))
 
 
