@@ -493,8 +493,8 @@ def test_settings_theme_utc_and_line_limit_apply_and_persist(browser: Browser, p
         page.select_option("#settings select[name=utc]", "utc")
         page.fill("#settings input[name=maxLines]", "1000")
         page.click("#settings button[value=save]")
-        assert page.get_attribute("html", "data-theme") == "light"
-        assert page.inner_text(".pane .row.line .ts >> nth=0") == "11:06:40.250"
+        page.wait_for_selector("html[data-theme=light]")
+        page.wait_for_function("() => document.querySelector('.pane .row.line .ts').textContent === '11:06:40.250'")
 
         for first in range(1, 1501, 100):
             publish_texts(pub, "kafka:prefs", [numbered(i) for i in range(first, first + 100)], ts=ts)
@@ -504,7 +504,7 @@ def test_settings_theme_utc_and_line_limit_apply_and_persist(browser: Browser, p
 
         page.reload()
         page.wait_for_selector("#conn[data-state=open]")
-        assert page.get_attribute("html", "data-theme") == "light"
+        assert page.get_attribute("html", "data-theme") == "light", "kept in this browser"
         page.click("#settings-open")
         assert page.input_value("#settings input[name=maxLines]") == "1000"
         assert page.input_value("#settings select[name=utc]") == "utc"
