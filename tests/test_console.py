@@ -113,7 +113,7 @@ def test_filter_highlights_refills_from_history_and_survives_a_bad_regex(
     assert line_texts(page) == expected, "the view is refilled from history with matching lines only"
     marks = page.evaluate("() => [...document.querySelectorAll('.pane .row.line mark')].map((m) => m.textContent)")
     assert marks == ["Timeout"] * len(expected)
-    assert "q=timeout" in page.url and "i=1" in page.url
+    page.wait_for_function("() => location.hash === '#s=kafka:api&q=timeout&i=1'")
 
     publish_texts(pub, "kafka:api", ["req 101 ok", "req 102 read TIMEOUT", "req 103 ok"])
     wait_last_line(page, "req 102 read TIMEOUT")
