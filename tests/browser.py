@@ -76,11 +76,32 @@ def wait_numbered_at_least(page: Page, n: int, timeout: float = 15.0) -> None:
 def download(page: Page, button: str = "#download") -> tuple[list[str], list[str]]:
     """Click a Download button; return the saved file's log lines (without their leading
     timestamp) and its inline notices (the rows starting with '#')."""
-    with page.expect_download() as info:
-        page.click(button)
-    rows = Path(info.value.path()).read_text(encoding="utf-8").splitlines()
+    rows = download_rows(page, button)
     lines = [row.split(" ", 1)[1] for row in rows if row and not row.startswith("#")]
     return lines, [row for row in rows if row.startswith("#")]
+
+
+def download_rows(page: Page, button: str = "#download") -> list[str]:
+    """Click a Download button; return the saved file's rows as they are."""
+    with page.expect_download() as info:
+        page.click(button)
+    return Path(info.value.path()).read_text(encoding="utf-8").splitlines()
+
+
+def numbers_around(rows: list[str], marker: str) -> list[tuple[int | None, int | None]]:
+    """For each notice row containing `marker`: the numbered lines just before and after it."""
+
+    def number(row: str) -> int | None:
+        parts = row.split(" ")
+        return int(parts[2]) if not row.startswith("#") and len(parts) > 2 and parts[1] == "line" else None
+
+    out = []
+    for i, row in enumerate(rows):
+        if row.startswith("#") and marker in row:
+            before = next((number(r) for r in reversed(rows[:i]) if not r.startswith("#")), None)
+            after = next((number(r) for r in rows[i + 1 :] if not r.startswith("#")), None)
+            out.append((before, after))
+    return out
 
 
 def download_lines(page: Page, button: str = "#download") -> list[str]:

@@ -28,9 +28,11 @@ from tests.browser import (
     PacedPublisher,
     download,
     download_lines,
+    download_rows,
     launch,
     line_texts,
     numbered,
+    numbers_around,
     publish_numbered,
     publish_texts,
     wait_last_line,
@@ -170,6 +172,13 @@ def test_pause_holds_and_counts_then_resume_shows_everything(page: Page, pub: Pu
     wait_last_line(page, numbered(1300))
     page.wait_for_selector(".pane .jump", state="hidden")
 
+    page.click("#clear")
+    page.wait_for_selector(".pane .pane-empty:not([hidden])")
+    assert line_texts(page) == []
+    publish_numbered(pub, "kafka:pausing", 1301, 1301)
+    wait_last_line(page, numbered(1301))
+    assert line_texts(page) == [numbered(1301)], "clear empties the view; the source keeps flowing"
+
 
 def test_gateway_restart_resumes_with_no_duplicate_and_no_hole(
     page: Page, pub: Publisher, start_gateway, env: dict[str, str], services: list[Service], tmp_path: Path
@@ -192,10 +201,12 @@ def test_gateway_restart_resumes_with_no_duplicate_and_no_hole(
     finally:
         total = feeder.stop()
     wait_last_line(page, numbered(total), timeout=20)
-    lines, notes = download(page)
+    rows = download_rows(page)
+    lines = [row.split(" ", 1)[1] for row in rows if not row.startswith("#")]
     assert lines == [numbered(i) for i in range(1, total + 1)]
-    assert any("connection lost" in n for n in notes), notes
-    assert any("resumed after line" in n for n in notes), notes
+    assert any("connection lost" in r for r in rows), rows[:3]
+    resumed = numbers_around(rows, "resumed after line")
+    assert len(resumed) == 1 and resumed[0][1] == resumed[0][0] + 1, f"the notice sits where the outage was: {resumed}"
 
 
 def test_stays_responsive_at_5000_lines_per_second(page: Page, pub: Publisher, start_gateway) -> None:
@@ -510,3 +521,34 @@ def test_settings_theme_utc_and_line_limit_apply_and_persist(browser: Browser, p
         assert page.input_value("#settings select[name=utc]") == "utc"
     finally:
         context.close()
+
+
+def test_a_resume_past_the_retained_history_says_gap_where_lines_were_lost(
+    page: Page,
+    rclient: redis.Redis,
+    prefix: str,
+    start_gateway,
+    env: dict[str, str],
+    services: list[Service],
+    tmp_path: Path,
+) -> None:
+    gw = start_gateway()
+    short = Publisher(rclient, Keys(prefix), maxlen=100)  # history keeps about the last 100 lines
+    open_console(page, gw, "#s=kafka:short")
+    publish_numbered(short, "kafka:short", 1, 10)
+    wait_last_line(page, numbered(10))
+    gw.stop()
+    page.wait_for_selector("#conn[data-state=down]", timeout=10000)
+    publish_numbered(short, "kafka:short", 11, 2000, per_batch=100)  # lines 11.. fall out of history
+    again = GatewayProc(env, log_dir=tmp_path)
+    again.port = gw.port
+    again.env["TAILGATE_GATEWAY_PORT"] = str(gw.port)
+    services.append(again)
+    again.start()
+    wait_last_line(page, numbered(2000), timeout=20)
+    rows = download_rows(page)
+    gap = numbers_around(rows, "gap:")
+    assert len(gap) == 1 and gap[0][0] == 10 and gap[0][1] > 11, f"announced where lines went missing: {gap}"
+    numbers = [int(row.split()[2]) for row in rows if not row.startswith("#")]
+    assert numbers[:10] == list(range(1, 11)) and numbers[-1] == 2000
+    assert numbers == sorted(set(numbers)) and len(numbers) < 2000, "a hole, announced, never a duplicate"

@@ -62,15 +62,16 @@ const conn = new Connection(wsUrl(), {
   subscribed(stream, { reset, resumedAfter }) {
     if (reset) ws.resetStream(stream);
     ws.setSourceState(stream, 'live', 'ok');
-    if (resumedAfter) ws.note(stream, `resumed after line ${resumedAfter}`, 'info', '↻');
+    if (resumedAfter) ws.note(stream, `resumed after line ${resumedAfter}`, 'info', '↻', true);
   },
   notice(frame) {
     const s = frame.stream ?? null;
     if (frame.type === 'dropped') {
       dropped += frame.count || 0;
-      ws.note(s, `${fmtCount(frame.count || 0)} lines dropped: this page fell behind and the gateway skipped them`, 'warn', '⚠');
+      const text = `${fmtCount(frame.count || 0)} lines dropped: this page fell behind and the gateway skipped them`;
+      ws.note(s, text, 'warn', '⚠', true);
     } else if (frame.type === 'gap') {
-      ws.note(s, 'gap: lines older than the retained history were lost while this page was away', 'warn', '⚠');
+      ws.note(s, 'gap: lines older than the retained history were lost while this page was away', 'warn', '⚠', true);
     } else if (frame.type === 'status') {
       const bad = frame.state === 'failed' || frame.state === 'stopped';
       ws.note(s, `remote tail ${frame.state}${frame.message ? `: ${frame.message}` : ''}`, bad ? 'error' : 'info', bad ? '■' : '●');

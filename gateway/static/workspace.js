@@ -132,6 +132,8 @@ export class Workspace {
     const src = this.sources.get(stream);
     if (!src) return;
     src.counted += lines.length;
+    const lastTs = lines[lines.length - 1].ts;
+    if (typeof lastTs === 'number') src.lastTs = lastTs;
     const entries = new Array(lines.length);
     for (let i = 0; i < lines.length; i++) {
       const l = lines[i];
@@ -140,9 +142,16 @@ export class Workspace {
     this.route(entries);
   }
 
-  note(stream, text, level = 'info', icon = '•') {
-    if (stream !== null && !this.sources.has(stream)) return;
-    this.route([{ seq: ++this.seq, kind: 'note', stream, ts: Date.now() / 1000, text, level, icon }]);
+  /**
+   * An inline notice. `afterLast`: it is about what comes next on this stream (resumed,
+   * gap, dropped), so in a view ordered by time it sits right after the stream's last line
+   * rather than at its arrival time (the lines it precedes can carry older timestamps).
+   */
+  note(stream, text, level = 'info', icon = '•', afterLast = false) {
+    const src = stream === null ? null : this.sources.get(stream);
+    if (stream !== null && !src) return;
+    const ts = afterLast && src && src.lastTs !== undefined ? src.lastTs : Date.now() / 1000;
+    this.route([{ seq: ++this.seq, kind: 'note', stream, ts, text, level, icon }]);
   }
 
   route(entries) {
