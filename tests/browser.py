@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # Containers often give /dev/shm only 64 MB; chromium then crashes on busy pages.
+    "--disable-dev-shm-usage",
 ]
 
 # Main-thread stalls as the page sees them, recorded from the start: long tasks (script
