@@ -22,6 +22,18 @@ function button(cls, label, title) {
   return b;
 }
 
+const LEVEL = /\b(FATAL|CRIT(?:ICAL)?|ERROR|ERR|SEVERE|WARN(?:ING)?)\b/;
+
+/** 'error', 'warn' or '' for a line, from its meta `level` or a level word near its start; cached. */
+function levelOf(entry) {
+  if (entry.lvl === undefined) {
+    const fromMeta = entry.meta && typeof entry.meta.level === 'string' ? entry.meta.level.toUpperCase() : '';
+    const word = fromMeta || (LEVEL.exec(entry.text.slice(0, 160)) || [])[1] || '';
+    entry.lvl = word.startsWith('WARN') ? 'warn' : word && LEVEL.test(word) ? 'error' : '';
+  }
+  return entry.lvl;
+}
+
 /** Redraw `row` for `entry`. opts: merged, sources (Map), highlight (RegExp|null), isOpen. */
 export function drawRow(row, entry, { merged, sources, highlight, isOpen }) {
   row.replaceChildren();
@@ -33,7 +45,8 @@ export function drawRow(row, entry, { merged, sources, highlight, isOpen }) {
     row.append(span('txt', `${fmtTime(entry.ts)}  ${entry.icon || '•'} ${who}${entry.text}`));
     return;
   }
-  row.className = isOpen ? 'row line open' : 'row line';
+  const level = levelOf(entry);
+  row.className = `row line${isOpen ? ' open' : ''}${level ? ` lvl-${level}` : ''}`;
   row.append(span('ts', fmtTime(entry.ts)));
   if (merged) {
     const src = span('src', label);
