@@ -17,7 +17,9 @@ import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.web
 
+from gateway.access import install_redaction
 from gateway.catalog import Catalog
+from gateway.guard import Guard
 from gateway.handlers import (
     ConsoleFileHandler,
     HealthHandler,
@@ -66,6 +68,8 @@ class Gateway:
         self.tails = build_tails(self.commands, keys, self.hub, self.settings)
         self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history, self.tails)
         self.catalog = Catalog(self.commands, keys, self.settings.bridge.topics, self.settings.gateway.catalog_window)
+        self.guard = Guard(self.settings.auth, self.metrics)
+        install_redaction()
 
     def _on_lost(self) -> None:
         self.subscriptions.hold_all()
@@ -86,20 +90,34 @@ class Gateway:
 
     def application(self) -> tornado.web.Application:
         conf = self.settings.gateway
+        guard = self.guard
         return tornado.web.Application(
             [
-                (r"/ws", TailSocket, {"subscriptions": self.subscriptions, "settings": conf, "metrics": self.metrics}),
+                (
+                    r"/ws",
+                    TailSocket,
+                    {"subscriptions": self.subscriptions, "settings": conf, "metrics": self.metrics, "guard": guard},
+                ),
                 (r"/healthz", HealthHandler),
                 (r"/readyz", ReadyHandler, {"subscriber": self.subscriber, "draining": lambda: self.draining}),
                 (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
-                (r"/api/streams", StreamsHandler, {"catalog": self.catalog}),
-                (r"/api/minions", MinionsHandler, {"minions": self.tails.minions}),
+                (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
+                (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
                 (
                     r"/api/minions/([^/]+)/files",
                     MinionFilesHandler,
-                    {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist},
+                    {
+                        "minions": self.tails.minions,
+                        "salt": self.tails.salt,
+                        "allowlist": conf.file_allowlist,
+                        "guard": guard,
+                    },
                 ),
-                (r"/()", ConsoleFileHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+                (
+                    r"/()",
+                    ConsoleFileHandler,
+                    {"path": str(STATIC_DIR), "default_filename": "index.html", "guard": guard},
+                ),
                 (r"/static/(.*)", ConsoleFileHandler, {"path": str(STATIC_DIR)}),
             ],
             websocket_ping_interval=conf.ping_interval,

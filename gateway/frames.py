@@ -17,11 +17,12 @@ from wire.envelope import LineId
 class ProtocolError(Exception):
     """A client request the server answers with an `error` frame."""
 
-    def __init__(self, code: str, message: str, stream: str | None = None) -> None:
+    def __init__(self, code: str, message: str, stream: str | None = None, limit: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.stream = stream
+        self.limit = limit  # which abuse limit refused it (counted in metrics), if one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
         if not isinstance(value, str):
             raise ProtocolError("bad_request", f"{field} must be a string", name)
         if len(value) > max_pattern_chars:
-            raise ProtocolError("too_large", f"{field} longer than {max_pattern_chars} characters", name)
+            raise ProtocolError("too_large", f"{field} longer than {max_pattern_chars} characters", name, "pattern")
     ignore_case = msg.get("ignore_case", False)
     if not isinstance(ignore_case, bool):
         raise ProtocolError("bad_request", "ignore_case must be true or false", name)
@@ -92,7 +93,7 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
     if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 0:
         raise ProtocolError("bad_request", "backlog must be a non-negative integer", name)
     if backlog > max_backlog:
-        raise ProtocolError("too_large", f"backlog is limited to {max_backlog} lines", name)
+        raise ProtocolError("too_large", f"backlog is limited to {max_backlog} lines", name, "backlog")
     since = msg.get("since")
     since_id = None
     if since is not None:

@@ -39,6 +39,19 @@ class GatewayMetrics:
         )
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
+        self.limited = Counter(
+            "tailgate_gateway_limit_refusals",
+            "Requests refused by an abuse limit (frame_size, subscriptions, backlog, pattern, rate, "
+            "connections_per_user, connections_per_address)",
+            ["limit"],
+            registry=r,
+        )
+        self.access_refused = Counter(
+            "tailgate_gateway_access_refusals",
+            "Requests refused by access control (unauthenticated, origin, forbidden, expired)",
+            ["reason"],
+            registry=r,
+        )
         self.hot = _HotPath()
         r.register(self.hot)
         self.sent = self.hot.sent

@@ -11,13 +11,11 @@ allowlist.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from typing import Any
 
-import tornado.web
-
+from gateway.access import audit
+from gateway.guard import ApiAccess, Guard
 from gateway.salt_client import SaltClient, SaltFailure
 from wire.filepolicy import allowed, shell_meta
 from wire.names import StreamNameError, check_minion, file_stream
@@ -58,42 +56,40 @@ class Minions:
         return minion in self._ids
 
 
-class _JsonHandler(tornado.web.RequestHandler):
-    def reply(self, status: int, body: dict[str, Any]) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(body))
+class MinionsHandler(ApiAccess):
+    """`GET /api/minions`: the minions a file stream can be opened on (by this caller)."""
 
-    def fail(self, status: int, code: str, message: str) -> None:
-        self.reply(status, {"error": code, "message": message})
-
-
-class MinionsHandler(_JsonHandler):
-    """`GET /api/minions`: the minions a file stream can be opened on."""
-
-    def initialize(self, minions: Minions | None) -> None:
+    def initialize(self, minions: Minions | None, guard: Guard | None = None) -> None:
         self.minions = minions
+        self.guard = guard
 
     async def get(self) -> None:
         if self.minions is None:
             self.reply(200, {"minions": [], "enabled": False})
+            return
+        grants = self.grants
+        if not grants.unrestricted and not grants.files:
+            self.reply(200, {"minions": [], "enabled": True})  # no file stream granted: no Salt call
             return
         try:
             ids = await self.minions.list()
         except SaltFailure as exc:
             self.fail(503, "unavailable", exc.message)
             return
-        self.reply(200, {"minions": ids, "enabled": True})
+        self.reply(200, {"minions": [m for m in ids if grants.may_see_minion(m)], "enabled": True})
 
 
-class MinionFilesHandler(_JsonHandler):
-    """`GET /api/minions/<id>/files`: the files a minion lets us tail, within our allowlist."""
+class MinionFilesHandler(ApiAccess):
+    """`GET /api/minions/<id>/files`: the files a minion lets us tail, within our allowlist
+    and the caller's stream patterns."""
 
-    def initialize(self, minions: Minions | None, salt: SaltClient | None, allowlist: list[str]) -> None:
+    def initialize(
+        self, minions: Minions | None, salt: SaltClient | None, allowlist: list[str], guard: Guard | None = None
+    ) -> None:
         self.minions = minions
         self.salt = salt
         self.allowlist = allowlist
+        self.guard = guard
 
     async def get(self, minion: str) -> None:
         try:
@@ -101,6 +97,14 @@ class MinionFilesHandler(_JsonHandler):
         except StreamNameError as exc:
             self.fail(400, "bad_request", str(exc))
             return
+        grants = self.grants
+        if not grants.may_see_minion(minion):
+            if self.guard is not None:
+                self.guard.forbidden()
+            audit("list_files", "refuse", self.identity, self.address, minion=minion, reason="no file pattern")
+            self.fail(403, "forbidden", f"you may not open files on {minion}")
+            return
+        audit("list_files", "grant", self.identity, self.address, minion=minion)
         if self.minions is None or self.salt is None:
             self.fail(503, "unavailable", "file streams are off on this gateway (salt.mode: off)")
             return
@@ -122,8 +126,10 @@ class MinionFilesHandler(_JsonHandler):
             if not isinstance(path, str) or shell_meta(path) is not None or not allowed(path, self.allowlist):
                 continue
             try:
-                stream = file_stream(minion, path).name
+                stream = file_stream(minion, path)
             except StreamNameError:
                 continue
-            files.append({"path": path, "stream": stream, "size": entry.get("size"), "mtime": entry.get("mtime")})
+            if not grants.allows(stream):
+                continue
+            files.append({"path": path, "stream": stream.name, "size": entry.get("size"), "mtime": entry.get("mtime")})
         self.reply(200, {"minion": minion, "files": files, "truncated": bool(ret.get("truncated"))})

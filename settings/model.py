@@ -91,13 +91,16 @@ class GatewaySettings:
 
 @dataclass
 class AuthSettings:
-    """Authentication and authorisation of viewers."""
+    """Authentication and authorisation of viewers (docs/SECURITY.md)."""
 
-    secret: str = ""
-    public_key: str = ""
+    secret: str = ""  # HS256 shared secret, at least 32 bytes
+    previous_secret: str = ""  # also accepted while rotating `secret`; never used to mint
+    public_key: str = ""  # PEM file (or PEM text) of one or more RSA/EC public keys
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    leeway: float = 10.0  # clock skew tolerated on exp/nbf/iat, seconds
     allowed_origins: list[str] = field(default_factory=list)
     cookie_name: str = "tailgate_token"
+    cookie_secure: bool = False
     trusted_proxies: list[str] = field(default_factory=list)
     proxy_user_header: str = ""
     proxy_streams: list[str] = field(default_factory=list)
@@ -106,7 +109,7 @@ class AuthSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.secret or self.public_key)
+        return bool(self.secret or self.public_key or self.proxy_user_header)
 
 
 @dataclass
