@@ -1,4 +1,4 @@
-"""`python -m gateway`: run a gateway process."""
+"""`python -m gateway`: run a gateway process; `python -m gateway token`: mint a viewer token."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import sys
 
 from gateway.app import Gateway
+from gateway.auth import Authenticator
+from gateway.tokens import token_main
 from settings import ConfigError, Settings, load
 
 log = logging.getLogger("gateway")
@@ -20,6 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Tailgate gateway: serves the console, the HTTP API and /ws, fanning "
         "Redis pub/sub out to WebSocket viewers. Settings come from conf/tailgate.yaml "
         "(or TAILGATE_CONFIG) and TAILGATE_* environment variables; flags override both.",
+        epilog="Mint a token for a viewer: python -m gateway token --help",
     )
     parser.add_argument("--config", help="YAML config file (default: $TAILGATE_CONFIG or conf/tailgate.yaml)")
     parser.add_argument("--host", help="address to listen on (default from gateway.host)")
@@ -54,6 +57,9 @@ def check_bind(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:
+        return token_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -63,9 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is not None:
             settings.gateway.port = args.port
         check_bind(settings)
+        auth = Authenticator(settings.auth)  # a bad key or secret fails the start, not the first viewer
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    if auth.enabled:
+        log.info(
+            "authentication ON: tokens signed with %s%s",
+            ", ".join(auth.algorithms) or "(none: proxy header only)",
+            f"; user header {settings.auth.proxy_user_header} from {settings.auth.trusted_proxies}"
+            if settings.auth.proxy_user_header
+            else "",
+        )
     asyncio.run(Gateway(settings).serve())
     return 0
 
