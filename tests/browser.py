@@ -1,19 +1,23 @@
-"""Browser helpers for the console tests: Debian's chromium driven by Playwright.
+"""Browser fixtures and helpers for the console tests: Debian's chromium driven by Playwright.
 
-One browser per test session (see `launch`); each test gets a fresh context and page.
-Helpers read the page the way a user sees it (rows on screen, the file the Download
-button saves) and feed lines through the real publish step (`wire.Publisher`).
+One browser per test module (`running_browser`); each test gets a fresh context and page
+(`fresh_page`), which fails the test on any uncaught error in the page. Helpers read the page
+the way a user sees it (rows on screen, the file the Download button saves) and feed
+lines through the real publish step (`wire.Publisher`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Page, Playwright
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from tests.support import GatewayProc, Service
 from wire import Line, Publisher, StreamBatch, encode_line
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,6 +51,49 @@ def launch(playwright: Playwright) -> Browser:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run scripts/setup.sh --test (installs Debian's chromium)")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def running_browser() -> Iterator[Browser]:
+    """One headless chromium, for a test module's `browser` fixture (module scope, not
+    session: Playwright's sync API keeps its own asyncio loop running while it is open,
+    and the suite's async tests cannot start theirs until it is closed)."""
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+def fresh_page(browser: Browser) -> Iterator[Page]:
+    """A page in a new context, for a test's `page` fixture; any uncaught error in the
+    page fails the test."""
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 820},
+        accept_downloads=True,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    if errors:
+        pytest.fail(f"uncaught errors in the page: {errors}")
+
+
+def open_console(page: Page, gw: GatewayProc, hash_: str) -> None:
+    """Open the console on a share-link hash; return once every source is subscribed."""
+    page.goto(f"{gw.base}/{hash_}")
+    page.wait_for_selector("#conn[data-state=open]", timeout=15000)
+    page.wait_for_function("() => [...document.querySelectorAll('.chip')].every((c) => c.dataset.kind === 'ok')")
+
+
+def restart_on_same_port(gw: GatewayProc, env: dict[str, str], services: list[Service], log_dir: Path) -> GatewayProc:
+    """A new gateway process on the port a stopped one used (what a page reconnects to)."""
+    again = GatewayProc(env, log_dir=log_dir)
+    again.port = gw.port
+    again.env["TAILGATE_GATEWAY_PORT"] = str(gw.port)
+    services.append(again)
+    return again.start()
 
 
 def line_texts(page: Page) -> list[str]:
