@@ -39,6 +39,7 @@ async function copy(text, what = 'Line') {
 const ws = new Workspace($('panes'), {
   maxLines: prefs.maxLines,
   highlight: () => highlight.re,
+  emptyText: () => (filter.q ? `No line matching ${describeFilter(filter)} yet` : 'Waiting for lines…'),
   onCopy: (text) => copy(text),
   onSave: ({ filename, text }) => saveText(filename, text),
   onClose: (stream) => toggleSource(stream),

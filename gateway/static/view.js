@@ -257,6 +257,7 @@ export class LogView {
     }
     if (!this.follow) this.anchor = n ? this.anchorAt(top) : null;
     this.empty.hidden = n > 0;
+    if (!n) this.empty.textContent = this.opts.emptyText();
     this.jump.hidden = this.follow;
     if (!this.follow) this.jump.textContent = this.newBelow ? `↓ Tail · ${fmtCount(this.newBelow)} new` : '↓ Back to tail';
     this.measureOpen();

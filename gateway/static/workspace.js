@@ -15,7 +15,7 @@ const PANE_TOOLS = [...MERGED_TOOLS, ['close', '×', 'Close this source']];
 export class Workspace {
   constructor(root, opts) {
     this.root = root;
-    this.opts = opts; // { maxLines, highlight(), onCopy(text), onSave({filename, text}), onClose(stream), onChange() }
+    this.opts = opts; // { maxLines, highlight(), emptyText(), onCopy(text), onSave({filename, text}), onClose(stream), onChange() }
     this.sources = new Map(); // stream -> {label, color, counted, rate, state, kind}
     this.layout = 'merged';
     this.views = new Map(); // '*' or stream -> LogView
@@ -75,6 +75,7 @@ export class Workspace {
       sources: this.sources,
       rowHeight: this.rowHeight,
       highlight: this.opts.highlight,
+      emptyText: this.opts.emptyText,
       onCopy: this.opts.onCopy,
       tools: merged ? MERGED_TOOLS : PANE_TOOLS,
       onAction: (name, view) => this.paneAction(name, view),
