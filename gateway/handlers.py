@@ -116,9 +116,9 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             refused = self.guard.connections.acquire(self.identity.user, self.address)
             if refused is not None:
                 self.metrics.limited.labels(f"connections_{refused}").inc()
-                who = "this user" if refused == "per_user" else "this address"
-                audit("connect", "refuse", self.identity, self.address, reason=f"too many connections for {who}")
-                self.close(CLOSE_TOO_MANY_CONNECTIONS, f"too many connections for {who}")
+                why = "too many connections " + ("for this user" if refused == "per_user" else "from this address")
+                audit("connect", "refuse", self.identity, self.address, reason=why)
+                self.close(CLOSE_TOO_MANY_CONNECTIONS, why)
                 return
             self._counted = True
             audit("connect", "grant", self.identity, self.address, expires=_iso(self.identity.expires))
