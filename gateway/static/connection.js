@@ -78,6 +78,7 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       if (ev.code === 1006) this.lost(wasOpen ? 'connection dropped' : 'gateway unreachable');
+      else if (ev.code === 4001) this.lost('token expired: open the console with a new ?token=');
       else this.lost(ev.code ? `${ev.code}${ev.reason ? ` ${ev.reason}` : ''}` : 'closed');
     };
   }
