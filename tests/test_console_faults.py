@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 import redis
 from playwright.sync_api import Browser, Page
@@ -252,3 +253,30 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
         return True
 
     assert result["names"] == [valid(n) for n in NAMES]
+
+
+def test_with_authentication_on_the_page_says_why_and_works_with_a_token(
+    page: Page, browser: Browser, pub: Publisher, start_gateway
+) -> None:
+    secret = "console-test-secret-0123456789abcdef"
+    gw = start_gateway(TAILGATE_AUTH_SECRET=secret)
+    page.goto(f"{gw.base}/#s=kafka:ops-a")
+    page.wait_for_function(
+        "() => document.querySelector('#conn').dataset.state === 'down'"
+        " && document.querySelector('.conn-text').textContent.includes('not authorised')",
+        timeout=20000,
+    )
+
+    token = jwt.encode({"sub": "ana", "exp": int(time.time()) + 600, "streams": ["kafka:ops-*"]}, secret, "HS256")
+    context = browser.new_context(viewport={"width": 1400, "height": 820})
+    try:
+        ok = context.new_page()
+        ok.goto(f"{gw.base}/?token={token}#s=kafka:ops-a&s=kafka:payroll")
+        ok.wait_for_selector("#conn[data-state=open]")
+        ok.wait_for_selector(".chip[data-stream='kafka:ops-a'][data-kind=ok]")
+        denied = ok.locator(".chip[data-stream='kafka:payroll']")
+        denied.locator("text=forbidden").wait_for()
+        publish_texts(pub, "kafka:ops-a", ["allowed line"])
+        wait_last_line(ok, "allowed line")
+    finally:
+        context.close()
