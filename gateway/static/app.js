@@ -127,9 +127,35 @@ function showConnection(info) {
     };
     tick();
     showConnection.timer = setInterval(tick, 500);
+  } else if (info.state === 'expired') {
+    text.textContent = 'token expired';
+    for (const stream of ws.sources.keys()) ws.setSourceState(stream, 'offline', 'wait');
+    ws.note(null, 'token expired — paste a new token above, or reload with ?token=…', 'error', '✖');
+    askForToken();
   } else {
     text.textContent = info.state === 'reconnecting' ? 'reconnecting…' : 'connecting…';
   }
+}
+
+/** The gateway closed the connection because the token expired (4001): reload with a new one, same view (#hash). */
+function askForToken() {
+  if ($('token-form')) return;
+  const form = document.createElement('form');
+  form.id = 'token-form';
+  form.className = 'token-form';
+  form.innerHTML =
+    '<label>token expired — paste a new token <input name="token" type="password" autocomplete="off" spellcheck="false"></label>' +
+    '<button class="primary">Reload</button><small>or reload with ?token=…</small>';
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const token = form.token.value.trim();
+    if (!token) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set('token', token);
+    window.location.assign(url.toString());
+  });
+  $('conn').after(form);
+  form.token.focus();
 }
 
 /** A browser hides why a WebSocket upgrade failed; an API call tells a refusal (401/403) apart. */

@@ -78,6 +78,7 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       if (ev.code === 1006) this.lost(wasOpen ? 'connection dropped' : 'gateway unreachable');
+      else if (ev.code === 4001) this.lost('token expired', false); // the same token would be refused
       else if (ev.code === 4001) this.lost('token expired: open the console with a new ?token=');
       else this.lost(ev.code ? `${ev.code}${ev.reason ? ` ${ev.reason}` : ''}` : 'closed');
     };
@@ -97,7 +98,7 @@ export class Connection {
     }
   }
 
-  lost(reason) {
+  lost(reason, retry = true) {
     const ws = this.ws;
     this.ws = null;
     if (ws) {
@@ -109,6 +110,10 @@ export class Connection {
       sub.awaiting = false;
       sub.active = false;
       sub.held = [];
+    }
+    if (!retry) {
+      this.setState({ state: 'expired', reason });
+      return;
     }
     const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.8 + Math.random() * 0.4);
     this.attempt++;
