@@ -78,8 +78,8 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       if (ev.code === 1006) this.lost(wasOpen ? 'connection dropped' : 'gateway unreachable');
-      else if (ev.code === 4001) this.lost('token expired', false); // the same token would be refused
-      else if (ev.code === 4001) this.lost('token expired: open the console with a new ?token=');
+      // 4001: the token expired; reconnecting with the same one would be refused, so stop and ask for a new one.
+      else if (ev.code === 4001) this.lost('token expired: open the console with a new ?token=', false);
       else this.lost(ev.code ? `${ev.code}${ev.reason ? ` ${ev.reason}` : ''}` : 'closed');
     };
   }
