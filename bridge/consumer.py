@@ -24,11 +24,12 @@ from typing import Any
 
 import redis
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaConfigurationError, KafkaError, NoBrokersAvailable
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaError
 
 from bridge.assign import GroupListener, MetadataWatcher, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
+from bridge.health import Health
+from bridge.kafkaclient import connect
 from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
 from bridge.redislink import RedisLink
@@ -71,32 +72,13 @@ class Bridge:
         self.published_next: dict[tuple[str, int], int] = {}
         self.watcher: MetadataWatcher | None = None
         self.redis_down = False
-        self.kafka_connected = True
         self.next_housekeeping = 0.0
         self.dirty = False  # something was published since the last Kafka commit
-        self.lag_labels: set[tuple[str, str]] = set()
-        self.beyond_end: set[TopicPartition] = set()
+        self.health = Health(self.metrics)
         self.metrics_port: int | None = None
         Positions.check_start_from(b.start_from)
 
     # --- set-up -------------------------------------------------------------------------
-
-    def _make_consumer(self) -> KafkaConsumer:
-        k, b = self.settings.kafka, self.settings.bridge
-        return KafkaConsumer(
-            bootstrap_servers=k.bootstrap.split(","),
-            client_id=k.client_id,
-            group_id=self.group if (b.use_group or b.commit_offsets) else None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # only when a log started over; see bridge.positions
-            fetch_max_wait_ms=k.fetch_max_wait_ms,
-            max_poll_records=k.max_poll_records,
-            max_poll_interval_ms=k.max_poll_interval_ms,
-            session_timeout_ms=k.session_timeout_ms,
-            heartbeat_interval_ms=k.heartbeat_interval_ms,
-            request_timeout_ms=k.request_timeout_ms,
-            metadata_max_age_ms=int(b.refresh_interval * 1000),
-        )
 
     def start(self) -> None:
         """Connect to Kafka (waiting for a broker to answer) and join the group or take
@@ -104,18 +86,9 @@ class Bridge:
         b = self.settings.bridge
         if b.metrics_port:
             self.metrics_port = self.metrics.serve(b.metrics_host, b.metrics_port)
-        delay = b.retry_initial
-        while True:
-            try:
-                self.consumer = self._make_consumer()
-                break
-            except KafkaConfigurationError as exc:
-                raise ValueError(f"kafka settings: {exc}") from None
-            except NoBrokersAvailable:
-                log.warning("no Kafka broker answers at %s; retrying in %.1fs", self.settings.kafka.bootstrap, delay)
-                if self.stop.wait(delay):
-                    return
-                delay = min(delay * 2, b.retry_max)
+        self.consumer = connect(self.settings, self.stop)
+        if self.consumer is None:
+            return
         self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
         self.worker = PublishWorker(self._publish, self._published)
         self.watcher = MetadataWatcher(
@@ -148,11 +121,7 @@ class Bridge:
         assert self.positions is not None
         parts = list(parts)
         self.positions.removed(parts)
-        for tp in parts:
-            label = (tp.topic, str(tp.partition))
-            if label in self.lag_labels:
-                self.lag_labels.discard(label)
-                self.metrics.consumer_lag.remove(*label)
+        self.health.forget(parts)
         self._count_partitions()
 
     def _count_partitions(self) -> None:
@@ -163,7 +132,7 @@ class Bridge:
 
     def run(self) -> None:
         """Republish until `stop` is set; returns after the batch in hand is published."""
-        if self.consumer is None:
+        if self.consumer is None and not self.stop.is_set():
             self.start()
         if self.consumer is None or self.positions is None:  # stopped before a broker answered
             self._shutdown()
@@ -245,7 +214,9 @@ class Bridge:
 
     def _published(self, work: Work, skipped: int, seconds: float) -> None:
         self.metrics.publish_seconds.observe(seconds)
-        self._record(work, skipped)
+        self.metrics.record(work, skipped)
+        if skipped:
+            log.info("%d lines were already published (redelivered offsets); skipped", skipped)
         for key, (_, last, _, _) in work.spans.items():
             self.published_next[key] = last + 1
         self.dirty = True
@@ -269,28 +240,6 @@ class Bridge:
         for tp, offset in first.items():
             self.positions.rewind(tp, offset, restarted=tp in restarted)
         self._redis_failed(error or redis.ConnectionError("publish failed"))
-
-    def _record(self, work: Work, skipped: int) -> None:
-        m = self.metrics
-        now = time.time()
-        for topic, n in work.messages_in.items():
-            m.messages_in.labels(topic).inc(n)
-            m.bytes_in.labels(topic).inc(work.bytes_in[topic])
-            m.lines_in.labels(topic).inc(work.lines_in[topic])
-        lines, size = work.lines_out()
-        for stream, n in lines.items():
-            m.lines_out.labels(stream).inc(n)
-            m.bytes_out.labels(stream).inc(size[stream])
-        for batches, _ in work.calls:
-            m.batch_lines.observe(sum(len(b.lines) for b in batches))
-        for _, _, oldest, newest in work.spans.values():
-            m.lag_seconds.observe(max(0.0, now - oldest))
-            m.lag_seconds.observe(max(0.0, now - newest))
-        if skipped:
-            m.skipped.inc(skipped)
-            log.info("%d lines were already published (redelivered offsets); skipped", skipped)
-        if work.errors:
-            m.count_errors(work.errors)
 
     # --- faults -------------------------------------------------------------------------
 
@@ -341,61 +290,11 @@ class Bridge:
         if now < self.next_housekeeping:
             return
         self.next_housekeeping = now + HOUSEKEEPING
-        self._update_lag()
-        self._watch_kafka()
+        assert self.consumer is not None and self.positions is not None and self.watcher is not None
+        self.health.update_lag(self.consumer, self.positions.expected)
+        self.health.watch_kafka(self.watcher)
         if self.dirty and self.settings.bridge.commit_offsets:
-            self._commit()
-
-    def _update_lag(self) -> None:
-        """Consumer lag per partition; also notices a position beyond the end of the log."""
-        assert self.consumer is not None and self.positions is not None
-        paused = self.consumer.paused()
-        beyond: set[TopicPartition] = set()
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            nxt = self.positions.expected.get(tp)
-            if high is None or nxt is None or tp in paused:
-                continue
-            if nxt > high:
-                beyond.add(tp)
-            label = (tp.topic, str(tp.partition))
-            self.lag_labels.add(label)
-            self.metrics.consumer_lag.labels(*label).set(max(0, high - nxt))
-        # A position past the high watermark twice in a row (fetches refresh the watermark
-        # in between) means the log started over and the broker did not say "out of range"
-        # (some brokers return an empty fetch instead); read it again from its start.
-        for tp in beyond & self.beyond_end:
-            log.warning("%s:%d: position is past the end of the log; reading it from its start", *tp)
-            self.consumer.seek_to_beginning(tp)
-        self.beyond_end = beyond - self.beyond_end
-
-    def _watch_kafka(self) -> None:
-        assert self.watcher is not None
-        connected = self.watcher.answering()
-        self.metrics.kafka_up.set(1 if connected else 0)
-        if connected and not self.kafka_connected:
-            self.metrics.kafka_reconnects.inc()
-            log.info("Kafka answers again")
-        elif not connected and self.kafka_connected:
-            log.warning("no Kafka broker has answered for %.0fs; the client keeps retrying", 3 * self.watcher.interval)
-        self.kafka_connected = connected
-
-    def _commit(self) -> None:
-        """Commit consumed offsets to Kafka for lag tools; Redis still decides positions."""
-        assert self.consumer is not None and self.positions is not None
-        assigned = self.consumer.assignment()
-        offsets = {
-            tp: OffsetAndMetadata(nxt, "", -1)
-            for (topic, partition), nxt in dict(self.published_next).items()
-            if (tp := TopicPartition(topic, partition)) in assigned
-        }
-        if not offsets:
-            return
-        self.dirty = False
-        try:
-            self.consumer.commit_async(offsets=offsets, callback=_commit_done)
-        except KafkaError as exc:
-            log.debug("Kafka offset commit not sent: %s", exc)
+            self.dirty = not self.health.commit(self.consumer, self.published_next)
 
     def _shutdown(self) -> None:
         if self.watcher is not None:
@@ -404,7 +303,7 @@ class Bridge:
             log.warning("stopping with lines unpublished (Redis failing); they are read again at the next start")
         if self.consumer is not None:
             if self.dirty and self.settings.bridge.commit_offsets:
-                self._commit()
+                self.health.commit(self.consumer, self.published_next)
             try:
                 self.consumer.close(autocommit=False, timeout_ms=1500)
             except KafkaError as exc:
@@ -412,8 +311,3 @@ class Bridge:
         self.link.close()
         self.metrics.close()
         log.info("bridge stopped")
-
-
-def _commit_done(offsets: Any, response: Any) -> None:
-    if isinstance(response, Exception):
-        log.debug("Kafka offset commit failed (Redis offsets still decide): %s", response)

@@ -7,10 +7,13 @@ use never collide with other code's metrics in the same process.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from bridge.batch import Work
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,27 @@ class BridgeMetrics:
     def count_errors(self, errors: Tally[str]) -> None:
         for kind, n in errors.items():
             self.decode_errors.labels(kind).inc(n)
+
+    def record(self, work: Work, skipped: int) -> None:
+        """Count one published poll's work."""
+        now = time.time()
+        for topic, n in work.messages_in.items():
+            self.messages_in.labels(topic).inc(n)
+            self.bytes_in.labels(topic).inc(work.bytes_in[topic])
+            self.lines_in.labels(topic).inc(work.lines_in[topic])
+        lines, size = work.lines_out()
+        for stream, n in lines.items():
+            self.lines_out.labels(stream).inc(n)
+            self.bytes_out.labels(stream).inc(size[stream])
+        for batches, _ in work.calls:
+            self.batch_lines.observe(sum(len(b.lines) for b in batches))
+        for _, _, oldest, newest in work.spans.values():
+            self.lag_seconds.observe(max(0.0, now - oldest))
+            self.lag_seconds.observe(max(0.0, now - newest))
+        if skipped:
+            self.skipped.inc(skipped)
+        if work.errors:
+            self.count_errors(work.errors)
 
     def serve(self, host: str, port: int) -> int | None:
         """Serve /metrics; returns the bound port, or None when it cannot be bound (the

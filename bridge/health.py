@@ -1,0 +1,90 @@
+"""What the bridge does between polls: consumer lag per partition, a position past the
+end of a partition's log, whether Kafka answers, and Kafka offset commits (for lag tools
+only: Redis decides positions)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from bridge.assign import MetadataWatcher
+from bridge.metrics import BridgeMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Health:
+    """Updates the lag and Kafka gauges; seeks a partition whose log started over."""
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self.metrics = metrics
+        self.lag_labels: set[tuple[str, str]] = set()
+        self.beyond_end: set[TopicPartition] = set()
+        self.kafka_connected = True
+
+    def forget(self, parts: Iterable[TopicPartition]) -> None:
+        """Partitions that left this process: drop their lag series."""
+        for tp in parts:
+            label = (tp.topic, str(tp.partition))
+            if label in self.lag_labels:
+                self.lag_labels.discard(label)
+                self.metrics.consumer_lag.remove(*label)
+
+    def update_lag(self, consumer: KafkaConsumer, expected: dict[TopicPartition, int]) -> None:
+        """Consumer lag per partition; also notices a position beyond the end of the log."""
+        paused = consumer.paused()
+        beyond: set[TopicPartition] = set()
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            nxt = expected.get(tp)
+            if high is None or nxt is None or tp in paused:
+                continue
+            if nxt > high:
+                beyond.add(tp)
+            label = (tp.topic, str(tp.partition))
+            self.lag_labels.add(label)
+            self.metrics.consumer_lag.labels(*label).set(max(0, high - nxt))
+        # A position past the high watermark twice in a row (fetches refresh the watermark
+        # in between) means the log started over and the broker did not say "out of range"
+        # (some brokers return an empty fetch instead); read it again from its start. The
+        # offsets then going backwards lower the Redis checkpoint (bridge.positions).
+        for tp in beyond & self.beyond_end:
+            log.warning("%s:%d: position is past the end of the log; reading it from its start", *tp)
+            consumer.seek_to_beginning(tp)
+        self.beyond_end = beyond - self.beyond_end
+
+    def watch_kafka(self, watcher: MetadataWatcher) -> None:
+        connected = watcher.answering()
+        self.metrics.kafka_up.set(1 if connected else 0)
+        if connected and not self.kafka_connected:
+            self.metrics.kafka_reconnects.inc()
+            log.info("Kafka answers again")
+        elif not connected and self.kafka_connected:
+            log.warning("no Kafka broker has answered for %.0fs; the client keeps retrying", 3 * watcher.interval)
+        self.kafka_connected = connected
+
+    def commit(self, consumer: KafkaConsumer, published_next: dict[tuple[str, int], int]) -> bool:
+        """Commit the published offsets of assigned partitions; True if a commit was sent."""
+        assigned = consumer.assignment()
+        offsets = {
+            tp: OffsetAndMetadata(nxt, "", -1)
+            for (topic, partition), nxt in dict(published_next).items()
+            if (tp := TopicPartition(topic, partition)) in assigned
+        }
+        if not offsets:
+            return False
+        try:
+            consumer.commit_async(offsets=offsets, callback=_commit_done)
+        except KafkaError as exc:
+            log.debug("Kafka offset commit not sent: %s", exc)
+        return True
+
+
+def _commit_done(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.debug("Kafka offset commit failed (Redis offsets still decide): %s", response)
