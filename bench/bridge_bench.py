@@ -136,6 +136,30 @@ def paced_producer(bootstrap: str, topic: str, rate: int, total: int) -> None:
     producer.close()
 
 
+def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float):
+    """The same paced produce, read by a bare kafka-python loop: the floor the broker and
+    client set (and how loaded the machine is), for comparison."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20, max_poll_records=5000
+    )
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    consumer.seek_to_end()
+    consumer.poll(timeout_ms=200)
+    total = int(rate * seconds)
+    feeder = multiprocessing.get_context("fork").Process(target=paced_producer, args=(bootstrap, topic, rate, total))
+    feeder.start()
+    lat: list[float] = []
+    deadline = time.monotonic() + seconds * 3 + 30
+    while len(lat) < total and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=100).values():
+            now = time.time()
+            lat.extend((now - float(rec.value.split(b" ", 1)[0])) * 1000 for rec in records)
+    feeder.join(10)
+    consumer.close()
+    warm = sorted(lat[len(lat) // 10 :])
+    return statistics.median(warm), warm[int(len(warm) * 0.99)], warm[-1], len(warm)
+
+
 def latency(r: redis.Redis, bootstrap: str, bridge_args: tuple, prefix: str, topic: str, rate: int, seconds: float):
     """produce -> PUBLISH latencies (ms) of lines produced at `rate` lines/s."""
     bridge = BridgeProc(*bridge_args)
@@ -207,6 +231,13 @@ def main() -> int:
             r, (server.url, broker.bootstrap, prefix, chunks, work / "b2.log"), args.lines, prefix, f"kafka:{chunks}"
         )
         print(f"bridge, 20 lines/message:               {rate20:,.0f} lines/s  ({rate20 / bare20:.2f} x bare)")
+        bare_topic = f"barelive-{uid}"
+        create(broker.bootstrap, bare_topic)
+        p50, p99, worst, n = bare_latency(broker.bootstrap, bare_topic, args.rate, args.seconds)
+        print(
+            f"bare loop latency at {args.rate} lines/s ({n} lines): produce -> consumed p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {worst:.1f} ms"
+        )
         p50, p99, worst, n = latency(
             r,
             broker.bootstrap,
@@ -216,7 +247,10 @@ def main() -> int:
             args.rate,
             args.seconds,
         )
-        print(f"latency at {args.rate} lines/s ({n} lines): p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms")
+        print(
+            f"bridge latency at {args.rate} lines/s ({n} lines): produce -> PUBLISH p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {worst:.1f} ms"
+        )
     finally:
         r.close()
         broker.stop()
