@@ -87,9 +87,9 @@ def open_console(page: Page, gw: GatewayProc, hash_: str) -> None:
     page.wait_for_function("() => [...document.querySelectorAll('.chip')].every((c) => c.dataset.kind === 'ok')")
 
 
-def restart_on_same_port(gw: GatewayProc, env: dict[str, str], services: list[Service], log_dir: Path) -> GatewayProc:
-    """A new gateway process on the port a stopped one used (what a page reconnects to)."""
-    again = GatewayProc(env, log_dir=log_dir)
+def restart_on_same_port(gw: GatewayProc, services: list[Service], log_dir: Path) -> GatewayProc:
+    """A new gateway process, set up like a stopped one, on its port (what a page reconnects to)."""
+    again = GatewayProc(dict(gw.env), log_dir=log_dir)
     again.port = gw.port
     again.env["TAILGATE_GATEWAY_PORT"] = str(gw.port)
     services.append(again)
