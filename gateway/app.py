@@ -147,10 +147,13 @@ class Gateway:
             ready.set()
         await stop.wait()
         await self.drain(server)
+        # Stop the subscriber before cancelling its reader: on Python 3.11 a cancel that
+        # lands as a read completes is swallowed by asyncio.wait_for, and the reader would
+        # go on forever; once stopping, it ends on its own when the connection closes.
+        await self.subscriber.stop()
         for task in (reader, sweeper):
             task.cancel()
         await asyncio.gather(reader, sweeper, return_exceptions=True)
-        await self.subscriber.stop()
         await self.tails.close()
         await self.commands.aclose()
 
