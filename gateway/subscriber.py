@@ -116,7 +116,8 @@ class Subscriber:
             # Every message already on the socket, handed to the hub grouped by stream
             # and in order: when the gateway falls behind, batches grow instead of piling up.
             try:
-                replies = await asyncio.wait_for(conn.read(), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    replies = await conn.read()
             except TimeoutError:
                 if pinged:
                     raise RedisError("no answer to keepalive PING") from None
