@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -49,6 +50,12 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wsload(port: int, clients: int, streams: str, *args: str, **kw: Any) -> subprocess.Popen:
+    """The load generator on the load core; it prints JSON lines on stdout."""
+    cmd = [PY, "-m", "bench.wsload", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(clients)]
+    return spawn(pinned(LOAD_CORE, [*cmd, "--streams", streams, *args]), stdout=subprocess.PIPE, text=True, **kw)
 
 
 def start_gateway(kind: str, redis_url: str, prefix: str, port: int, log: Path) -> subprocess.Popen:
@@ -89,28 +96,7 @@ def load_run(
     r = redis.Redis.from_url(server.url)
     warmup = 3.0
     try:
-        load = spawn(
-            pinned(
-                LOAD_CORE,
-                [
-                    PY,
-                    "-m",
-                    "bench.wsload",
-                    "--url",
-                    f"ws://127.0.0.1:{port}/ws",
-                    "--clients",
-                    str(clients),
-                    "--streams",
-                    ",".join(streams),
-                    "--seconds",
-                    str(seconds),
-                    "--warmup",
-                    str(warmup),
-                ],
-            ),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        load = wsload(port, clients, ",".join(streams), "--seconds", str(seconds), "--warmup", str(warmup))
         ready = json.loads(load.stdout.readline())
         assert ready["event"] == "ready", ready
         publisher = spawn(
@@ -164,26 +150,7 @@ def idle_run(server: RedisServer, clients: int, tmp: Path) -> dict:
         time.sleep(1)
         rss0 = gproc.memory_info().rss
         streams = ",".join(f"kafka:quiet{i}" for i in range(10))
-        load = spawn(
-            pinned(
-                LOAD_CORE,
-                [
-                    PY,
-                    "-m",
-                    "bench.wsload",
-                    "--url",
-                    f"ws://127.0.0.1:{port}/ws",
-                    "--clients",
-                    str(clients),
-                    "--streams",
-                    streams,
-                    "--hold",
-                ],
-            ),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        load = wsload(port, clients, streams, "--hold", stdin=subprocess.PIPE)
         ready = json.loads(load.stdout.readline())
         time.sleep(2)
         rss1 = gproc.memory_info().rss
