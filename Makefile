@@ -19,5 +19,9 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
+# Every benchmark, one after another (about 10 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
-	.venv/bin/python -m bench.all
+	.venv/bin/python -m bench.gateway_bench
+	.venv/bin/python -m bench.bridge_bench
+	.venv/bin/python -m bench.salt_tail
+	.venv/bin/python -m bench.console
