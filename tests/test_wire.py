@@ -153,3 +153,132 @@ def test_reset_offset_lets_a_restarted_log_publish_again(rclient: redis.Redis, p
     assert pub.publish([StreamBatch("kafka:t", [(0, line)])], cp) == (1, 0)
     pub.reset_offset(cp, 3)
     assert pub.offsets("g") == {"t:0": 3}
+
+
+# --- the publish step's packed arguments (issue 3, performance) ---------------------------
+# A stream's fragments travel as one argument joined by newlines, and its seqs as one
+# string, so the script must split them back exactly: these check what Redis ends up with.
+
+
+def _live(rclient: redis.Redis, keys: Keys, streams: list[str]):
+    pubsub = rclient.pubsub()
+    pubsub.subscribe(*[keys.live(s) for s in streams])
+    for _ in streams:
+        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    return pubsub
+
+
+@given(texts=st.lists(st.text(max_size=30), min_size=1, max_size=6), meta=_meta)
+def test_a_fragment_never_holds_a_raw_newline(texts: list[str], meta: dict | None) -> None:
+    texts = [t + "\n" + t for t in texts]  # newlines inside the text are kept, escaped
+    for fragment in [*encode_lines(1.0, texts, meta), encode_line(Line(1.0, texts[0], meta))]:
+        assert b"\n" not in fragment and b"\r" not in fragment
+
+
+def test_a_fragment_with_a_raw_newline_is_refused_before_anything_is_sent(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    pub = _publisher(rclient, prefix)
+    good = encode_line(Line(1.0, "fine"))
+    with pytest.raises(ValueError, match="raw newline"):
+        pub.publish([StreamBatch("kafka:a", [(0, good)]), StreamBatch("kafka:b", [(1, b'"text":"x\ny"')])])
+    with pytest.raises(ValueError, match="raw newline"):
+        pub.publish_many([([StreamBatch("kafka:b", [(0, good), (1, b'"ts":1\n')])], Checkpoint("g", "t", 0))])
+    assert rclient.exists(keys.hist("kafka:a"), keys.hist("kafka:b")) == 0
+    assert pub.offsets("g") == {}
+
+
+def test_empty_batches_publish_nothing(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    pub = _publisher(rclient, prefix)
+    assert pub.publish([]) == (0, 0)
+    assert pub.publish([StreamBatch("kafka:e")], Checkpoint("g", "t", 0)) == (0, 0)
+    assert pub.publish_many([]) == (0, 0)
+    assert pub.publish_many([([StreamBatch("kafka:e")], Checkpoint("g", "t", 0))]) == (0, 0)
+    line = encode_line(Line(1.0, "only"))
+    # an empty stream among others is left out; the others are published
+    assert pub.publish([StreamBatch("kafka:e"), StreamBatch("kafka:f", [(0, line)])]) == (1, 0)
+    assert rclient.exists(keys.hist("kafka:e")) == 0 and pub.offsets("g") == {}
+
+
+def test_many_streams_in_one_call_keep_every_line_in_order(rclient: redis.Redis, prefix: str) -> None:
+    keys = Keys(prefix)
+    streams = [f"kafka:app/s{i}" for i in range(40)]
+    pubsub = _live(rclient, keys, streams)
+    pub = _publisher(rclient, prefix)
+    texts = {s: [f'{s} line {j} \u00e9 \\ "q"' for j in range(i % 7 + 1)] for i, s in enumerate(streams)}
+    expected = {s: encode_lines(2.5, texts[s], {"k": "v\nw"} if i % 2 else None) for i, s in enumerate(streams)}
+    batches = [StreamBatch(s, [(100 + j, f) for j, f in enumerate(expected[s])]) for s in streams]
+    total = sum(len(v) for v in expected.values())
+    assert pub.publish(batches, Checkpoint("g", "app", 0)) == (total, 0)
+    for s in streams:
+        hist = rclient.xrange(keys.hist(s))
+        assert [fields[b"d"] for _, fields in hist] == expected[s]
+        msg = pubsub.get_message(timeout=2)
+        assert msg["channel"] == keys.live(s).encode()
+        _, _, count, array = frame_ids(msg["data"])
+        ids = [i.decode() for i, _ in hist]
+        # byte for byte what the gateway and console expect: header, then the line objects
+        assert msg["data"] == (
+            f"{ids[0]} {ids[-1]} {len(ids)}\n[".encode()
+            + b",".join(b'{"id":"' + i.encode() + b'",' + f + b"}" for i, f in zip(ids, expected[s], strict=True))
+            + b"]"
+        )
+        assert count == len(expected[s]) and [o["text"] for o in json.loads(array)] == texts[s]
+    assert pub.offsets("g") == {"app:0": max(100 + len(v) - 1 for v in expected.values())}
+    counts = rclient.hgetall(keys.counts)
+    assert {k.decode(): int(v) for k, v in counts.items()} == {s: len(expected[s]) for s in streams}
+    assert {m.decode() for m in rclient.zrange(keys.seen, 0, -1)} == set(streams)
+    pubsub.close()
+
+
+@pytest.mark.parametrize(
+    "first, again, published",
+    [
+        # one line per message (consecutive offsets), redelivered from the middle
+        ([(o, o) for o in range(10)], [(o, o) for o in range(6, 14)], [10, 11, 12, 13]),
+        # chunks: several lines share their message's offset
+        (
+            [(o, o * 10 + j) for o in range(3) for j in range(4)],
+            [(o, o * 10 + j) for o in range(1, 5) for j in range(4)],
+            [30, 31, 32, 33, 40, 41, 42, 43],
+        ),
+        # gaps (a compacted topic) and a single line
+        ([(0, 0), (5, 5), (9, 9)], [(5, 5), (9, 9), (12, 12), (20, 20)], [12, 20]),
+        ([(7, 7)], [(7, 7)], []),
+        ([(7, 7)], [(8, 8)], [8]),
+        # out of order seqs still compare one by one
+        ([(5, 5)], [(6, 6), (2, 2), (9, 9), (5, 5)], [6, 9]),
+    ],
+)
+def test_redelivered_offsets_are_skipped_line_by_line(
+    rclient: redis.Redis, prefix: str, first: list, again: list, published: list
+) -> None:
+    keys = Keys(prefix)
+    pub = _publisher(rclient, prefix)
+    cp = Checkpoint("g", "t", 3)
+
+    def batch(pairs: list) -> list[StreamBatch]:
+        return [StreamBatch("kafka:t", [(seq, encode_line(Line(1.0, str(n)))) for seq, n in pairs])]
+
+    assert pub.publish(batch(first), cp) == (len(first), 0)
+    assert pub.publish_many([(batch(again), cp)]) == (len(published), len(again) - len(published))
+    texts = [json.loads(b"{" + f[b"d"] + b"}")["text"] for _, f in rclient.xrange(keys.hist("kafka:t"))]
+    assert texts == [str(n) for _, n in first] + [str(n) for n in published]
+    assert pub.offsets("g") == {"t:3": max(seq for seq, _ in first + again)}
+
+
+@given(ts=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4_000_000_000), text=st.text())
+def test_encode_text_is_byte_for_byte_encode_line(ts: float, text: str) -> None:
+    from wire.envelope import encode_text
+
+    assert encode_text(ts, text) == encode_line(Line(ts, text))
+
+
+def test_the_cached_timestamp_head_never_mixes_equal_numbers_written_differently() -> None:
+    from wire.envelope import encode_text
+
+    for before, ts in [(5.0, 5), (5, 5.0), (0.0, -0.0), (-0.0, 0.0), (0.0, 0), (0, 0.0)]:
+        encode_text(before, "x")
+        encode_lines(before, ["x"])
+        assert encode_text(ts, "x") == encode_line(Line(ts, "x"))
+        assert encode_lines(ts, ["x", "y"]) == [encode_line(Line(ts, "x")), encode_line(Line(ts, "y"))]

@@ -13,18 +13,26 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 
 import redis
 
 from wire.keys import Keys
 
 # KEYS: [1] checkpoint hash, [2] seen zset, [3] line count hash, then (hist, live) pairs.
-# ARGV: [1] maxlen, [2] checkpoint field or '', [3] now (epoch s), then per stream:
-#       stream name, n, then n times (seq, fragment).
+# ARGV: [1] maxlen, [2] checkpoint field or '', [3] now (epoch s), then six per stream:
+#       stream name, n, lowest seq, highest seq, seqs, and the n fragments joined with
+#       "\n" (a fragment is JSON text: it never holds a raw newline). seqs is '' when the
+#       n seqs are lowest, lowest+1, ... (one line per Kafka message), else runs of equal
+#       seqs as "seq:count,seq:count" (the lines of one message share its offset).
+# One argument per stream rather than two per line: redis-py packs every argument in
+# Python, which was the publishing thread's largest cost. The seqs are read only when
+# the lowest one is not newer than the checkpoint (a redelivery).
 PUBLISH_LUA = """
 local maxlen = ARGV[1]
 local field = ARGV[2]
 local now = ARGV[3]
+local find, sub = string.find, string.sub
 local last = -1
 if field ~= '' then
   local v = redis.call('HGET', KEYS[1], field)
@@ -37,21 +45,49 @@ for k = 4, #KEYS, 2 do
   local hist, live = KEYS[k], KEYS[k + 1]
   local stream = ARGV[a]
   local n = tonumber(ARGV[a + 1])
-  a = a + 2
+  local lo, hi = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local all = field == '' or lo > last
+  local seqs, frags = ARGV[a + 4], ARGV[a + 5]
+  a = a + 6
   local out, first, lastid = {}, nil, nil
+  local p, s, run, left, seq = 1, 1, 0, 0, 0
   for i = 1, n do
-    local seq, frag = tonumber(ARGV[a]), ARGV[a + 1]
-    a = a + 2
-    if field == '' or seq > last then
+    local e = find(frags, '\\n', p, true)
+    local frag
+    if e then
+      frag = sub(frags, p, e - 1)
+      p = e + 1
+    else
+      frag = sub(frags, p)
+    end
+    local new = all
+    if not all then
+      if seqs == '' then
+        seq = lo + i - 1
+      else
+        if left == 0 then
+          local c = find(seqs, ':', s, true)
+          local ce = find(seqs, ',', c, true)
+          run = tonumber(sub(seqs, s, c - 1))
+          left = tonumber(sub(seqs, c + 1, (ce or 0) - 1))
+          s = (ce or #seqs) + 1
+        end
+        seq = run
+        left = left - 1
+      end
+      new = seq > last
+      if new and seq > top then top = seq end
+    end
+    if new then
       local id = redis.call('XADD', hist, '*', 'd', frag)
       first = first or id
       lastid = id
       out[#out + 1] = '{"id":"' .. id .. '",' .. frag .. '}'
-      if seq > top then top = seq end
     else
       skipped = skipped + 1
     end
   end
+  if all and hi > top then top = hi end
   if #out > 0 then
     redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
     redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. '\\n[' .. table.concat(out, ',') .. ']')
@@ -72,7 +108,10 @@ class StreamBatch:
     """Encoded lines bound for one stream: (seq, fragment) pairs in order.
 
     `seq` is the Kafka offset a line came from when publishing with a checkpoint, and is
-    ignored otherwise. Fragments come from `wire.envelope.encode_line`.
+    ignored otherwise. Fragments come from `wire.envelope.encode_line` (or
+    `encode_lines`): JSON text, so never a raw newline, which the publish step relies on
+    to pass a stream's fragments as one argument (a fragment holding one is refused with
+    ValueError before anything is sent).
     """
 
     stream: str
@@ -111,12 +150,18 @@ class Publisher:
         ]
         args: list[object] = [self.maxlen, checkpoint.field if checkpoint else "", f"{time.time():.3f}"]
         for batch in batches:
-            if not batch.lines:
+            lines = batch.lines
+            if not lines:
                 continue
+            seqs, fragments = zip(*lines, strict=True)
+            joined = b"\n".join(fragments)
+            if joined.count(b"\n") != len(lines) - 1:
+                raise ValueError(f"a fragment for {batch.stream} holds a raw newline; fragments come from encode_line")
             keys += [self.keys.hist(batch.stream), self.keys.live(batch.stream)]
-            args += [batch.stream, len(batch.lines)]
-            for seq, fragment in batch.lines:
-                args += [seq, fragment]
+            if checkpoint is None:
+                args += [batch.stream, len(lines), 0, 0, "", joined]
+            else:
+                args += [batch.stream, len(lines), *_seq_runs(seqs), joined]
         return keys, args
 
     def publish(self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None) -> tuple[int, int]:
@@ -137,7 +182,10 @@ class Publisher:
         for batches, checkpoint in calls:
             keys, args = self._call_args(batches, checkpoint)
             if len(keys) > 3:
-                self._script(keys=keys, args=args, client=pipe)
+                # EVAL with the script's text, not EVALSHA: redis-py would ask Redis
+                # whether the script is loaded (SCRIPT EXISTS, one more round trip) on
+                # every pipeline, and EVAL cannot fail with NOSCRIPT part way through.
+                pipe.execute_command("EVAL", PUBLISH_LUA, len(keys), *keys, *args)
                 queued += 1
         if not queued:
             return 0, 0
@@ -161,6 +209,16 @@ class Publisher:
         """The recorded newest published offset per ``topic:partition`` for a group."""
         raw = self.client.hgetall(self.keys.offsets(group))
         return {_s(k): int(v) for k, v in raw.items()}
+
+
+def _seq_runs(seqs: tuple[int, ...]) -> tuple[int, int, str]:
+    """(lowest, highest, seqs) as the publish script reads them: '' for consecutive seqs,
+    else runs of equal seqs ("7:20,8:3")."""
+    first = seqs[0]
+    if seqs == tuple(range(first, first + len(seqs))):
+        return first, seqs[-1], ""
+    runs = ",".join(f"{seq}:{sum(1 for _ in run)}" for seq, run in groupby(seqs))
+    return min(seqs), max(seqs), runs
 
 
 def _s(value: str | bytes) -> str:
