@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.route import Route
 from wire import Checkpoint, StreamBatch
-from wire.envelope import encode_lines
+from wire.envelope import encode_lines, encode_text
 
 Call = tuple[list[StreamBatch], Checkpoint]
 
@@ -56,42 +56,63 @@ def add_partition(
     """Decode, route and encode one partition's records into `work`."""
     errors = work.errors
     decode = route.decoder.decode
+    plain_line = route.decoder.plain_line
     streams_for = route.streams
     plain = not route.split_by
     whole = route.whole
     checkpoint = Checkpoint(group, topic, partition)
-    batches: dict[str, StreamBatch] = {}
+    batches: dict[str, StreamBatch] = {}  # split routes: per stream
+    whole_batch = StreamBatch(whole)  # unsplit routes: the one stream
+    whole_lines = whole_batch.lines
     in_call = 0
     lines_in = bytes_in = 0
     for rec in records:
         value = rec.value
         if value is not None:
             bytes_in += len(value)
-        texts, meta = decode(value, errors)
-        if not texts:
-            continue
-        lines_in += len(texts)
         ms = rec.timestamp
-        offset = rec.offset
-        fragments = encode_lines(ms / 1000.0 if ms >= 0 else time.time(), texts, meta)
-        encoded = [(offset, fragments[0])] if len(fragments) == 1 else [(offset, f) for f in fragments]
+        text = plain_line(value)
+        if text is not None:  # the common case: one plain line, encoded without a list
+            meta = None
+            one = (rec.offset, encode_text(ms / 1000.0 if ms >= 0 else time.time(), text))
+            count = 1
+        else:
+            texts, meta = decode(value, errors)
+            if not texts:
+                continue
+            offset = rec.offset
+            fragments = encode_lines(ms / 1000.0 if ms >= 0 else time.time(), texts, meta)
+            if len(fragments) == 1:
+                one = (offset, fragments[0])
+            else:
+                one = None
+                encoded = [(offset, f) for f in fragments]
+            count = len(texts)
+        lines_in += count
         if plain:
-            batch = batches.get(whole)
-            if batch is None:
-                batch = batches[whole] = StreamBatch(whole)
-            batch.lines.extend(encoded)
+            if one is not None:
+                whole_lines.append(one)
+            else:
+                whole_lines.extend(encoded)
         else:
             for stream in streams_for(rec.key, meta, errors):
                 batch = batches.get(stream)
                 if batch is None:
                     batch = batches[stream] = StreamBatch(stream)
-                batch.lines.extend(encoded)
-        in_call += len(texts)
+                if one is not None:
+                    batch.lines.append(one)
+                else:
+                    batch.lines.extend(encoded)
+        in_call += count
         if in_call >= max_lines:
-            work.calls.append((list(batches.values()), checkpoint))
+            work.calls.append(([whole_batch] if plain else list(batches.values()), checkpoint))
+            whole_batch = StreamBatch(whole)
+            whole_lines = whole_batch.lines
             batches = {}
             in_call = 0
-    if batches:
+    if plain and whole_lines:
+        work.calls.append(([whole_batch], checkpoint))
+    elif batches:
         work.calls.append((list(batches.values()), checkpoint))
     work.messages_in[topic] += len(records)
     work.bytes_in[topic] += bytes_in

@@ -86,7 +86,7 @@ def _as_text(value: Any) -> str:
 class Decoder:
     """Decodes values for one route: its format, text field and line size limit."""
 
-    __slots__ = ("format", "max_bytes", "text_field")
+    __slots__ = ("_object_starts", "format", "max_bytes", "text_field")
 
     def __init__(self, format: str = "auto", text_field: str = "message", max_bytes: int = 64 * 1024) -> None:
         if format not in FORMATS:
@@ -96,6 +96,8 @@ class Decoder:
         self.format = format
         self.text_field = text_field
         self.max_bytes = max_bytes
+        # first bytes that send an ``auto`` value to the JSON check (see _looks_like_object)
+        self._object_starts = b"{ \t\r\n" if format == "auto" else b""
 
     def decode(self, value: bytes | None, errors: Counter[str]) -> tuple[list[str], Meta | None]:
         """The lines of one message value and the meta they share (None for plain text)."""
@@ -108,6 +110,24 @@ class Decoder:
         if self.format == "text" or (self.format == "auto" and not _looks_like_object(value)):
             return split_chunk(_text(value, errors), self.max_bytes, errors), None
         return self._json(value, errors)
+
+    def plain_line(self, value: bytes | None) -> str | None:
+        """The text of a value that is one plain line no rule applies to (the common
+        case: UTF-8, no newline, not too long, not JSON-looking under ``auto``), or None
+        for anything else, which `decode` then handles. The bridge's fast path."""
+        if (
+            not value
+            or self.format == "json"
+            or len(value) > self.max_bytes
+            or value[0] in self._object_starts
+            or value[-1] == 0x0D  # "\r"
+            or b"\n" in value
+        ):
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def _json(self, value: bytes, errors: Counter[str]) -> tuple[list[str], Meta | None]:
         strict = self.format == "json"

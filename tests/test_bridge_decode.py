@@ -201,3 +201,82 @@ def test_bad_route_config_fails_the_start_with_a_clear_error(tmp_path: Path, rul
     )
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and message in proc.stderr
+
+
+# --- the hot path's shortcut for plain one-line values (issue 3, performance) --------------
+
+from collections import namedtuple  # noqa: E402
+from itertools import pairwise  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bridge.batch import Work, add_partition  # noqa: E402
+from wire import Line, encode_line  # noqa: E402
+
+_values = st.one_of(
+    st.binary(max_size=40),
+    st.text(alphabet=st.sampled_from(["a", "é", "{", "}", " ", "\t", "\r", "\n", '"', ":", "x"]), max_size=40).map(
+        str.encode
+    ),
+    st.sampled_from([b'{"message":"hi","level":"W"}', b' {"message":"x"}', b"\xff\xfe", b"a\r", b"x" * 300]),
+)
+
+
+@given(value=st.none() | _values, fmt=st.sampled_from(["auto", "text", "json"]))
+def test_the_plain_line_shortcut_agrees_with_decode(value: bytes | None, fmt: str) -> None:
+    decoder = Decoder(fmt, "message", 256)
+    text = decoder.plain_line(value)
+    if text is not None:  # taken only where decode gives exactly that one line, no rule applied
+        assert decode(value, fmt, max_bytes=256) == ([text], None, {})
+
+
+def test_the_plain_line_shortcut_takes_the_common_line() -> None:
+    assert Decoder("auto").plain_line(b"GET /api 200 rt=0.012") == "GET /api 200 rt=0.012"
+    assert Decoder("text").plain_line(b'{"message": "x"}') == '{"message": "x"}'
+    for value in [b'{"message": "x"}', b"a\nb", b"a\r", b"\xff", b"", None, b"x" * 2000]:
+        assert Decoder("auto", max_bytes=1024).plain_line(value) is None
+
+
+Rec = namedtuple("Rec", "offset timestamp key value")
+
+MIXED = [
+    b"plain one",
+    b"chunk a\nchunk b\n",
+    b'{"message": "from json", "host": "h1"}',
+    None,
+    b"",
+    b"bad \xff utf8",
+    b"crlf line\r\n",
+    b"x" * 400,
+    b"plain two",
+    b"  {not json",
+]
+
+
+@pytest.mark.parametrize("split_by", ["", "key"])
+@pytest.mark.parametrize("max_lines", [1, 3, 5000])
+def test_batches_hold_every_line_encoded_as_encode_line_would(split_by: str, max_lines: int) -> None:
+    r = Route("app", RouteSettings(topic="app", split_by=split_by), 256)
+    records = [Rec(100 + i, 1_700_000_000_000 + i, b"web-1" if i % 2 else None, v) for i, v in enumerate(MIXED)]
+    work = Work()
+    add_partition(work, r, "g", "app", 2, records, max_lines)
+    expected: dict[str, list[tuple[int, bytes]]] = {}
+    errors: Counter[str] = Counter()
+    for rec in records:
+        lines, meta = r.decoder.decode(rec.value, errors)
+        for stream in r.streams(rec.key, meta, errors) if lines else ():
+            ts = rec.timestamp / 1000.0
+            expected.setdefault(stream, []).extend((rec.offset, encode_line(Line(ts, t, meta))) for t in lines)
+    got: dict[str, list[tuple[int, bytes]]] = {}
+    for batches, checkpoint in work.calls:
+        assert (checkpoint.topic, checkpoint.partition) == ("app", 2)
+        for batch in batches:
+            got.setdefault(batch.stream, []).extend(batch.lines)
+    assert got == expected
+    assert work.errors == errors and work.lines_in["app"] == 9 and work.messages_in["app"] == len(MIXED)
+    # a call is closed at a message boundary once it holds max_lines lines
+    offsets = [{seq for b in batches for seq, _ in b.lines} for batches, _ in work.calls]
+    assert all(not (a & b) for a, b in pairwise(offsets))
+    if max_lines == 5000:
+        assert len(work.calls) == 1
