@@ -26,7 +26,6 @@ from gateway.handlers import (
     MetricsHandler,
     ReadyHandler,
     StreamsHandler,
-    TailSocket,
 )
 from gateway.history import History
 from gateway.hub import Hub
@@ -35,6 +34,7 @@ from gateway.minions import MinionFilesHandler, MinionsHandler
 from gateway.subscriber import Subscriber
 from gateway.subscriptions import Subscriptions
 from gateway.tails import build_tails
+from gateway.websocket import TailSocket
 from settings import Settings
 from wire import Keys
 
