@@ -96,7 +96,6 @@ class Hub:
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
         self.lines_in = 0
-        self.batches_in = 0
 
     def add(self, stream: str, member: Member, line_filter: LineFilter) -> bool:
         """Add or re-filter a viewer; True when this is the stream's first viewer."""
@@ -167,7 +166,6 @@ class Hub:
             last = parts[-1][1]
             count = sum(p[2] for p in parts)
             array = b"[" + b",".join(p[3][1:-1] for p in parts) + b"]"
-        self.batches_in += 1
         self.lines_in += count
         parsed: list[dict[str, Any]] | None = None
         for group in list(channel.groups.values()):

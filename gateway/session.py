@@ -81,7 +81,6 @@ class Session:
         self._writer: asyncio.Task[None] | None = None
         self._last_progress = time.monotonic()
         self.closed = False
-        self.dropped_total = 0
 
     # Subscription lifecycle -------------------------------------------------------
 
@@ -273,7 +272,6 @@ class Session:
             self._close_slow()
 
     def _count_dropped(self, stream: str, count: int) -> None:
-        self.dropped_total += count
         if self.metrics is not None:
             self.metrics.dropped(stream, count)
 

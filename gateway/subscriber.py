@@ -55,7 +55,6 @@ class Subscriber:
         self.metrics = metrics
         self.confirm_timeout = confirm_timeout
         self.connected = False
-        self.reconnects = 0
         self._conn: PubSubConnection | None = None
         self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
         self._stopping = False
@@ -96,7 +95,6 @@ class Subscriber:
             self._conn.subscribe(*(self.keys.live(s) for s in streams))
         self.connected = True
         if self._ever_connected:
-            self.reconnects += 1
             log.info("redis pub/sub reconnected; resubscribing %d streams", len(streams))
             if self.metrics is not None:
                 self.metrics.redis_reconnect()
