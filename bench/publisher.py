@@ -35,8 +35,14 @@ WORDS = [
 ]
 
 
+# Pre-built line bodies: the publisher shares a core with the load generator and Redis,
+# so it must not spend it generating random text.
+random.seed(7)
+BODIES = [" ".join(random.choice(WORDS) for _ in range(12)) for _ in range(997)]
+
+
 def text(i: int) -> str:
-    return f"{i:09d} 10.0.0.{i % 250} " + " ".join(random.choice(WORDS) for _ in range(12))
+    return f"{i:09d} 10.0.0.{i % 250} {BODIES[i % len(BODIES)]}"
 
 
 def main() -> None:

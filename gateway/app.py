@@ -63,7 +63,13 @@ class Gateway:
         )
         self.history = History(self.commands, keys, self.settings.redis.history_maxlen)
         self.subscriber = Subscriber(
-            self.settings.redis.url, keys, self.hub, self._on_lost, self._on_reconnected, self.metrics
+            self.settings.redis.url,
+            keys,
+            self.hub,
+            self._on_lost,
+            self._on_reconnected,
+            self.metrics,
+            coalesce=self.settings.gateway.coalesce_ms / 1000.0,
         )
         self.tails = build_tails(self.commands, keys, self.hub, self.settings)
         self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history, self.tails)

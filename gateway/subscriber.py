@@ -46,6 +46,7 @@ class Subscriber:
         on_reconnected: Callable[[], Awaitable[None]],
         metrics: object | None = None,
         confirm_timeout: float = 5.0,
+        coalesce: float = 0.0,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -54,6 +55,7 @@ class Subscriber:
         self.on_reconnected = on_reconnected
         self.metrics = metrics
         self.confirm_timeout = confirm_timeout
+        self.coalesce = coalesce
         self.connected = False
         self._conn: PubSubConnection | None = None
         self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
@@ -107,27 +109,46 @@ class Subscriber:
         await self.on_reconnected()
 
     async def _read_loop(self) -> None:
+        """Read, and hand messages to the hub grouped by stream, in order.
+
+        Messages are gathered for up to `coalesce` seconds after the first one: with many
+        streams each publishing small batches, that merges a stream's batches into one
+        frame per client instead of one per publish, which is what bounds the gateway's
+        work per client; when the gateway falls behind, batches grow further on their own.
+        """
         assert self._conn is not None
         conn = self._conn
+        loop = asyncio.get_running_loop()
         pinged = False
+        burst: dict[str, list[bytes]] = {}
+        flush_at = 0.0
         while not self._stopping:
-            # Every message already on the socket, handed to the hub grouped by stream
-            # and in order: when the gateway falls behind, batches grow instead of piling up.
+            wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
             try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                async with asyncio.timeout(wait):
                     replies = await conn.read()
             except TimeoutError:
+                if burst:
+                    self._flush(burst)
+                    burst = {}
+                    continue
                 if pinged:
                     raise RedisError("no answer to keepalive PING") from None
                 conn.ping()
                 pinged = True
                 continue
             pinged = False
-            burst: dict[str, list[bytes]] = {}
+            if not burst:
+                flush_at = loop.time() + self.coalesce
             for reply in replies:
                 self._handle(reply, burst)
-            for stream, messages in burst.items():
-                self.hub.dispatch(stream, messages)
+            if burst and loop.time() >= flush_at:
+                self._flush(burst)
+                burst = {}
+
+    def _flush(self, burst: dict[str, list[bytes]]) -> None:
+        for stream, messages in burst.items():
+            self.hub.dispatch(stream, messages)
 
     def _handle(self, reply: list[Any], burst: dict[str, list[bytes]]) -> None:
         if isinstance(reply, Exception):

@@ -74,6 +74,7 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_queue_bytes: int = 4 * 1024 * 1024
+    coalesce_ms: float = 10.0
     slow_client_timeout: float = 30.0
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
