@@ -22,6 +22,8 @@ from wire.envelope import LineId, frame_ids, parse_id
 
 log = logging.getLogger(__name__)
 
+MERGE_BYTES = 256 * 1024
+
 
 @dataclass(slots=True)
 class Batch:
@@ -145,22 +147,33 @@ class Hub:
         return {stream: len(ch.member_filter) for stream, ch in self._channels.items()}
 
     def dispatch(self, stream: str, messages: list[bytes]) -> None:
-        """Fan live channel messages of one stream out to its viewers, as one batch.
+        """Fan live channel messages of one stream out to its viewers.
 
-        The reader passes every message that was already waiting: when the gateway falls
-        behind, batches grow and frames per client shrink instead of piling up.
+        The reader passes every message gathered since its last hand-off; consecutive
+        messages are merged into batches of up to MERGE_BYTES, so frames per client shrink
+        when streams publish small batches or the gateway falls behind, without a burst
+        ever becoming one frame too big for a browser (or a client queue) to take.
         """
         channel = self._channels.get(stream)
         if channel is None:
             return
-        parts = []
+        run: list[tuple[LineId, LineId, int, bytes]] = []
+        size = 0
         for message in messages:
             try:
-                parts.append(frame_ids(message))
+                part = frame_ids(message)
             except ValueError:
                 log.error("malformed live message on %s (%d bytes); skipped", stream, len(message))
-        if not parts:
-            return
+                continue
+            if run and size + len(part[3]) > MERGE_BYTES:
+                self._fan_out(stream, channel, run)
+                run, size = [], 0
+            run.append(part)
+            size += len(part[3])
+        if run:
+            self._fan_out(stream, channel, run)
+
+    def _fan_out(self, stream: str, channel: _Channel, parts: list[tuple[LineId, LineId, int, bytes]]) -> None:
         first, last, count, array = parts[0]
         if len(parts) > 1:
             last = parts[-1][1]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from gateway.filters import compile_filter
-from gateway.hub import Batch, Hub
+from gateway.hub import MERGE_BYTES, Batch, Hub
 from gateway.session import Session
 
 
@@ -53,6 +53,18 @@ def test_messages_waiting_together_go_out_as_one_frame() -> None:
     assert (batch.first, batch.last, batch.count) == ((10, 0), (20, 0), 3)
     assert [x["text"] for x in json.loads(batch.frame)["lines"]] == ["k1", "x2", "k3"]
     assert [x["text"] for x in b.batches[0].lines] == ["k1", "k3"]
+
+
+def test_a_burst_is_merged_into_frames_of_bounded_size() -> None:
+    hub = Hub()
+    a = Recorder()
+    hub.add("kafka:x", a, compile_filter())
+    big = "y" * 100_000
+    hub.dispatch("kafka:x", [message(i * 10, [big, big]) for i in range(1, 11)])
+    assert all(len(b.frame) < 2 * MERGE_BYTES for b in a.batches) and len(a.batches) > 1
+    texts = [x["text"] for b in a.batches for x in json.loads(b.frame)["lines"]]
+    assert len(texts) == 20
+    assert [b.first for b in a.batches] == sorted(b.first for b in a.batches)
 
 
 def test_refilter_moves_a_member_between_groups() -> None:
