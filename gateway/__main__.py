@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 
 from gateway.app import Gateway
@@ -85,5 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without joining worker threads. A Salt call still in flight in the executor
+    (bounded only by salt.timeout) has no one left to answer, and must not hold the
+    process past its drain: a load balancer expects it gone within 5 s of SIGTERM."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
