@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.support import GatewayProc, Service
-from wire import Line, Publisher, StreamBatch, encode_line
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -222,3 +223,22 @@ class PacedPublisher(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.sent
+
+
+# Fixtures for the browser tests (registered for the suite by tests/conftest.py).
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from running_browser()
+
+
+@pytest.fixture
+def page(browser: Browser, services: list[Service]) -> Iterator[Page]:
+    # Asking for `services` first makes the page close before the test's gateway stops.
+    yield from fresh_page(browser)
+
+
+@pytest.fixture
+def pub(rclient: redis.Redis, prefix: str) -> Publisher:
+    return Publisher(rclient, Keys(prefix))

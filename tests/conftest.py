@@ -13,6 +13,9 @@ import redis
 from embedded import KafkaBroker, RedisServer
 from tests.support import GatewayProc, Service, service_env
 
+# The browser fixtures (browser, page, pub) live beside the browser helpers.
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlparse
 
-import pytest
 import redis
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
-from tests.browser import fresh_page, publish_texts, running_browser, wait_last_line
+from tests.browser import publish_texts, wait_last_line
 from tests.test_auth import AUTH_ENV, token
 from wire import Keys, Publisher
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from running_browser()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    yield from fresh_page(browser)
 
 
 def test_an_expired_token_asks_for_a_new_one_and_the_view_comes_back_with_it(

@@ -12,11 +12,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from playwright.sync_api import Browser, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -24,33 +22,14 @@ from embedded import wait_until
 from embedded.producer import app_event, nginx_line, stack_trace
 from tests.browser import (
     download_lines,
-    fresh_page,
     line_texts,
     numbered,
     open_console,
     publish_numbered,
     publish_texts,
-    running_browser,
     wait_last_line,
 )
-from tests.support import Service
-from wire import Keys, Publisher
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from running_browser()
-
-
-@pytest.fixture
-def page(browser: Browser, services: list[Service]) -> Iterator[Page]:
-    # Asking for `services` first makes the page close before the test's gateway stops.
-    yield from fresh_page(browser)
-
-
-@pytest.fixture
-def pub(rclient: redis.Redis, prefix: str) -> Publisher:
-    return Publisher(rclient, Keys(prefix))
+from wire import Publisher
 
 
 @pytest.fixture

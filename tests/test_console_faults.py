@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -22,7 +21,6 @@ from tests.browser import (
     PacedPublisher,
     download,
     download_rows,
-    fresh_page,
     line_texts,
     numbered,
     numbers_around,
@@ -30,28 +28,11 @@ from tests.browser import (
     publish_numbered,
     publish_texts,
     restart_on_same_port,
-    running_browser,
     wait_last_line,
     wait_numbered_at_least,
 )
 from tests.support import Service
 from wire import Keys, Publisher
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from running_browser()
-
-
-@pytest.fixture
-def page(browser: Browser, services: list[Service]) -> Iterator[Page]:
-    # Asking for `services` first makes the page close before the test's gateway stops.
-    yield from fresh_page(browser)
-
-
-@pytest.fixture
-def pub(rclient: redis.Redis, prefix: str) -> Publisher:
-    return Publisher(rclient, Keys(prefix))
 
 
 @pytest.fixture
