@@ -165,7 +165,8 @@ def test_broker_restart_with_a_fresh_log_is_survived(start_bridge, history, tmp_
         texts = [line["text"] for line in history(stream)]
         assert texts == [f"before {i}" for i in range(100)] + [f"after {i}" for i in range(50)]
         assert scrape(port, "tailgate_bridge_offset_resets_total") == 1.0
-        wait_until(lambda: scrape(port, "tailgate_bridge_kafka_reconnects_total") == 1.0, 20, what="a reconnect")
+        # at least one: under load the health probe may also see a slow answer as a gap
+        wait_until(lambda: (scrape(port, "tailgate_bridge_kafka_reconnects_total") or 0) >= 1.0, 40, what="a reconnect")
         assert scrape(port, "tailgate_bridge_kafka_up") == 1.0
         assert bridge.proc is not None and bridge.proc.poll() is None
     finally:
