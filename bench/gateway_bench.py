@@ -20,14 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 import redis
 
-from embedded import RedisServer, free_port, wait_until
+from embedded import RedisServer, free_port, gateway_ready, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -63,17 +62,12 @@ def start_gateway(kind: str, redis_url: str, prefix: str, port: int, log: Path) 
     if kind == "tailgate":
         env = {"TAILGATE_REDIS_URL": redis_url, "TAILGATE_REDIS_PREFIX": prefix, "TAILGATE_GATEWAY_PORT": str(port)}
         proc = spawn(pinned(GATEWAY_CORE, [PY, "-m", "gateway", "--log-level", "WARNING"]), env, stdout=out, stderr=out)
-        wait_until(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 20, what="gateway ready")
+        wait_until(lambda: gateway_ready(port), 20, what="gateway ready")
     else:
         args = [PY, "-m", "bench.naive_gateway", "--redis", redis_url, "--prefix", prefix, "--port", str(port)]
         proc = spawn(pinned(GATEWAY_CORE, args), stdout=out, stderr=out)
         wait_until(lambda: _port_open(port), 20, what="naive gateway up")
     return proc
-
-
-def _status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=1) as resp:
-        return resp.status
 
 
 def _port_open(port: int) -> bool:

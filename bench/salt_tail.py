@@ -29,25 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import websockets
 
-from embedded import RedisServer, free_port, wait_until
+from embedded import RedisServer, free_port, gateway_ready, wait_until
 from embedded.salt import SaltPair, logtail_pillar
 
 ROOT = Path(__file__).resolve().parent.parent
 MINION = "bench-minion"
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 async def first_lines(url: str, stream: str, path: Path, hold: bool = False) -> tuple[float, float, Any]:
@@ -165,7 +156,7 @@ def main() -> int:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "--log-level", "WARNING"], cwd=ROOT, env=env, stdout=out, stderr=out
             )
-        wait_until(lambda: _ready(port), 30, what="gateway ready")
+        wait_until(lambda: gateway_ready(port), 30, what="gateway ready")
         results = asyncio.run(scenarios(port, logs, work / "minion" / "run", args.runs))
         results["salt_round_trip"] = salt_round_trips(pair, args.runs)
     finally:

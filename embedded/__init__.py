@@ -8,8 +8,9 @@ from embedded.services import (
     KafkaBroker,
     RedisServer,
     free_port,
+    gateway_ready,
     tansu_binary,
     wait_until,
 )
 
-__all__ = ["KafkaBroker", "RedisServer", "free_port", "tansu_binary", "wait_until"]
+__all__ = ["KafkaBroker", "RedisServer", "free_port", "gateway_ready", "tansu_binary", "wait_until"]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +22,7 @@ import redis
 
 from embedded import producer
 from embedded.salt_demo import SaltDemo, start_salt_demo
-from embedded.services import KafkaBroker, RedisServer, free_port, port_open, wait_until
+from embedded.services import KafkaBroker, RedisServer, free_port, gateway_ready, port_open, wait_until
 from settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +115,7 @@ def main() -> int:
         )
         port = int(gw_env["TAILGATE_GATEWAY_PORT"])
         gateway = stack.spawn("gateway", "gateway", gw_env)
-        wait_until(lambda: gateway.poll() is None and _ready(port), 30, what="the gateway to be ready")
+        wait_until(lambda: gateway.poll() is None and gateway_ready(port), 30, what="the gateway to be ready")
 
         feeder = threading.Thread(target=producer.run, args=(bootstrap, stop), daemon=True)
         feeder.start()
@@ -167,14 +166,6 @@ def demo_bridge_env(env: dict[str, str]) -> dict[str, str]:
     demo = ROOT / "run" / "bridge-demo.yaml"
     demo.write_text("# written by embedded/run.py for the demo bridge\n" + yaml.safe_dump(data, sort_keys=False))
     return dict(env, TAILGATE_CONFIG=str(demo))
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def create_topics(bootstrap: str, topics: tuple[str, ...]) -> None:

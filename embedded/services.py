@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -41,6 +42,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
             return True
+    except OSError:
+        return False
+
+
+def gateway_ready(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a gateway on `port` answers 200 on /readyz (connected and subscribed)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=1) as resp:
+            return resp.status == 200
     except OSError:
         return False
 
