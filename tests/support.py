@@ -110,6 +110,15 @@ class GatewayProc(Service):
         return self
 
 
+async def reader_that_stops(url: str, stream: str) -> websockets.ClientConnection:
+    """A client subscribed to `stream` that then stops reading: websockets stops reading
+    the socket once its one-frame queue is full, so TCP backs up into the gateway."""
+    ws = await websockets.connect(url, max_queue=1, max_size=None)
+    await ws.send(json.dumps({"op": "subscribe", "stream": stream}))
+    assert json.loads(await ws.recv())["type"] == "subscribed"
+    return ws
+
+
 class WsClient:
     """A WebSocket client that sorts what it receives by frame type."""
 

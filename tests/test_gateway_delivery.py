@@ -8,9 +8,8 @@ import json
 import time
 
 import redis
-import websockets
 
-from tests.support import WsClient
+from tests.support import WsClient, reader_that_stops
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -91,11 +90,7 @@ async def test_slow_client_gets_dropped_while_fast_client_gets_everything(
     s = "kafka:busy"
     fast = await WsClient.connect(gw.ws_url)
     await fast.subscribe(s)
-    # The slow client: subscribes, then stops reading (websockets stops reading the
-    # socket once its small queue is full, so TCP backs up into the gateway).
-    slow = await websockets.connect(gw.ws_url, max_queue=1, max_size=None)
-    await slow.send(json.dumps({"op": "subscribe", "stream": s}))
-    assert json.loads(await slow.recv())["type"] == "subscribed"
+    slow = await reader_that_stops(gw.ws_url, s)
     payload = "x" * 1000
     total = 0
     lag: list[float] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import threading
 import time
@@ -15,7 +14,7 @@ import redis
 import websockets
 
 from embedded import RedisServer
-from tests.support import GatewayProc, Service, WsClient, http_get, service_env
+from tests.support import GatewayProc, Service, WsClient, http_get, reader_that_stops, service_env
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -104,9 +103,7 @@ async def test_stuck_client_is_closed_with_1013_and_others_continue(
     s = "kafka:stuck"
     ok = await WsClient.connect(gw.ws_url)
     await ok.subscribe(s)
-    stuck = await websockets.connect(gw.ws_url, max_queue=1, max_size=None)
-    await stuck.send(json.dumps({"op": "subscribe", "stream": s}))
-    assert json.loads(await stuck.recv())["type"] == "subscribed"
+    stuck = await reader_that_stops(gw.ws_url, s)
     sent = 0
     deadline = time.monotonic() + 30
     while not slow_closes(gw):
