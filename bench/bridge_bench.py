@@ -1,14 +1,18 @@
 """Bridge benchmark (a script, not a test): throughput against a bare kafka-python consume
 loop in the same run, and produce-to-PUBLISH latency at a steady 5,000 lines/s.
 
-    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--seconds 10]
+    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--runs 3] [--seconds 10]
 
 Starts its own redis-server and embedded broker (Tansu) on free ports, and the bridge
-as a real `python -m bridge` process. Throughput is lines published over the time from
-the first line to the last one seen in Redis (start-up and group joins excluded); the
-bare loop is timed the same way, first record to last. Latency is measured at the Redis
-side: a subscriber on the stream's live channel compares each line's arrival with the
-produce time embedded in its text.
+as a real `python -m bridge` process. The process under test (the bridge, or the bare
+loop it is compared with) runs alone on core 1; the broker, Redis, the producer and
+the measuring side share core 0, so both sides of a comparison get the same CPU.
+
+Throughput is lines published over the time from the first line to the last one seen
+in Redis (start-up and group joins excluded); the bare loop is timed the same way,
+first record to last. Latency is measured at the Redis side: a subscriber on the
+stream's live channel compares each line's arrival with the produce time embedded in
+its text (taken before `send()`, so the producer's own batching counts too).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -36,6 +42,37 @@ from wire import Keys
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
 LINE = 100
+PINNED = (os.cpu_count() or 1) >= 2
+TEST_CORE, REST_CORE = 1, 0  # the process under test; everything else
+CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 20, "max_poll_records": 5000}  # as the bridge's
+
+
+def pin(core: int, pid: int = 0) -> None:
+    if PINNED:
+        os.sched_setaffinity(pid, {core})
+
+
+def in_process(core: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a forked process of its own on `core`; its result."""
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def run() -> None:
+        pin(core)
+        send.send(fn(*args))
+
+    proc = ctx.Process(target=run)
+    proc.start()
+    result = recv.recv()
+    proc.join(10)
+    return result
+
+
+def summary(lat: list[float]) -> str:
+    """p50, p99 and max in ms, without the first tenth (connections warming up)."""
+    warm = sorted(lat[len(lat) // 10 :])
+    p50, p99 = statistics.median(warm), warm[int(len(warm) * 0.99)]
+    return f"({len(warm)} lines) p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {warm[-1]:.1f} ms"
 
 
 def line(i: int) -> bytes:
@@ -62,9 +99,7 @@ def fill(bootstrap: str, topic: str, lines: int, per_message: int) -> None:
 
 def bare_loop(bootstrap: str, topic: str, messages: int) -> float:
     """Records per second of a bare kafka-python poll loop, first record to last."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20, max_poll_records=5000
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER)
     consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
     consumer.seek_to_beginning()
     seen, first = 0, 0.0
@@ -79,7 +114,7 @@ def bare_loop(bootstrap: str, topic: str, messages: int) -> float:
 
 
 class BridgeProc:
-    """A `python -m bridge` process on the benchmark's Redis and broker."""
+    """A `python -m bridge` process on the benchmark's Redis and broker, on core 1."""
 
     def __init__(self, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILGATE_")}
@@ -96,12 +131,19 @@ class BridgeProc:
             TAILGATE_BRIDGE_METRICS_PORT="0",
             TAILGATE_BRIDGE_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
         )
-        env.update({k: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
         env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
+        taskset = ["taskset", "-c", str(TEST_CORE)] if PINNED else []
         self.out = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--static"], cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT
+            [*taskset, sys.executable, "-m", "bridge", "--static"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
         )
+
+    def assigned(self) -> None:
+        wait_until(lambda: "new partitions" in Path(self.out.name).read_text(), 60, what="bridge assigned")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -109,22 +151,22 @@ class BridgeProc:
         self.out.close()
 
 
-def bridge_rate(r: redis.Redis, bridge_args: tuple, stream_count: int, prefix: str, stream: str) -> float:
+def bridge_rate(r: redis.Redis, redis_url: str, bootstrap: str, topic: str, count: int, log: Path) -> float:
     """Lines per second the bridge publishes, first line to last, watching the counts hash."""
-    bridge = BridgeProc(*bridge_args)
-    key = Keys(prefix).counts
+    prefix = f"b{uuid.uuid4().hex[:6]}:"
+    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log)
+    key, stream = Keys(prefix).counts, f"kafka:{topic}"
     try:
         first = wait_until(lambda: int(r.hget(key, stream) or 0) > 0 and time.perf_counter(), 120, 0.005)
-        wait_until(lambda: int(r.hget(key, stream) or 0) >= stream_count, 300, 0.005, what="all lines")
-        return stream_count / (time.perf_counter() - first)
+        wait_until(lambda: int(r.hget(key, stream) or 0) >= count, 300, 0.005, what="all lines")
+        return count / (time.perf_counter() - first)
     finally:
         bridge.stop()
 
 
-def paced_producer(bootstrap: str, topic: str, rate: int, total: int) -> None:
-    """Produce `total` lines at `rate`/s, each starting with its produce time (a process of
-    its own, so the measuring subscriber never delays it)."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+def paced_producer(bootstrap: str, topic: str, rate: int, total: int, linger_ms: int) -> None:
+    """Produce `total` lines at `rate`/s, each starting with its produce time."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
     started = time.perf_counter()
     for i in range(total):
         producer.send(topic, f"{time.time():.6f} ".encode() + line(i)[:80], partition=i % PARTITIONS)
@@ -136,18 +178,25 @@ def paced_producer(bootstrap: str, topic: str, rate: int, total: int) -> None:
     producer.close()
 
 
-def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float):
+def feed(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int) -> multiprocessing.Process:
+    """The paced producer in a process of its own (so the measuring side never delays it)."""
+    args = (bootstrap, topic, rate, int(rate * seconds), linger_ms)
+    feeder = multiprocessing.get_context("fork").Process(target=paced_producer, args=args)
+    feeder.start()
+    return feeder
+
+
+def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int) -> list[float]:
     """The same paced produce, read by a bare kafka-python loop: the floor the broker and
-    client set (and how loaded the machine is), for comparison."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20, max_poll_records=5000
-    )
+    client set, for comparison. Run in a process of its own, on core 1."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER)
     consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
     consumer.seek_to_end()
     consumer.poll(timeout_ms=200)
     total = int(rate * seconds)
-    feeder = multiprocessing.get_context("fork").Process(target=paced_producer, args=(bootstrap, topic, rate, total))
-    feeder.start()
+    pin(REST_CORE, os.getpid())  # the producer forked next belongs with the rest
+    feeder = feed(bootstrap, topic, rate, seconds, linger_ms)
+    pin(TEST_CORE, os.getpid())
     lat: list[float] = []
     deadline = time.monotonic() + seconds * 3 + 30
     while len(lat) < total and time.monotonic() < deadline:
@@ -156,16 +205,17 @@ def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float):
             lat.extend((now - float(rec.value.split(b" ", 1)[0])) * 1000 for rec in records)
     feeder.join(10)
     consumer.close()
-    warm = sorted(lat[len(lat) // 10 :])
-    return statistics.median(warm), warm[int(len(warm) * 0.99)], warm[-1], len(warm)
+    return lat
 
 
-def latency(r: redis.Redis, bootstrap: str, bridge_args: tuple, prefix: str, topic: str, rate: int, seconds: float):
+def bridge_latency(
+    r: redis.Redis, redis_url: str, bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int, log: Path
+) -> list[float]:
     """produce -> PUBLISH latencies (ms) of lines produced at `rate` lines/s."""
-    bridge = BridgeProc(*bridge_args)
-    stream = f"kafka:{topic}"
+    prefix = f"b{uuid.uuid4().hex[:6]}:"
+    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log)
     pubsub = r.pubsub()
-    pubsub.subscribe(Keys(prefix).live(stream))
+    pubsub.subscribe(Keys(prefix).live(f"kafka:{topic}"))
     lat: list[float] = []
     done = threading.Event()
 
@@ -181,76 +231,74 @@ def latency(r: redis.Redis, bootstrap: str, bridge_args: tuple, prefix: str, top
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    total = int(rate * seconds)
     try:
-        wait_until(lambda: "new partitions" in Path(bridge.out.name).read_text(), 60, what="bridge assigned")
-        feeder = multiprocessing.get_context("fork").Process(
-            target=paced_producer, args=(bootstrap, topic, rate, total)
-        )
-        feeder.start()
-        feeder.join(seconds * 3 + 30)
-        wait_until(lambda: len(lat) >= total, 60, what="all latency lines")
+        bridge.assigned()
+        feed(bootstrap, topic, rate, seconds, linger_ms).join(seconds * 3 + 30)
+        wait_until(lambda: len(lat) >= int(rate * seconds), 60, what="all latency lines")
     finally:
         done.set()
         listener.join(2)
+        pubsub.close()
         bridge.stop()
-    warm = lat[len(lat) // 10 :]  # drop the first tenth (connections warming up)
-    warm.sort()
-    return statistics.median(warm), warm[int(len(warm) * 0.99)], warm[-1], len(warm)
+    return lat
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3, help="throughput pairs at one line per message")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument(
+        "--linger-ms",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[5, 0],
+        help="the latency producer's linger_ms values, one latency pair each (default 5,0)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     server = RedisServer(workdir=str(work)).start()
     broker = KafkaBroker(log_path=str(work / "tansu.log")).start()
+    for proc in (server.proc, broker.proc):
+        assert proc is not None
+        pin(REST_CORE, proc.pid)
+    pin(REST_CORE)
+    print(f"process under test on core {TEST_CORE}, the rest on core {REST_CORE}" if PINNED else "one core: no pinning")
     r = redis.Redis.from_url(server.url)
+    urls = (server.url, broker.bootstrap)
     try:
         uid = uuid.uuid4().hex[:6]
-        plain, chunks, live = f"plain-{uid}", f"chunks-{uid}", f"live-{uid}"
-        for topic in (plain, chunks, live):
+        plain, chunks = f"plain-{uid}", f"chunks-{uid}"
+        for topic in (plain, chunks):
             create(broker.bootstrap, topic)
         fill(broker.bootstrap, plain, args.lines, 1)
         fill(broker.bootstrap, chunks, args.lines, 20)
         print(f"filled {plain} ({args.lines} x {LINE}-byte lines) and {chunks} ({args.lines // 20} x 20 lines)")
 
-        bare = bare_loop(broker.bootstrap, plain, args.lines)
-        print(f"bare kafka-python loop, 1 line/message: {bare:,.0f} lines/s")
-        prefix = f"b{uid}:"
-        rate1 = bridge_rate(
-            r, (server.url, broker.bootstrap, prefix, plain, work / "b1.log"), args.lines, prefix, f"kafka:{plain}"
-        )
-        print(f"bridge, 1 line/message:                 {rate1:,.0f} lines/s  ({rate1 / bare:.2f} x bare)")
-        bare20 = bare_loop(broker.bootstrap, chunks, args.lines // 20) * 20
-        print(f"bare kafka-python loop, 20 lines/message: {bare20:,.0f} lines/s")
-        rate20 = bridge_rate(
-            r, (server.url, broker.bootstrap, prefix, chunks, work / "b2.log"), args.lines, prefix, f"kafka:{chunks}"
-        )
-        print(f"bridge, 20 lines/message:               {rate20:,.0f} lines/s  ({rate20 / bare20:.2f} x bare)")
-        bare_topic = f"barelive-{uid}"
-        create(broker.bootstrap, bare_topic)
-        p50, p99, worst, n = bare_latency(broker.bootstrap, bare_topic, args.rate, args.seconds)
-        print(
-            f"bare loop latency at {args.rate} lines/s ({n} lines): produce -> consumed p50 {p50:.1f} ms, "
-            f"p99 {p99:.1f} ms, max {worst:.1f} ms"
-        )
-        p50, p99, worst, n = latency(
-            r,
-            broker.bootstrap,
-            (server.url, broker.bootstrap, prefix, live, work / "b3.log"),
-            prefix,
-            live,
-            args.rate,
-            args.seconds,
-        )
-        print(
-            f"bridge latency at {args.rate} lines/s ({n} lines): produce -> PUBLISH p50 {p50:.1f} ms, "
-            f"p99 {p99:.1f} ms, max {worst:.1f} ms"
-        )
+        ratios = []
+        for run in range(1, args.runs + 1):
+            bare = in_process(TEST_CORE, bare_loop, broker.bootstrap, plain, args.lines)
+            rate = bridge_rate(r, *urls, plain, args.lines, work / f"plain{run}.log")
+            ratios.append(rate / bare)
+            print(
+                f"run {run}, 1 line/message: bare kafka-python loop {bare:,.0f} lines/s, "
+                f"bridge {rate:,.0f} lines/s ({rate / bare:.2f} x bare)"
+            )
+        print(f"bridge / bare, 1 line/message: median {statistics.median(ratios):.2f} x over {len(ratios)} runs")
+        bare20 = in_process(TEST_CORE, bare_loop, broker.bootstrap, chunks, args.lines // 20) * 20
+        rate20 = bridge_rate(r, *urls, chunks, args.lines, work / "chunks.log")
+        print(f"20 lines/message: bare loop {bare20:,.0f} lines/s, bridge {rate20:,.0f} lines/s")
+
+        for linger in args.linger_ms:
+            bare_topic, live = f"barelive{linger}-{uid}", f"live{linger}-{uid}"
+            for topic in (bare_topic, live):
+                create(broker.bootstrap, topic)
+            where = f"at {args.rate} lines/s, producer linger_ms={linger}"
+            bare = in_process(TEST_CORE, bare_latency, broker.bootstrap, bare_topic, args.rate, args.seconds, linger)
+            print(f"{where}: bare loop, produce -> consumed {summary(bare)}")
+            log = work / f"live{linger}.log"
+            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, linger, log)
+            print(f"{where}: bridge, produce -> PUBLISH {summary(lat)}")
     finally:
         r.close()
         broker.stop()
