@@ -280,3 +280,29 @@ def test_batches_hold_every_line_encoded_as_encode_line_would(split_by: str, max
     assert all(not (a & b) for a, b in pairwise(offsets))
     if max_lines == 5000:
         assert len(work.calls) == 1
+
+
+_lines = st.one_of(
+    st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=30).map(str.encode),  # ASCII, escapes included
+    _values,
+)
+
+
+@given(
+    values=st.lists(_lines, min_size=1, max_size=12),
+    stamps=st.lists(st.integers(0, 2_000_000_000_000), min_size=1, max_size=3),
+    fmt=st.sampled_from(["auto", "text", "json"]),
+)
+def test_every_value_is_encoded_as_encode_line_would_whichever_path_it_takes(
+    values: list[bytes], stamps: list[int], fmt: str
+) -> None:
+    r = Route("app", RouteSettings(topic="app", format=fmt), 256)
+    records = [Rec(i, stamps[i % len(stamps)], None, v) for i, v in enumerate(values)]
+    work = Work()
+    add_partition(work, r, "g", "app", 0, records, 5000)
+    expected = []
+    for rec in records:
+        lines, meta = r.decoder.decode(rec.value, Counter())
+        expected += [(rec.offset, encode_line(Line(rec.timestamp / 1000.0, t, meta))) for t in lines]
+    got = [line for batches, _ in work.calls for b in batches for line in b.lines]
+    assert got == expected

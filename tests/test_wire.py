@@ -282,3 +282,15 @@ def test_the_cached_timestamp_head_never_mixes_equal_numbers_written_differently
         encode_lines(before, ["x"])
         assert encode_text(ts, "x") == encode_line(Line(ts, "x"))
         assert encode_lines(ts, ["x", "y"]) == [encode_line(Line(ts, "x")), encode_line(Line(ts, "y"))]
+
+
+@given(
+    ts=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    text=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\')),
+)
+def test_a_verbatim_value_gives_the_fragment_encode_text_gives(ts: float, text: str) -> None:
+    from wire.envelope import JSON_ESCAPED, encode_text, verbatim_prefix
+
+    value = text.encode()
+    assert value.isascii() and len(value.translate(None, JSON_ESCAPED)) == len(value)
+    assert verbatim_prefix(ts) + value + b'"' == encode_text(ts, text) == encode_line(Line(ts, text))

@@ -78,6 +78,18 @@ def encode_lines(ts: float, texts: Sequence[str], meta: dict[str, Any] | None = 
     return [(head + quote(text) + tail).encode("utf-8", "backslashreplace") for text in texts]
 
 
+# The bytes JSON escapes inside a string (encode_basestring): control characters, '"', '\\'.
+JSON_ESCAPED = bytes(range(0x20)) + b'"\\'
+
+
+def verbatim_prefix(ts: float) -> bytes:
+    """What precedes a raw value in its fragment when the value can go in verbatim:
+    for ASCII bytes `v` holding none of `JSON_ESCAPED`, ``verbatim_prefix(ts) + v + b'"'``
+    is byte for byte ``encode_text(ts, v.decode())``, without decoding or quoting (the
+    bridge's commonest line)."""
+    return (_head(ts) + '"').encode()
+
+
 def encode_text(ts: float, text: str) -> bytes:
     """`encode_line` for one line without meta, byte for byte the same; the cheapest form."""
     return (_head(ts) + encode_basestring(text)).encode("utf-8", "backslashreplace")
