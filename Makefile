@@ -23,5 +23,6 @@ lint: setup-test
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
 	.venv/bin/python -m bench.bridge_bench
+	.venv/bin/python -m bench.broker_floor
 	.venv/bin/python -m bench.salt_tail
 	.venv/bin/python -m bench.console
