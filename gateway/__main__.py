@@ -57,6 +57,32 @@ def check_bind(settings: Settings) -> None:
     log.warning("authentication is OFF and the gateway listens on %s: anyone who can reach it sees every log", host)
 
 
+POSITIVE = (
+    "max_queue_bytes",
+    "slow_client_timeout",
+    "drain_timeout",
+    "max_frame_bytes",
+    "max_subscriptions",
+    "max_backlog",
+    "max_pattern_chars",
+    "control_rate",
+    "control_burst",
+    "catalog_window",
+    "rate_interval",
+)
+
+
+def check_values(settings: Settings) -> None:
+    """Refuse sizes, limits and intervals that cannot work (zero or negative)."""
+    conf = settings.gateway
+    for name in POSITIVE:
+        if getattr(conf, name) <= 0:
+            raise ConfigError(f"gateway.{name} must be greater than 0, not {getattr(conf, name)!r}")
+    for name in ("coalesce_ms", "ping_interval", "ping_timeout"):
+        if getattr(conf, name) < 0:
+            raise ConfigError(f"gateway.{name} must not be negative, not {getattr(conf, name)!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["token"]:
@@ -69,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.gateway.host = args.host
         if args.port is not None:
             settings.gateway.port = args.port
+        check_values(settings)
         check_bind(settings)
         auth = Authenticator(settings.auth)  # a bad key or secret fails the start, not the first viewer
     except ConfigError as exc:

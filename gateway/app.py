@@ -73,7 +73,9 @@ class Gateway:
         )
         self.tails = build_tails(self.commands, keys, self.hub, self.settings)
         self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history, self.tails)
-        self.catalog = Catalog(self.commands, keys, self.settings.bridge.topics, self.settings.gateway.catalog_window)
+        conf = self.settings.gateway
+        topics = self.settings.bridge.topics
+        self.catalog = Catalog(self.commands, keys, topics, conf.catalog_window, conf.rate_interval)
         self.guard = Guard(self.settings.auth, self.metrics)
         install_redaction()
 
@@ -145,6 +147,7 @@ class Gateway:
         log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
         reader = asyncio.create_task(self.subscriber.run())
         sweeper = asyncio.create_task(self._sweep())
+        rates = asyncio.create_task(self.catalog.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -157,9 +160,9 @@ class Gateway:
         # lands as a read completes is swallowed by asyncio.wait_for, and the reader would
         # go on forever; once stopping, it ends on its own when the connection closes.
         await self.subscriber.stop()
-        for task in (reader, sweeper):
+        for task in (reader, sweeper, rates):
             task.cancel()
-        await asyncio.gather(reader, sweeper, return_exceptions=True)
+        await asyncio.gather(reader, sweeper, rates, return_exceptions=True)
         await self.tails.close()
         await self.commands.aclose()
 

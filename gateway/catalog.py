@@ -1,32 +1,40 @@
 """The stream catalogue behind `GET /api/streams`.
 
 Lists the configured topics and every stream that published recently (the publish step
-records each stream's last publish time and line count), with a line rate computed from
-the change in those counts between two reads at least a few seconds apart.
+records each stream's last publish time and line count), with a line rate: the change in
+those counts over the last `rate_interval` seconds. The counts are sampled in the
+background rather than on request, so the very first request after a gateway starts
+already shows rates (once one interval has passed) instead of zeros.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from wire import Keys
 from wire.names import kafka_stream
 
-RATE_WINDOW = 5.0
+log = logging.getLogger(__name__)
 
 
 class Catalog:
-    """Known streams with rates; one small cached read of Redis per request."""
+    """Known streams with rates; one small read of Redis per request and per interval."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, topics: list[str], window: float) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: Keys, topics: list[str], window: float, rate_interval: float = 5.0
+    ) -> None:
         self.client = client
         self.keys = keys
         self.configured = [kafka_stream(t).name for t in topics]
         self.window = window
-        self._samples: dict[str, tuple[float, int]] = {}
+        self.rate_interval = rate_interval
+        self._sample: tuple[float, dict[str, int]] | None = None
         self._rates: dict[str, float] = {}
 
     async def list(self) -> list[dict[str, Any]]:
@@ -37,28 +45,38 @@ class Catalog:
             seen_raw, counts_raw = await pipe.execute()
         seen = {name.decode(): score for name, score in seen_raw}
         counts = {k.decode(): int(v) for k, v in counts_raw.items()}
-        names = sorted(set(self.configured) | set(seen))
-        out = []
-        for name in names:
-            count = counts.get(name, 0)
-            out.append(
-                {
-                    "stream": name,
-                    "kind": name.split(":", 1)[0],
-                    "lines": count,
-                    "last_seen": seen.get(name),
-                    "rate": round(self._rate(name, now, count), 2),
-                }
-            )
-        return out
+        return [
+            {
+                "stream": name,
+                "kind": name.split(":", 1)[0],
+                "lines": counts.get(name, 0),
+                "last_seen": seen.get(name),
+                "rate": round(self._rates.get(name, 0.0), 2),
+            }
+            for name in sorted(set(self.configured) | set(seen))
+        ]
 
-    def _rate(self, name: str, now: float, count: int) -> float:
-        sample = self._samples.get(name)
-        if sample is None:
-            self._samples[name] = (now, count)
-            return self._rates.get(name, 0.0)
-        then, before = sample
-        if now - then >= RATE_WINDOW:
-            self._rates[name] = max(0, count - before) / (now - then)
-            self._samples[name] = (now, count)
-        return self._rates.get(name, 0.0)
+    def record(self, now: float, counts: dict[str, int]) -> None:
+        """Take one sample of the line counts; rates are the change since the previous one."""
+        if self._sample is not None:
+            then, before = self._sample
+            elapsed = now - then
+            if elapsed > 0:
+                self._rates = {name: max(0, n - before.get(name, 0)) / elapsed for name, n in counts.items()}
+        self._sample = (now, counts)
+
+    async def run(self) -> None:
+        """Sample the counts every `rate_interval` seconds until cancelled. A failed read
+        (Redis down) is logged and skipped; the next sample spans the gap."""
+        failing = False
+        while True:
+            try:
+                raw = await self.client.hgetall(self.keys.counts)
+            except RedisError as exc:
+                if not failing:
+                    log.warning("stream rates: reading line counts failed (%s); retrying", exc)
+                failing = True
+            else:
+                failing = False
+                self.record(time.time(), {k.decode(): int(v) for k, v in raw.items()})
+            await asyncio.sleep(self.rate_interval)

@@ -86,6 +86,7 @@ class GatewaySettings:
     control_rate: float = 20.0
     control_burst: int = 40
     catalog_window: float = 600.0
+    rate_interval: float = 5.0
     file_allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
     insecure_bind: bool = False
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 import redis
 
-from tests.support import WsClient, http_get
+from tests.support import ROOT, WsClient, http_get, service_env
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -74,3 +78,24 @@ def test_health_and_readiness(start_gateway) -> None:
     assert http_get(gw.base + "/readyz")[0] == 200
     status, body = http_get(gw.base + "/metrics")
     assert status == 200 and b"tailgate_gateway_connections" in body
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("RATE_INTERVAL", "0", "gateway.rate_interval must be greater than 0"),
+        ("MAX_QUEUE_BYTES", "-1", "gateway.max_queue_bytes must be greater than 0"),
+        ("COALESCE_MS", "-5", "gateway.coalesce_ms must not be negative"),
+    ],
+)
+def test_an_impossible_setting_fails_the_start_with_a_clear_error(setting: str, value: str, message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", "0"],
+        cwd=ROOT,
+        env=service_env(**{f"TAILGATE_GATEWAY_{setting}": value}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "configuration error" in proc.stderr and message in proc.stderr

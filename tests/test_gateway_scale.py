@@ -43,12 +43,45 @@ async def test_1000_concurrent_clients(rclient: redis.Redis, prefix: str, start_
 async def test_streams_api_lists_configured_and_recent_streams_with_rates(
     rclient: redis.Redis, prefix: str, start_gateway
 ) -> None:
-    gw = start_gateway(TAILGATE_BRIDGE_TOPICS="configured-topic")
+    gw = start_gateway(TAILGATE_BRIDGE_TOPICS="configured-topic", TAILGATE_GATEWAY_RATE_INTERVAL="0.5")
     pub = Publisher(rclient, Keys(prefix))
     pub.publish([StreamBatch("kafka:app/web-1", [(0, encode_line(Line(time.time(), "x")))] * 3)])
-    status, body = http_get(gw.base + "/api/streams")
-    assert status == 200
-    listed = {s["stream"]: s for s in json.loads(body)["streams"]}
+
+    def streams() -> dict[str, dict]:
+        status, body = http_get(gw.base + "/api/streams")
+        assert status == 200
+        return {s["stream"]: s for s in json.loads(body)["streams"]}
+
+    listed = streams()
     assert set(listed) == {"kafka:configured-topic", "kafka:app/web-1"}
     assert listed["kafka:app/web-1"]["lines"] == 3 and listed["kafka:app/web-1"]["last_seen"] is not None
     assert listed["kafka:configured-topic"]["lines"] == 0
+
+    # a steady 200 lines/s shows as about that, on any request, and goes back to 0 after
+    stop = asyncio.Event()
+
+    async def publish_steadily() -> None:
+        batch = [StreamBatch("kafka:app/web-1", [(0, encode_line(Line(time.time(), "y")))] * 10)]
+        while not stop.is_set():
+            await asyncio.to_thread(pub.publish, batch)
+            await asyncio.sleep(0.05)
+
+    feeder = asyncio.create_task(publish_steadily())
+    try:
+        rate = await wait_for_rate(streams, lambda r: r > 50)
+        assert 50 < rate < 400
+        assert streams()["kafka:configured-topic"]["rate"] == 0
+    finally:
+        stop.set()
+        await feeder
+    await wait_for_rate(streams, lambda r: r == 0)
+
+
+async def wait_for_rate(streams, check, timeout: float = 10.0) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        rate = streams()["kafka:app/web-1"]["rate"]
+        if check(rate):
+            return rate
+        assert time.monotonic() < deadline, f"rate of kafka:app/web-1 still {rate}"
+        await asyncio.sleep(0.1)
