@@ -225,6 +225,14 @@ class SaltPair:
             raise SaltError(f"jobs.list_jobs: {done.stdout[-300:]!r} {done.stderr[-300:]!r}") from None
         return list(jobs.values()) if isinstance(jobs, dict) else []
 
+    def running(self) -> bool:
+        """Whether both daemons are still up (a `call` can only be answered then)."""
+        return all(p is not None and p.poll() is None for p in (self.master, self.minion))
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        """The daemons this pair started and that are still referenced."""
+        return [p for p in (self.api, self.minion, self.master) if p is not None]
+
     def stop(self) -> None:
         _stop(self.api, timeout=10)
         _stop(self.minion, timeout=10)

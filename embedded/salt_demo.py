@@ -67,8 +67,9 @@ class SaltDemo:
     def stop(self) -> None:
         self.stop_event.set()
         self.writer.join(2)
-        with contextlib.suppress(SaltError):
-            self.pair.call("logtail.stop_all", timeout=10)
+        if self.pair.running():  # not after a second Ctrl-C killed them
+            with contextlib.suppress(SaltError):
+                self.pair.call("logtail.stop_all", timeout=10)
         self.pair.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 

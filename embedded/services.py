@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,6 +58,14 @@ def gateway_ready(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything in its
+    process group: killing only a daemon's main process (salt-master) orphans its workers.
+    Does not wait (safe in a signal handler); the caller reaps."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -62,7 +73,7 @@ def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        kill_group(proc)
         proc.wait()
 
 

@@ -1,0 +1,135 @@
+"""`make run`'s program (python -m embedded.run): it prints the console URL, Kafka and
+file streams reach a viewer, and Ctrl-C, once or twice, leaves nothing running.
+
+The demo runs on the session's Redis (a prefix of its own) and broker, as it would on
+a machine where they already answer; it starts its own bridge, gateway, producer and
+Salt master and minion. Ctrl-C is a SIGINT to the demo's process group, as a terminal
+sends it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedded import KafkaBroker, RedisServer, free_port, wait_until
+from tests.support import ROOT, WsClient, service_env
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo's Salt master and minion need root")
+
+
+class Demo:
+    def __init__(self, redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> None:
+        self.out = tmp_path / "demo.out"
+        env = service_env(
+            TAILGATE_REDIS_URL=redis_server.url,
+            TAILGATE_REDIS_PREFIX=prefix,
+            TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap,
+            TAILGATE_GATEWAY_PORT=str(free_port()),
+        )
+        self.seen: set[int] = set()  # every process ever found below the demo
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "embedded.run"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.out.open("wb"),
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+        )
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def ready(self) -> tuple[str, str]:
+        """The console URL and the file stream the demo prints once everything is up."""
+        wait_until(lambda: "Tailgate is running" in self.text() or self.proc.poll() is not None, 120, 0.2)
+        assert self.proc.poll() is None, self.text()[-3000:]
+        url = re.search(r"Console: (http://127\.0\.0\.1:\d+/)", self.text())
+        stream = re.search(r"A file on a Salt minion: (\S+)", self.text())
+        assert url and stream, self.text()[-3000:]
+        return url.group(1), stream.group(1)
+
+    def descendants(self) -> set[int]:
+        """Every process below the demo (its daemons run in sessions of their own)."""
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, frontier = set(), {self.proc.pid}
+        while frontier:
+            frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+            found |= frontier
+        self.seen |= found
+        return found
+
+    def interrupt(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The ones still running (a zombie has finished)."""
+    out = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(pid)
+    return out
+
+
+@pytest.fixture
+def demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(redis_server, kafka, prefix, tmp_path)
+    yield d
+    if d.proc.poll() is None:
+        d.descendants()
+        d.interrupt()
+        d.interrupt()
+        d.proc.wait(30)
+    for pid in alive(d.seen):  # whatever a failed test left behind
+        os.kill(pid, signal.SIGKILL)
+
+
+async def test_the_demo_shows_kafka_and_file_streams_and_ctrl_c_stops_everything(demo: Demo) -> None:
+    url, file_stream = demo.ready()
+    ws_url = url.replace("http://", "ws://") + "ws"
+    client = await WsClient.connect(ws_url)
+    await client.subscribe("kafka:app-events/checkout")
+    await client.subscribe("kafka:nginx-access")
+    await client.subscribe(file_stream)
+    for stream in ("kafka:app-events/checkout", "kafka:nginx-access", file_stream):
+        await client.wait_for(lambda s=stream: client.texts(s), timeout=60, what=f"lines of {stream}")
+    started = demo.descendants()
+    assert len(started) >= 5  # redis is the session's; the broker too; the rest are the demo's
+    await client.close()
+
+    demo.interrupt()
+    assert demo.proc.wait(60) == 0
+    wait_until(lambda: not alive(started), 15, 0.2, what="every process the demo started to end")
+    assert "stopping everything this run started" in demo.text()
+
+
+async def test_a_second_ctrl_c_kills_what_is_left_at_once(demo: Demo) -> None:
+    demo.ready()
+    started = demo.descendants()
+    assert len(started) >= 5
+    demo.interrupt()
+    wait_until(lambda: "stopping everything" in demo.text(), 10, 0.05, what="the demo to start stopping")
+    demo.interrupt()
+    assert demo.proc.wait(15) == 0
+    wait_until(lambda: not alive(started), 10, 0.2, what="every process the demo started to end")
+    assert "interrupted again: killing what is still running" in demo.text()
