@@ -34,6 +34,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
 from bridge.redislink import RedisLink
 from bridge.route import Router
+from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
 from wire import Keys, Publisher
@@ -71,10 +72,10 @@ class Bridge:
         self.worker: PublishWorker | None = None
         self.published_next: dict[tuple[str, int], int] = {}
         self.watcher: MetadataWatcher | None = None
-        self.redis_down = False
         self.next_housekeeping = 0.0
         self.dirty = False  # something was published since the last Kafka commit
         self.health = Health(self.metrics)
+        self.status = StatusServer(self.metrics.registry, self.health.live, self.health.ready)
         self.metrics_port: int | None = None
         Positions.check_start_from(b.start_from)
 
@@ -85,7 +86,7 @@ class Bridge:
         this instance's static share. Raises ValueError for Kafka settings it refuses."""
         b = self.settings.bridge
         if b.metrics_port:
-            self.metrics_port = self.metrics.serve(b.metrics_host, b.metrics_port)
+            self.metrics_port = self.status.start(b.metrics_host, b.metrics_port)
         self.consumer = connect(self.settings, self.stop)
         if self.consumer is None:
             return
@@ -126,7 +127,8 @@ class Bridge:
 
     def _count_partitions(self) -> None:
         if self.consumer is not None:
-            self.metrics.partitions.set(len(self.consumer.assignment()))
+            self.health.partitions = len(self.consumer.assignment())
+            self.metrics.partitions.set(self.health.partitions)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -138,8 +140,10 @@ class Bridge:
             self._shutdown()
             return
         delay = self.settings.bridge.retry_initial
+        self.health.started = True
         try:
             while not self.stop.is_set():
+                self.health.turned()
                 if self.assigner is not None:
                     self.assigner.maintain()
                 self._take_back()
@@ -249,17 +253,17 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None
         self.metrics.redis_errors.inc()
         self.positions.recheck(self.consumer.assignment())
-        if self.redis_down:
+        if self.health.redis_down:
             log.debug("Redis still failing: %s", exc)
             return
-        self.redis_down = True
+        self.health.redis_down = True
         self.metrics.redis_up.set(0)
         log.warning("Redis failed (%s): consumption paused; retrying with backoff", exc)
 
     def _redis_ok(self) -> None:
         self.metrics.redis_up.set(1)
-        if self.redis_down:
-            self.redis_down = False
+        if self.health.redis_down:
+            self.health.redis_down = False
             self.metrics.redis_reconnects.inc()
             log.info("Redis is back: positions re-read, consumption resumed")
 
@@ -269,6 +273,7 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None
         end = time.monotonic() + max(0.0, seconds)
         while True:
+            self.health.turned()
             left = end - time.monotonic()
             if left <= 0 or self.stop.is_set():
                 return
@@ -309,5 +314,5 @@ class Bridge:
             except KafkaError as exc:
                 log.warning("closing the Kafka consumer: %s", exc)
         self.link.close()
-        self.metrics.close()
+        self.status.close()
         log.info("bridge stopped")

@@ -1,10 +1,11 @@
 """What the bridge does between polls: consumer lag per partition, a position past the
 end of a partition's log, whether Kafka answers, and Kafka offset commits (for lag tools
-only: Redis decides positions)."""
+only: Redis decides positions); and the answers of /healthz and /readyz (bridge.status)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,15 +18,45 @@ from bridge.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
 
+STUCK_AFTER = 30.0  # seconds without a turn of the loop before /healthz says so (Redis calls time out in 3 s)
+
 
 class Health:
-    """Updates the lag and Kafka gauges; seeks a partition whose log started over."""
+    """Updates the lag and Kafka gauges; seeks a partition whose log started over; tells
+    whether the bridge is alive and ready."""
 
     def __init__(self, metrics: BridgeMetrics) -> None:
         self.metrics = metrics
         self.lag_labels: set[tuple[str, str]] = set()
         self.beyond_end: set[TopicPartition] = set()
         self.kafka_connected = True
+        self.redis_down = False
+        self.started = False  # a broker answered and the partitions are being taken
+        self.partitions = 0  # assigned to this process (kept by the consume loop's thread)
+        self.last_turn = time.monotonic()
+
+    def turned(self) -> None:
+        """The consume loop came round (called every turn, also while paused)."""
+        self.last_turn = time.monotonic()
+
+    def live(self) -> tuple[bool, str]:
+        """/healthz: the loop turns (or the bridge is still waiting for a broker)."""
+        if not self.started:
+            return True, "starting: waiting for a Kafka broker"
+        idle = time.monotonic() - self.last_turn
+        if idle > STUCK_AFTER:
+            return False, f"stuck: the consume loop has not turned for {idle:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: lines can flow: connected to Kafka, Redis answering."""
+        if not self.started:
+            return False, "starting: waiting for a Kafka broker"
+        if self.redis_down:
+            return False, "Redis is failing: consumption paused until it answers"
+        if not self.kafka_connected:
+            return False, "no Kafka broker answers"
+        return True, f"ok: {self.partitions} partition{'' if self.partitions == 1 else 's'}"
 
     def forget(self, parts: Iterable[TopicPartition]) -> None:
         """Partitions that left this process: drop their lag series."""

@@ -1,4 +1,4 @@
-"""The bridge's Prometheus metrics, served at /metrics on a small HTTP port.
+"""The bridge's Prometheus metrics (served at /metrics by bridge.status).
 
 Every metric lives in the bridge's own registry (one per Bridge), so tests and embedded
 use never collide with other code's metrics in the same process.
@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bridge.batch import Work
 
@@ -65,7 +64,6 @@ class BridgeMetrics:
         self.offset_resets = Counter(
             f"{ns}_offset_resets", "Partitions whose log started over (offsets went backwards)", registry=r
         )
-        self.server: WSGIServer | None = None
 
     def count_errors(self, errors: Tally[str]) -> None:
         for kind, n in errors.items():
@@ -91,20 +89,3 @@ class BridgeMetrics:
             self.skipped.inc(skipped)
         if work.errors:
             self.count_errors(work.errors)
-
-    def serve(self, host: str, port: int) -> int | None:
-        """Serve /metrics; returns the bound port, or None when it cannot be bound (the
-        bridge keeps republishing: losing metrics must not stop the lines)."""
-        try:
-            server, _ = start_http_server(port, host, self.registry)
-        except OSError as exc:
-            log.error("metrics: cannot listen on %s:%d (%s); running without /metrics", host, port, exc)
-            return None
-        self.server = server
-        return int(server.server_port)
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import redis
 
+from bridge.health import Health
+from bridge.metrics import BridgeMetrics
 from embedded import KafkaBroker, RedisServer, free_port, wait_until
+from embedded.services import port_open
 from tests.support import create_topic, http_get, produce
 from wire import Keys
 
@@ -107,7 +110,10 @@ def test_redis_restored_from_an_older_snapshot_mid_stream_loses_nothing(
         stream = f"kafka:{topic}"
         feeder = Feeder(kafka.bootstrap, topic, partitions=2, total=16_000, rate=4_000)
         feeder.start()
-        bridge = start_bridge("--static", TAILGATE_BRIDGE_TOPICS=topic, TAILGATE_REDIS_URL=server.url)
+        port = free_port()
+        bridge = start_bridge(
+            "--static", "--metrics-port", str(port), TAILGATE_BRIDGE_TOPICS=topic, TAILGATE_REDIS_URL=server.url
+        )
 
         def count() -> int:
             try:
@@ -121,12 +127,16 @@ def test_redis_restored_from_an_older_snapshot_mid_stream_loses_nothing(
         wait_until(lambda: count() >= snapshot + 2_000, 30, what="lines after the snapshot")
         server.kill()  # crash: the lines after the snapshot are gone from Redis
         wait_until(lambda: "Redis failed" in bridge.output(), 15, what="the bridge to notice")
+        # not ready while Redis fails, but alive: the loop keeps turning
+        assert probe(port, "/readyz") == (503, "Redis is failing: consumption paused until it answers")
+        assert probe(port, "/healthz") == (200, "ok")
         server.start()  # comes back from the snapshot
         feeder.join(30)
         assert feeder.error is None
         wait_until(lambda: count() >= feeder.total, 60, what="every line")
         assert_exactly_once([line["text"] for line in history(stream, client)], feeder)
         assert "Redis is back" in bridge.output()
+        assert probe(port, "/readyz") == (200, "ok: 2 partitions")
 
         # SIGTERM while Redis is down: still exits 0 within 5 s
         server.stop()
@@ -155,9 +165,12 @@ def test_broker_restart_with_a_fresh_log_is_survived(start_bridge, history, tmp_
         )
         produce(broker.bootstrap, topic, [f"before {i}".encode() for i in range(100)])
         wait_until(lambda: len(history(stream)) == 100, 30, what="lines before the restart")
+        assert probe(port, "/readyz") == (200, "ok: 1 partition")
 
         broker.stop()  # the embedded broker keeps its log in memory: it comes back empty
         wait_until(lambda: scrape(port, "tailgate_bridge_kafka_up") == 0.0, 20, what="kafka_up 0")
+        wait_until(lambda: probe(port, "/readyz") == (503, "no Kafka broker answers"), 5, what="not ready")
+        assert probe(port, "/healthz") == (200, "ok")
         broker.start()
         wait_until(lambda: _try_create(broker.bootstrap, topic), 30, what="the topic created again")
         produce(broker.bootstrap, topic, [f"after {i}".encode() for i in range(50)])
@@ -168,6 +181,7 @@ def test_broker_restart_with_a_fresh_log_is_survived(start_bridge, history, tmp_
         # at least one: under load the health probe may also see a slow answer as a gap
         wait_until(lambda: (scrape(port, "tailgate_bridge_kafka_reconnects_total") or 0) >= 1.0, 40, what="a reconnect")
         assert scrape(port, "tailgate_bridge_kafka_up") == 1.0
+        assert probe(port, "/readyz")[0] == 200
         assert bridge.proc is not None and bridge.proc.poll() is None
     finally:
         broker.stop()
@@ -180,6 +194,12 @@ def scrape(port: int, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def probe(port: int, path: str) -> tuple[int, str]:
+    """A status probe of the bridge: (HTTP status, its one-line reason)."""
+    status, body = http_get(f"http://127.0.0.1:{port}{path}")
+    return status, body.decode().strip()
+
+
 def _try_create(bootstrap: str, topic: str) -> bool:
     from kafka.errors import KafkaError
 
@@ -188,3 +208,25 @@ def _try_create(bootstrap: str, topic: str) -> bool:
     except KafkaError:
         return False
     return True
+
+
+def test_status_port_while_waiting_for_a_broker_and_when_the_loop_stops_turning(start_bridge) -> None:
+    port = free_port()
+    start_bridge(
+        "--static",
+        "--metrics-port",
+        str(port),
+        TAILGATE_BRIDGE_TOPICS="t",
+        TAILGATE_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+    )
+    wait_until(lambda: port_open(port), 15, what="the status port")
+    assert probe(port, "/healthz") == (200, "starting: waiting for a Kafka broker")
+    assert probe(port, "/readyz") == (503, "starting: waiting for a Kafka broker")
+    assert http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+
+    health = Health(BridgeMetrics())
+    health.started = True
+    assert health.live() == (True, "ok")
+    health.last_turn -= 31
+    ok, why = health.live()
+    assert not ok and why.startswith("stuck: the consume loop has not turned for 3")
