@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -92,9 +93,9 @@ class MetadataWatcher:
     answers (`answering`): no snapshot for three intervals means no broker does.
     """
 
-    def __init__(self, bootstrap: list[str], client_id: str, selection: TopicSelection, interval: float) -> None:
-        self.bootstrap = bootstrap
-        self.client_id = client_id
+    def __init__(self, connection: dict[str, Any], selection: TopicSelection, interval: float) -> None:
+        """`connection`: bridge.kafkaclient.connection_config, as the consumer uses it."""
+        self.connection = dict(connection, client_id=f"{connection['client_id']}-metadata")
         self.selection = selection
         self.interval = interval
         self.latest: dict[str, set[int]] | None = None
@@ -116,7 +117,7 @@ class MetadataWatcher:
         while not self.closed.is_set():
             try:
                 if consumer is None:
-                    consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-metadata")
+                    consumer = KafkaConsumer(**self.connection)
                 topics = {t for t in consumer.topics() if self.selection.matches(t)}
                 snapshot = {t: set(consumer.partitions_for_topic(t) or ()) for t in topics}
                 self.latest = snapshot

@@ -29,7 +29,7 @@ from kafka.errors import KafkaError
 from bridge.assign import GroupListener, MetadataWatcher, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
 from bridge.health import Health
-from bridge.kafkaclient import connect
+from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
 from bridge.positions import Positions
 from bridge.redislink import RedisLink
@@ -93,10 +93,7 @@ class Bridge:
         self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
         self.worker = PublishWorker(self._publish, self._published)
         self.watcher = MetadataWatcher(
-            self.consumer.config["bootstrap_servers"],
-            self.settings.kafka.client_id,
-            self.selection,
-            min(b.refresh_interval, KAFKA_PROBE),
+            connection_config(self.settings.kafka), self.selection, min(b.refresh_interval, KAFKA_PROBE)
         ).start()
         if b.use_group:
             listener = GroupListener(self._added, self._removed)

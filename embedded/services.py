@@ -124,8 +124,11 @@ def tansu_binary() -> str:
 class KafkaBroker:
     """The embedded Kafka-compatible broker (Tansu, memory storage)."""
 
-    def __init__(self, port: int | None = None, log_path: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: str | None = None, advertised_port: int | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port  # another when clients come through a proxy
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = log_path
 
@@ -134,10 +137,10 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> KafkaBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
+        url, advertised = f"tcp://127.0.0.1:{self.port}", f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

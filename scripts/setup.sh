@@ -21,6 +21,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kafka over TLS)
 fi
 [ ${#missing[@]} -gt 0 ] && apt_install "${missing[@]}"
 

@@ -29,6 +29,14 @@ class KafkaSettings:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     request_timeout_ms: int = 30_000
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    ssl_cafile: str = ""  # CA bundle the brokers' certificates are checked against ("": the system's)
+    ssl_certfile: str = ""  # client certificate, for brokers that require one (mutual TLS)
+    ssl_keyfile: str = ""  # its key, unless the certificate file holds it
+    ssl_check_hostname: bool = True
+    sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = ""  # a secret: set it with TAILGATE_KAFKA_SASL_PASSWORD, not in the file
 
 
 @dataclass

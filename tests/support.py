@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -212,3 +214,68 @@ def produce(
         producer.flush()
     finally:
         producer.close()
+
+
+class TlsProxy:
+    """A TLS-terminating TCP proxy on a thread of its own: clients speak TLS to `port`, the
+    bytes go on in the clear to `target_port`. Stands in for a Kafka listener with TLS,
+    which the embedded broker does not offer (it advertises the proxy's port instead)."""
+
+    def __init__(self, target_port: int, certfile: Path, keyfile: Path) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certfile, keyfile)
+        # No TLS 1.3 session tickets: kafka-python closes a connection that reads one while
+        # no request is in flight (dpkp/kafka-python#2369), and would then reconnect; a
+        # test wants every connection to hold.
+        self.context.num_tickets = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tls-proxy", daemon=True)
+
+    def start(self) -> TlsProxy:
+        self.thread.start()
+        serve = asyncio.start_server(self._client, "127.0.0.1", self.port, ssl=self.context)
+        self.server = asyncio.run_coroutine_threadsafe(serve, self.loop).result(10)
+        return self
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def stop(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    args = ["-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+    args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(["openssl", "req", *args], check=True, capture_output=True)
+    return cert, key
