@@ -89,10 +89,10 @@ def connect(settings: Settings, stop: threading.Event) -> KafkaConsumer | None:
             return make_consumer(settings)
         except KafkaConfigurationError as exc:
             raise ValueError(f"kafka settings: {exc}") from None
-        except ssl.SSLError as exc:  # a certificate that does not verify: retrying cannot help
+        except ssl.SSLCertVerificationError as exc:  # retrying cannot help
             raise ValueError(
-                f"TLS with the Kafka broker at {settings.kafka.bootstrap} failed: {exc.reason or exc} "
-                "(check kafka.ssl_cafile, kafka.ssl_check_hostname and the broker's certificate)"
+                f"TLS with the Kafka broker at {settings.kafka.bootstrap} failed: {exc.reason}: "
+                f"{exc.verify_message} (check kafka.ssl_cafile, kafka.ssl_check_hostname and the broker's certificate)"
             ) from None
         except NoBrokersAvailable:
             log.warning("no Kafka broker answers at %s; retrying in %.1fs", settings.kafka.bootstrap, delay)
