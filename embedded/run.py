@@ -29,6 +29,7 @@ from embedded.services import (
     gateway_ready,
     kill_group,
     port_open,
+    stop_process,
     wait_until,
 )
 from settings import load
@@ -70,14 +71,7 @@ class Stack:
 
     def stop(self) -> None:
         for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(8)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in 8s; killing it", name)
-                    kill_group(proc)
-                    proc.wait()
+            stop_process(proc, 8, name)
         for server in reversed(self.servers):
             server.stop()
 

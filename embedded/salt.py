@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from embedded.services import _stop, free_port, port_open
+from embedded.services import free_port, port_open, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STATES = ROOT / "salt_states"
@@ -234,9 +234,9 @@ class SaltPair:
         return [p for p in (self.api, self.minion, self.master) if p is not None]
 
     def stop(self) -> None:
-        _stop(self.api, timeout=10)
-        _stop(self.minion, timeout=10)
-        _stop(self.master, timeout=10)
+        stop_process(self.api, timeout=10)
+        stop_process(self.minion, timeout=10)
+        stop_process(self.master, timeout=10)
         self.api = self.minion = self.master = None
 
     def cleanup(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -66,13 +69,15 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0, name: str = "") -> None:
+    """SIGTERM, then SIGKILL to the process group if it is not gone within `timeout`."""
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", name or proc.args, timeout)
         kill_group(proc)
         proc.wait()
 
@@ -101,7 +106,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
     def kill(self) -> None:
@@ -149,5 +154,5 @@ class KafkaBroker:
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
