@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -76,6 +77,19 @@ class Stack:
             server.stop()
 
 
+class Asked:
+    """What the operator asked for by signal. The handlers only set these flags: a handler
+    that takes a lock (`threading.Event.set` does) deadlocks when the main thread it
+    interrupted holds that lock."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.kill = False
+
+    def to_stop(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -84,11 +98,12 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items()}
     env["PYTHONPATH"] = str(ROOT)
     stack = Stack()
-    stop = threading.Event()
+    stop = threading.Event()  # tells the feeder thread
+    asked = Asked()
     feeder: threading.Thread | None = None
     salt_demo: SaltDemo | None = None
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, asked.to_stop)
     try:
         redis_url = settings.redis.url
         if redis_answers(redis_url):
@@ -130,28 +145,37 @@ def main() -> int:
             + f"  Logs: {LOGS}\n  Ctrl-C stops everything.\n",
             flush=True,
         )
-        while not stop.wait(1.0):
+        # Up to here Ctrl-C aborts the start-up (KeyboardInterrupt); from here on it only
+        # asks to stop, so it never lands half-way through a call the shutdown relies on.
+        signal.signal(signal.SIGINT, asked.to_stop)
+        while not asked.stop:
+            time.sleep(0.5)
             for name, proc in stack.procs:
                 if proc.poll() is not None:
                     log.error("%s exited with %s; see %s", name, proc.returncode, LOGS / f"{name}.log")
-                    stop.set()
+                    asked.stop = True
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
-        signal.signal(signal.SIGINT, lambda *_: kill_all(stack, salt_demo))
+        signal.signal(signal.SIGINT, lambda *_: kill_all(stack, salt_demo, asked))
         log.info("stopping everything this run started (Ctrl-C again kills it at once)")
         if feeder is not None:
             feeder.join(5)
         stack.stop()
         if salt_demo is not None:
-            salt_demo.stop()
+            salt_demo.stop(graceful=not asked.kill)
     return 0
 
 
-def kill_all(stack: Stack, salt_demo: SaltDemo | None) -> None:
+def kill_all(stack: Stack, salt_demo: SaltDemo | None, asked: Asked) -> None:
     """A second interrupt while stopping: kill whatever is still running, so an impatient
-    Ctrl-C never leaves a daemon behind (they run in sessions of their own)."""
+    Ctrl-C never leaves a daemon behind (they run in sessions of their own). `asked.kill`
+    tells the rest of the shutdown not to ask Salt to stop the tail agents: a killed master can
+    look alive for a moment after SIGKILL, and a `salt` call to it waits out its timeout.
+    The agents stop by themselves once no gateway renews their viewers (the demo's grace
+    period is 10 s)."""
+    asked.kill = True
     log.warning("interrupted again: killing what is still running")
     for proc in stack.processes() + (salt_demo.pair.processes() if salt_demo else []):
         kill_group(proc)

@@ -64,10 +64,12 @@ class SaltDemo:
             if n % 2000 == 0:
                 self.app_log.replace(self.app_log.with_suffix(".log.1"))
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the log writer, the tail agents (through Salt, unless not `graceful`: the
+        daemons were just killed) and the daemons; remove this run's directory."""
         self.stop_event.set()
         self.writer.join(2)
-        if self.pair.running():  # not after a second Ctrl-C killed them
+        if graceful and self.pair.running():
             with contextlib.suppress(SaltError):
                 self.pair.call("logtail.stop_all", timeout=10)
         self.pair.stop()

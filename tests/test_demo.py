@@ -77,6 +77,13 @@ class Demo:
     def interrupt(self) -> None:
         os.killpg(self.proc.pid, signal.SIGINT)
 
+    def exit_code(self, timeout: float) -> int:
+        """Its exit status, failing with the end of its output if it runs past `timeout`."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo still runs {timeout}s later; its output ends:\n{self.text()[-4000:]}")
+
 
 def alive(pids: set[int]) -> set[int]:
     """The ones still running (a zombie has finished)."""
@@ -118,7 +125,7 @@ async def test_the_demo_shows_kafka_and_file_streams_and_ctrl_c_stops_everything
     await client.close()
 
     demo.interrupt()
-    assert demo.proc.wait(60) == 0
+    assert demo.exit_code(60) == 0
     wait_until(lambda: not alive(started), 15, 0.2, what="every process the demo started to end")
     assert "stopping everything this run started" in demo.text()
 
@@ -130,6 +137,6 @@ async def test_a_second_ctrl_c_kills_what_is_left_at_once(demo: Demo) -> None:
     demo.interrupt()
     wait_until(lambda: "stopping everything" in demo.text(), 10, 0.05, what="the demo to start stopping")
     demo.interrupt()
-    assert demo.proc.wait(15) == 0
+    assert demo.exit_code(15) == 0
     wait_until(lambda: not alive(started), 10, 0.2, what="every process the demo started to end")
     assert "interrupted again: killing what is still running" in demo.text()
