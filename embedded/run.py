@@ -173,8 +173,8 @@ def kill_all(stack: Stack, salt_demo: SaltDemo | None, asked: Asked) -> None:
     Ctrl-C never leaves a daemon behind (they run in sessions of their own). `asked.kill`
     tells the rest of the shutdown not to ask Salt to stop the tail agents: a killed master can
     look alive for a moment after SIGKILL, and a `salt` call to it waits out its timeout.
-    The agents stop by themselves once no gateway renews their viewers (the demo's grace
-    period is 10 s)."""
+    The agents stop by themselves once the killed gateway's lease ends and their grace
+    period passes (15 s + 10 s in the demo)."""
     asked.kill = True
     log.warning("interrupted again: killing what is still running")
     for proc in stack.processes() + (salt_demo.pair.processes() if salt_demo else []):
