@@ -54,7 +54,12 @@ class StatusServer:
         try:
             self.server = make_server(host, port, self.app, _Server, handler_class=_QuietHandler)
         except OSError as exc:
-            log.error("status port: cannot listen on %s:%d (%s); running without /metrics", host, port, exc)
+            log.error(
+                "status port: cannot listen on %s:%d (%s); running without /metrics, /healthz and /readyz",
+                host,
+                port,
+                exc,
+            )
             return None
         threading.Thread(target=self.server.serve_forever, name="bridge-status", daemon=True).start()
         return int(self.server.server_port)
