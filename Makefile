@@ -1,7 +1,7 @@
 # The two commands (see README.md):
 #   make run    set up, then run the whole product on embedded defaults; Ctrl-C stops it
 #   make test   set up, then run the whole test suite (what CI runs)
-.PHONY: run test setup setup-test lint bench
+.PHONY: run test test-unit setup setup-test lint bench
 
 run: setup
 	.venv/bin/python -m embedded.run
@@ -9,6 +9,10 @@ run: setup
 test: setup-test
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
+
+# The tests that start no process: well under a minute
+test-unit: setup-test
+	.venv/bin/python -m pytest -m unit
 
 setup:
 	scripts/setup.sh

@@ -9,9 +9,9 @@ import logging
 import os
 import sys
 
+from gateway.access.identity import Authenticator
+from gateway.access.tokens import token_main
 from gateway.app import Gateway
-from gateway.auth import Authenticator
-from gateway.tokens import token_main
 from settings import ConfigError, Settings, load
 
 log = logging.getLogger("gateway")

@@ -1,95 +1,114 @@
-"""Assembles the gateway (hub, Redis shells, handlers) and runs it until SIGTERM/SIGINT.
+"""Wires the gateway together (fanout, access, tails, http) and runs it until SIGTERM/SIGINT.
 
-Shutdown drains: stop accepting, report not ready, close every client with 1001 (going
-away) so it reconnects to another replica and resumes with `since`, then exit.
+The only module that knows every package: it builds each part once and hands it to the
+others through constructors and handlers' `initialize()`. Shutdown drains: stop
+accepting, report not ready, close every client with 1001 (going away) so it
+reconnects to another replica and resumes with `since`, then exit.
+The package map and the import rule: docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.web
 
-from gateway.access import install_redaction
+from gateway.access.audit import install_redaction
+from gateway.access.guard import Guard
 from gateway.catalog import Catalog
-from gateway.guard import Guard
-from gateway.handlers import (
-    ConsoleFileHandler,
-    HealthHandler,
-    MetricsHandler,
-    ReadyHandler,
-    StreamsHandler,
-)
-from gateway.history import History
-from gateway.hub import Hub
+from gateway.fanout.history import History
+from gateway.fanout.hub import Hub
+from gateway.fanout.live import LiveReader
+from gateway.fanout.orchestrator import Orchestrator
+from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
+from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
+from gateway.http.probes import HealthHandler, MetricsHandler, ReadyHandler
+from gateway.http.websocket import TailSocket
 from gateway.metrics import GatewayMetrics
-from gateway.minions import MinionFilesHandler, MinionsHandler
-from gateway.subscriber import Subscriber
-from gateway.subscriptions import Subscriptions
-from gateway.tails import build_tails
-from gateway.websocket import TailSocket
+from gateway.tails.lifecycle import Tails
+from gateway.tails.minions import Minions
+from gateway.tails.salt import LocalSalt, make_salt_client
+from gateway.tasks import Tasks
 from settings import Settings
 from wire import Keys
+from wire.codes import CloseCode
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 SWEEP_SECONDS = 1.0
 
 
-@dataclass
 class Gateway:
     """Everything one gateway process holds."""
 
-    settings: Settings
-    hub: Hub = field(default_factory=Hub)
-    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
-    draining: bool = False
-    _lines_in_reported: int = 0
-
-    def __post_init__(self) -> None:
-        keys = Keys(self.settings.redis.prefix)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.draining = False
+        self._lines_in_reported = 0
+        self.metrics = GatewayMetrics()
+        self.tasks = Tasks(self.metrics)
+        self.hub = Hub()
+        keys = Keys(settings.redis.prefix)
         self.commands = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
-                self.settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
+                settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
             )
         )
-        self.history = History(self.commands, keys, self.settings.redis.history_maxlen)
-        self.subscriber = Subscriber(
-            self.settings.redis.url,
+        self.history = History(self.commands, keys, settings.redis.history_maxlen)
+        self.live = LiveReader(
+            settings.redis.url,
             keys,
             self.hub,
             self._on_lost,
             self._on_reconnected,
+            self.tasks,
             self.metrics,
-            coalesce=self.settings.gateway.coalesce_ms / 1000.0,
+            coalesce=settings.gateway.coalesce_ms / 1000.0,
         )
-        self.tails = build_tails(self.commands, keys, self.hub, self.settings)
-        self.subscriptions = Subscriptions(self.hub, self.subscriber, self.history, self.tails)
-        conf = self.settings.gateway
-        topics = self.settings.bridge.topics
-        self.catalog = Catalog(self.commands, keys, topics, conf.catalog_window, conf.rate_interval)
-        self.guard = Guard(self.settings.auth, self.metrics)
+        self.tails = self._file_tails(keys)
+        self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
+        conf = settings.gateway
+        self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
+        self.guard = Guard(settings.auth, self.metrics)
         install_redaction()
 
+    def _file_tails(self, keys: Keys) -> Tails:
+        """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
+        conf = self.settings.salt
+        salt = make_salt_client(conf)
+        minions = Minions(salt, conf.minions_ttl) if salt is not None else None
+        if isinstance(salt, LocalSalt) and os.path.exists(conf.master_config):
+            salt.warm()  # import salt and build a LocalClient now, not on the first viewer's clock
+        # Status frames reach viewers through the orchestrator, built just after.
+        return Tails(
+            self.commands,
+            keys,
+            lambda stream, frame: self.orchestrator.notify(stream, frame),
+            self.tasks,
+            salt,
+            minions,
+            conf,
+            self.settings.gateway.file_allowlist,
+        )
+
     def _on_lost(self) -> None:
-        self.subscriptions.hold_all()
+        self.orchestrator.hold_all()
 
     async def _on_reconnected(self) -> None:
-        await self.subscriptions.resume_all()
+        await self.orchestrator.resume_all()
 
     def refresh_gauges(self) -> None:
         """Bring gauges (and the hub's plain counters) up to date before a scrape."""
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
-        sessions = self.subscriptions.sessions
+        sessions = self.orchestrator.sessions
         self.metrics.queue_bytes.set(sum(s.queued_bytes for s in sessions))
         self.metrics.queue_bytes_max.set(max((s.queued_bytes for s in sessions), default=0))
         self.metrics.subscriptions.clear()
@@ -99,33 +118,29 @@ class Gateway:
     def application(self) -> tornado.web.Application:
         conf = self.settings.gateway
         guard = self.guard
+        socket: dict[str, Any] = {
+            "orchestrator": self.orchestrator,
+            "settings": conf,
+            "metrics": self.metrics,
+            "guard": guard,
+            "tasks": self.tasks,
+        }
+        files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
         return tornado.web.Application(
             [
-                (
-                    r"/ws",
-                    TailSocket,
-                    {"subscriptions": self.subscriptions, "settings": conf, "metrics": self.metrics, "guard": guard},
-                ),
+                (r"/ws", TailSocket, socket),
                 (r"/healthz", HealthHandler),
-                (r"/readyz", ReadyHandler, {"subscriber": self.subscriber, "draining": lambda: self.draining}),
+                (r"/readyz", ReadyHandler, {"live": self.live, "draining": lambda: self.draining}),
                 (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
                 (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
-                (
-                    r"/api/minions/([^/]+)/files",
-                    MinionFilesHandler,
-                    {
-                        "minions": self.tails.minions,
-                        "salt": self.tails.salt,
-                        "allowlist": conf.file_allowlist,
-                        "guard": guard,
-                    },
-                ),
+                (r"/api/minions/([^/]+)/files", MinionFilesHandler, {**files, "guard": guard}),
                 (
                     r"/()",
                     ConsoleFileHandler,
                     {"path": str(STATIC_DIR), "default_filename": "index.html", "guard": guard},
                 ),
+                (r"/static/codes\.js", CodesHandler),
                 (r"/static/(.*)", ConsoleFileHandler, {"path": str(STATIC_DIR)}),
             ],
             websocket_ping_interval=conf.ping_interval,
@@ -136,7 +151,7 @@ class Gateway:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for session in list(self.subscriptions.sessions):
+            for session in list(self.orchestrator.sessions):
                 session.check_stalled()
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
@@ -145,9 +160,9 @@ class Gateway:
         server = tornado.httpserver.HTTPServer(self.application(), xheaders=False)
         server.listen(conf.port, conf.host)
         log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
-        reader = asyncio.create_task(self.subscriber.run())
-        sweeper = asyncio.create_task(self._sweep())
-        rates = asyncio.create_task(self.catalog.run())
+        self.tasks.supervise("live-reader", self.live.run)
+        self.tasks.supervise("slow-client-sweep", self._sweep)
+        self.tasks.supervise("stream-rates", self.catalog.run)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -156,13 +171,11 @@ class Gateway:
             ready.set()
         await stop.wait()
         await self.drain(server)
-        # Stop the subscriber before cancelling its reader: on Python 3.11 a cancel that
-        # lands as a read completes is swallowed by asyncio.wait_for, and the reader would
-        # go on forever; once stopping, it ends on its own when the connection closes.
-        await self.subscriber.stop()
-        for task in (reader, sweeper, rates):
-            task.cancel()
-        await asyncio.gather(reader, sweeper, rates, return_exceptions=True)
+        # Stop the live reader before cancelling it: on Python 3.11 a cancel that lands as
+        # a read completes is swallowed by asyncio.wait_for, and the reader would go on
+        # forever; once stopping, it ends on its own when the connection closes.
+        await self.live.stop()
+        await self.tasks.close()
         await self.tails.close()
         await self.commands.aclose()
 
@@ -171,12 +184,12 @@ class Gateway:
         started = time.monotonic()
         self.draining = True
         server.stop()
-        sessions = list(self.subscriptions.sessions)
+        sessions = list(self.orchestrator.sessions)
         log.info("draining: closing %d clients with 1001", len(sessions))
         for session in sessions:
-            session.close(1001, "gateway shutting down")
+            session.close(CloseCode.GOING_AWAY, "gateway shutting down")
         try:
-            await asyncio.wait_for(self.subscriptions.all_left.wait(), self.settings.gateway.drain_timeout)
+            await asyncio.wait_for(self.orchestrator.all_left.wait(), self.settings.gateway.drain_timeout)
         except TimeoutError:
-            log.warning("drain timed out with %d clients still open", len(self.subscriptions.sessions))
+            log.warning("drain timed out with %d clients still open", len(self.orchestrator.sessions))
         log.info("drained in %.2fs", time.monotonic() - started)

@@ -8,15 +8,15 @@ label lookups cost more than the fan-out itself.
 
 from __future__ import annotations
 
-import time
-from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+from gateway.fanout.lag import LAG_BUCKETS, lag_of
+
+ACCESS_REASONS = frozenset({"unauthenticated", "origin", "forbidden", "expired"})
 
 
 class GatewayMetrics:
@@ -52,6 +52,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.task_failures = Counter(
+            "tailgate_gateway_task_failures",
+            "Background tasks that failed (a supervised loop is restarted), by task",
+            ["task"],
+            registry=r,
+        )
         self.hot = _HotPath()
         r.register(self.hot)
         self.sent = self.hot.sent
@@ -60,18 +66,21 @@ class GatewayMetrics:
     def dropped(self, stream: str, lines: int) -> None:
         self.lines_dropped.labels(stream).inc(lines)
 
+    def refused(self, why: str) -> None:
+        """One refusal: an access reason (ACCESS_REASONS) or the abuse limit that refused it."""
+        (self.access_refused if why in ACCESS_REASONS else self.limited).labels(why).inc()
+
+    def task_failed(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
+
+    def slow_client_closed(self) -> None:
+        self.slow_closed.inc()
+
     def redis_reconnect(self) -> None:
         self.redis_reconnects.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def lag_of(published_ms: int) -> tuple[int, float]:
-    """(histogram bucket, seconds) of the lag of a batch whose newest line Redis published
-    at `published_ms` (a line id's first part: the XADD time in ms, on Redis's clock)."""
-    seconds = max(0.0, time.time() - published_ms / 1000.0)
-    return bisect_left(LAG_BUCKETS, seconds), seconds
 
 
 class _HotPath(Collector):

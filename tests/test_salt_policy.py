@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gateway.salt_client import check_call
+
 from wire.filepolicy import allowed, glob_base, shell_meta
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,74 @@
+"""The front door every handler shares: who is asking, from where, which origin, how many
+connections, and the one place a refusal is counted and audited.
+
+One `Guard` per gateway process, handed to handlers through `initialize()`. It ties
+`identity` (who), `grants` (what), `limits` (how many) and `audit` together; every
+refusal anywhere in the gateway goes through `Guard.refuse`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from tornado.httputil import HTTPServerRequest
+
+from gateway.access.audit import audit
+from gateway.access.grants import Grants, grants_of
+from gateway.access.identity import Authenticator, AuthError, Identity
+from gateway.access.limits import ConnectionCounter
+from settings import AuthSettings
+
+
+class RefusalMetrics(Protocol):
+    """Where refusals are counted (gateway.metrics.GatewayMetrics provides it)."""
+
+    def refused(self, why: str) -> None: ...
+
+
+def normal_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a trailing slash or path."""
+    parsed = urlparse(origin.strip().lower())
+    return f"{parsed.scheme}://{parsed.netloc}" if parsed.scheme and parsed.netloc else origin.strip().lower()
+
+
+class Guard:
+    """Authentication, origin policy, connection counting and refusals for one gateway process."""
+
+    def __init__(self, conf: AuthSettings, metrics: RefusalMetrics) -> None:
+        self.conf = conf
+        self.metrics = metrics
+        self.auth = Authenticator(conf)
+        self.enabled = self.auth.enabled
+        self.origins = frozenset(normal_origin(o) for o in conf.allowed_origins if o.strip())
+        self.connections = ConnectionCounter(conf.max_connections_per_user, conf.max_connections_per_address)
+
+    def refuse(
+        self, event: str, why: str, identity: Identity | None, address: str, decision: str = "refuse", **what: Any
+    ) -> None:
+        """Count one refusal under `why` (an access reason such as ``forbidden``, or the
+        abuse limit that refused it) and write its audit line; `what` says what was asked
+        and, as ``reason``, why, in words."""
+        self.metrics.refused(why)
+        audit(event, decision, identity, address, **what)
+
+    def identify(self, request: HTTPServerRequest, event: str) -> Identity:
+        """The caller, or `AuthError` (counted and audited) when it cannot be authenticated."""
+        try:
+            return self.auth.authenticate(request)
+        except AuthError as exc:
+            why = "expired" if "expired" in str(exc) else "unauthenticated"
+            self.refuse(event, why, None, self.address(request), path=request.path, reason=str(exc))
+            raise
+
+    def address(self, request: HTTPServerRequest) -> str:
+        return self.auth.client_address(request)
+
+    def grants(self, identity: Identity) -> Grants:
+        return grants_of(identity)
+
+    def origin_allowed(self, origin: str, host: str | None) -> bool:
+        """`auth.allowed_origins` when set, else the page's own host only (Tornado's rule)."""
+        if self.origins:
+            return normal_origin(origin) in self.origins
+        return urlparse(origin).netloc.lower() == (host or "")

@@ -1,0 +1,43 @@
+"""Encoding what the server sends on /ws: control frames, `lines` frames, and the
+WebSocket framing of a batch shared by every client that receives it.
+
+JSON is written strictly: no NaN or Infinity, which a browser's JSON.parse rejects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """Encode a control frame."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_frame(code: str, message: str, stream: str | None = None) -> bytes:
+    body: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if stream is not None:
+        body["stream"] = stream
+    return encode(body)
+
+
+def lines_prefix(stream: str) -> bytes:
+    """The bytes before a JSON array of lines in a `lines` frame for `stream`."""
+    return b'{"type":"lines","stream":' + json.dumps(stream, ensure_ascii=False).encode() + b',"lines":'
+
+
+def lines_frame(stream: str, lines: list[dict[str, Any]]) -> bytes:
+    """A `lines` frame from parsed lines (history, filtered batches)."""
+    return lines_prefix(stream) + json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode() + b"}"
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """A final, unmasked, uncompressed WebSocket text frame (RFC 6455, 5.2) carrying
+    `payload`: what the server writes to every client's socket for one shared batch."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload

@@ -1,0 +1,165 @@
+"""One client's view: its subscriptions and their cursors, in front of its `Outbox`.
+
+Everything a client receives goes through `Session`, which enforces the contract's
+guarantee per stream: strictly increasing ids, no duplicates, and anything missed is
+announced (`dropped`, `gap`). Live batches arriving while a subscription catches up from
+history are held and trimmed by id when it goes live, so the switch neither loses nor
+repeats a line. Backpressure (shedding, slow clients) is the outbox's (fanout/outbox.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.fanout.frames import encode, lines_frame
+from gateway.fanout.hub import Batch
+from gateway.fanout.outbox import CloseFn, DeliveryMetrics, Outbox, SendFn
+from wire.envelope import LineId, parse_id
+
+HISTORY_FRAME_LINES = 500
+
+
+@dataclass(slots=True)
+class _Sub:
+    cursor: LineId | None = None  # the newest id this client has, or is known to need not
+    start: LineId | None = None  # where a live-only subscription began, to resume from
+    catching_up: bool = True
+    held: list[Batch] = field(default_factory=list)
+    held_bytes: int = 0
+    generation: int = 0
+
+
+class Session:
+    """A client session, independent of the transport (tests drive it directly)."""
+
+    def __init__(
+        self,
+        send: SendFn,
+        close: CloseFn,
+        max_queue_bytes: int,
+        slow_timeout: float,
+        metrics: DeliveryMetrics | None = None,
+        peer: str = "",
+        closed_errors: tuple[type[BaseException], ...] = (OSError,),
+    ) -> None:
+        self.max_queue_bytes = max_queue_bytes
+        self.peer = peer
+        self.subs: dict[str, _Sub] = {}
+        self.outbox = Outbox(send, close, max_queue_bytes, slow_timeout, metrics, peer, closed_errors)
+
+    # Subscription lifecycle -------------------------------------------------------
+
+    def begin(self, stream: str, cursor: LineId | None = None) -> int:
+        """Start (or restart) catching up on `stream`; live batches are held meanwhile.
+
+        Returns a generation number that `finish` must present, so a catch-up that a
+        newer subscribe or a reconnect superseded is ignored.
+        """
+        sub = self.subs.get(stream)
+        if sub is None:
+            sub = self.subs[stream] = _Sub(cursor=cursor)
+        else:
+            sub.catching_up, sub.held, sub.held_bytes = True, [], 0
+            if cursor is not None:
+                sub.cursor = cursor
+        sub.generation += 1
+        return sub.generation
+
+    def resume_point(self, stream: str) -> LineId:
+        """The id after which this client needs every line of `stream`."""
+        sub = self.subs.get(stream)
+        if sub is None:
+            return (0, 0)
+        return sub.cursor or sub.start or (0, 0)
+
+    def finish(
+        self,
+        stream: str,
+        generation: int,
+        history: list[dict[str, Any]],
+        head: LineId | None,
+        gap: bool = False,
+        start: LineId | None = None,
+    ) -> None:
+        """End a catch-up: send `gap` if any, the history lines, then the held live lines
+        newer than the last of them.
+
+        `head` is the newest id in history when a backlog was read: every line up to it was
+        considered, so later copies are skipped. A live-only subscription passes no head
+        (its held lines are all new to the client, whatever the order in which Redis
+        answered) but a `start`, the point a reconnect resumes from if nothing arrived."""
+        sub = self.subs.get(stream)
+        if sub is None or sub.generation != generation or not sub.catching_up:
+            return
+        if gap:
+            self.control({"type": "gap", "stream": stream})
+        cursor = sub.cursor
+        fresh = [line for line in history if cursor is None or parse_id(line["id"]) > cursor]
+        for i in range(0, len(fresh), HISTORY_FRAME_LINES):
+            chunk = fresh[i : i + HISTORY_FRAME_LINES]
+            self.outbox.push_lines(stream, lines_frame(stream, chunk), len(chunk), 0)
+        if fresh:
+            cursor = parse_id(fresh[-1]["id"])
+        if head is not None and (cursor is None or head > cursor):
+            cursor = head
+        sub.cursor = cursor
+        if start is not None:
+            sub.start = start
+        sub.catching_up = False
+        held, sub.held, sub.held_bytes = sub.held, [], 0
+        for batch in held:
+            self.deliver(batch)
+
+    def forget(self, stream: str) -> None:
+        """Forget a subscription (unsubscribe or replaced). Queued frames still go out."""
+        self.subs.pop(stream, None)
+
+    # Delivery ---------------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> None:
+        """Take a live batch from the hub: hold, trim or queue it."""
+        sub = self.subs.get(batch.stream)
+        if sub is None or self.closed:
+            return
+        if sub.catching_up:
+            sub.held.append(batch)
+            sub.held_bytes += len(batch.frame)
+            while sub.held_bytes > self.max_queue_bytes and len(sub.held) > 1:
+                old = sub.held.pop(0)
+                sub.held_bytes -= len(old.frame)
+                self.outbox.note_dropped(batch.stream, old.count)
+            return
+        if sub.cursor is not None and batch.first <= sub.cursor:
+            trimmed = batch.after(sub.cursor)
+            if trimmed is None:
+                return
+            batch = trimmed
+        sub.cursor = batch.last
+        self.outbox.push_batch(batch)
+
+    def control(self, obj: dict[str, Any]) -> None:
+        """Queue a control frame (never dropped)."""
+        self.outbox.push_control(encode(obj))
+
+    def send_raw(self, data: bytes) -> None:
+        self.outbox.push_control(data)
+
+    def check_stalled(self) -> None:
+        """Close the client if it has made no progress for too long (periodic sweep)."""
+        self.outbox.check_stalled()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.outbox.queued_bytes
+
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
+
+    def detach(self) -> None:
+        """The transport is gone: send nothing more (its handler cleans up the subscriptions)."""
+        self.outbox.closed = True
+
+    def close(self, code: int, reason: str) -> None:
+        self.outbox.close(code, reason)

@@ -1,0 +1,64 @@
+"""Probes for whoever runs the gateway: `/healthz` (alive), `/readyz` (a load balancer's
+check) and `/metrics` (Prometheus). None needs a token; keep them off public routes
+(docs/SECURITY.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import tornado.web
+
+
+class Readiness(Protocol):
+    """What `/readyz` asks (gateway.fanout.live.LiveReader provides it)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class MetricsSource(Protocol):
+    """What `/metrics` renders (gateway.metrics.GatewayMetrics provides it)."""
+
+    def render(self) -> bytes: ...
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """`/healthz`: the process is up and its event loop answers."""
+
+    def get(self) -> None:
+        self.write({"status": "ok"})
+
+
+class ReadyHandler(tornado.web.RequestHandler):
+    """`/readyz`: connected to Redis with every channel subscribed, and not draining."""
+
+    def initialize(self, live: Readiness, draining: Callable[[], bool]) -> None:
+        self.live = live
+        self.draining = draining
+
+    def get(self) -> None:
+        if self.draining():
+            self.set_status(503)
+            self.write({"status": "draining"})
+        elif not self.live.ready:
+            self.set_status(503)
+            self.write({"status": "redis unavailable" if not self.live.connected else "subscribing"})
+        else:
+            self.write({"status": "ready"})
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    """`/metrics`: Prometheus text format, gauges brought up to date first."""
+
+    def initialize(self, metrics: MetricsSource, refresh: Callable[[], None]) -> None:
+        self.metrics = metrics
+        self.refresh = refresh
+
+    def get(self) -> None:
+        self.refresh()
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.write(self.metrics.render())

@@ -1,0 +1,276 @@
+"""`/ws`: the WebSocket handler, one per client. It authenticates the handshake, parses
+each frame into a command, checks limits and access, and hands the work to the session
+and the subscription operations. Dependencies arrive through `initialize()`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import tornado.iostream
+import tornado.web
+import tornado.websocket
+
+from gateway.access.audit import audit
+from gateway.access.grants import UNRESTRICTED
+from gateway.access.guard import Guard
+from gateway.access.identity import ANONYMOUS, AuthError
+from gateway.access.limits import ControlLimiter
+from gateway.fanout.filters import FilterError, compile_filter
+from gateway.fanout.frames import error_frame
+from gateway.fanout.live import Unavailable
+from gateway.fanout.orchestrator import Orchestrator
+from gateway.fanout.session import Session
+from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command
+from gateway.metrics import GatewayMetrics
+from gateway.tasks import Tasks
+from settings import GatewaySettings
+from wire.codes import CloseCode, ErrorCode, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+class _Protocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol, except that before it closes a connection with 1009
+    for a frame over `websocket_max_message_size`, the client gets a `too_large` error."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if (
+            code == CloseCode.TOO_LARGE
+            and not self.server_terminated
+            and self.stream is not None
+            and not self.stream.closed()
+        ):
+            handler = self.handler
+            if isinstance(handler, TailSocket):
+                handler.frame_too_large()
+                with contextlib.suppress(tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
+                    self.write_message(handler.too_large_frame())
+        super().close(code, reason)
+
+
+class TailSocket(tornado.websocket.WebSocketHandler):
+    """`/ws`: one client. Frames are handled one at a time, in order: Tornado does not
+    read the next frame until `on_message` returns, so a subscribe completes (history
+    included) before the next command is looked at.
+
+    Access control happens at the edges, never per line: the handshake authenticates
+    (401), checks the origin (403) and counts connections (accepted, then closed 4029);
+    each subscribe is authorised once; a timer closes the connection (4001) when the
+    token expires; every client frame spends a control-rate token."""
+
+    def initialize(
+        self,
+        orchestrator: Orchestrator,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics,
+        guard: Guard,
+        tasks: Tasks,
+    ) -> None:
+        self.orchestrator = orchestrator
+        self.conf = settings
+        self.metrics = metrics
+        self.guard = guard
+        self.tasks = tasks
+        self.session: Session | None = None
+        self.identity = ANONYMOUS
+        self.grants = UNRESTRICTED
+        self.address = ""
+        self.limiter = ControlLimiter(settings.control_rate, settings.control_burst)
+        self._counted = False
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def prepare(self) -> None:
+        self.address = self.guard.address(self.request)
+        try:
+            self.identity = self.guard.identify(self.request, "connect")
+        except AuthError as exc:
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="tailgate"')
+            self.finish(str(exc))
+            return
+        self.grants = self.guard.grants(self.identity)
+
+    def check_origin(self, origin: str) -> bool:
+        if self.guard.origin_allowed(origin, self.request.headers.get("Host")):
+            return True
+        self.guard.refuse(
+            "connect", "origin", self.identity, self.address, origin=origin[:200], reason="origin not allowed"
+        )
+        return False
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            return _Protocol(self, False, protocol.params)
+        return protocol
+
+    def frame_too_large(self) -> None:
+        self.metrics.errors.labels(ErrorCode.TOO_LARGE).inc()
+        self.guard.refuse(
+            "message",
+            "frame_size",
+            self.identity,
+            self.address,
+            reason=f"a frame over {self.conf.max_frame_bytes} bytes",
+        )
+
+    def too_large_frame(self) -> str:
+        return error_frame(ErrorCode.TOO_LARGE, f"frames are limited to {self.conf.max_frame_bytes} bytes").decode()
+
+    def open(self) -> None:
+        if self.guard.enabled:
+            refused = self.guard.connections.acquire(self.identity.user, self.address)
+            if refused is not None:
+                why = "too many connections " + ("for this user" if refused == "per_user" else "from this address")
+                self.guard.refuse("connect", f"connections_{refused}", self.identity, self.address, reason=why)
+                self.close(CloseCode.TOO_MANY_CONNECTIONS, why)
+                return
+            self._counted = True
+            audit("connect", "grant", self.identity, self.address, expires=_iso(self.identity.expires))
+            if self.identity.expires is not None:
+                delay = max(0.0, self.identity.expires - time.time())
+                self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+        self.session = Session(
+            self._send,
+            self._close,
+            self.conf.max_queue_bytes,
+            self.conf.slow_client_timeout,
+            self.metrics,
+            peer=self.request.remote_ip or "",
+            closed_errors=(tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError, OSError),
+        )
+        self.orchestrator.join(self.session)
+        self.metrics.connections.inc()
+
+    def get_compression_options(self) -> None:
+        """No permessage-deflate: it would make every client's bytes different, and the
+        gateway's fan-out writes the same pre-framed bytes to every socket."""
+        return None
+
+    def _send(self, data: bytes, wire: bytes | None) -> Any:
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        if wire is None:
+            return self.write_message(data)
+        # `wire` is already a complete WebSocket frame, shared by every viewer of the
+        # batch. When nothing is buffered, send it straight to the socket: Tornado's
+        # buffering costs more than the system call. Whatever the socket does not take
+        # goes through the stream, which keeps the order.
+        stream = conn.stream  # type: ignore[attr-defined]
+        if not stream.writing() and type(stream) is tornado.iostream.IOStream:
+            try:
+                sent = stream.socket.send(wire)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(wire):
+                return None
+            wire = wire[sent:]
+        return stream.write(wire)
+
+    def _close(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+
+    def _token_expired(self) -> None:
+        self._expiry = None
+        self.guard.refuse("expire", "expired", self.identity, self.address, decision="close", reason="token expired")
+        if self.session is not None:
+            self.session.close(CloseCode.TOKEN_EXPIRED, "token expired")
+        else:
+            self.close(CloseCode.TOKEN_EXPIRED, "token expired")
+
+    async def on_message(self, message: str | bytes) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return
+        try:
+            verdict = self.limiter.admit()
+            if verdict is ControlLimiter.ABUSIVE:
+                self.guard.refuse(
+                    "rate", "rate", self.identity, self.address, reason="kept sending over the rate limit"
+                )
+                session.close(CloseCode.POLICY, "too many messages: rate limit exceeded")
+                return
+            if verdict is not ControlLimiter.OK:
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {self.conf.control_rate:g} messages a second; slow down",
+                    _peek_stream(message),
+                    "rate",
+                )
+            command = parse_command(message, self.conf.max_backlog, self.conf.max_pattern_chars)
+            if isinstance(command, Ping):
+                session.control({"type": "pong"})
+            elif isinstance(command, Unsubscribe):
+                name = command.stream.name
+                await self.orchestrator.unsubscribe(session, name)
+                session.control({"type": "unsubscribed", "stream": name})
+            elif isinstance(command, Subscribe):
+                await self._subscribe(session, command)
+        except ProtocolError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            if exc.limit is not None:
+                self.guard.refuse(
+                    "message", exc.limit, self.identity, self.address, stream=exc.stream, reason=exc.message
+                )
+            session.send_raw(error_frame(exc.code, exc.message, exc.stream))
+
+    async def _subscribe(self, session: Session, command: Subscribe) -> None:
+        name = command.stream.name
+        if not self.grants.allows(command.stream):
+            self.guard.refuse(
+                "subscribe", "forbidden", self.identity, self.address, stream=name, reason="not in the token's streams"
+            )
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not open {name}", name)
+        audit("subscribe", "grant", self.identity, self.address, stream=name)
+        if name not in session.subs and len(session.subs) >= self.conf.max_subscriptions:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"at most {self.conf.max_subscriptions} subscriptions per connection",
+                name,
+                "subscriptions",
+            )
+        try:
+            line_filter = compile_filter(command.keyword, command.regex, command.ignore_case)
+        except FilterError as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), name) from None
+        try:
+            await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since)
+        except Unavailable as exc:
+            log.warning("subscribe %s for %s: redis unavailable: %s", name, session.peer, exc)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None
+
+    def on_close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._counted:
+            self._counted = False
+            self.guard.connections.release(self.identity.user, self.address)
+        session = self.session
+        if session is None:
+            return
+        self.session = None
+        session.detach()
+        self.metrics.connections.dec()
+        self.tasks.spawn(self.orchestrator.leave(session), "session-cleanup")
+
+
+def _peek_stream(message: str | bytes) -> str | None:
+    """The `stream` a refused frame names, if it is readable, to echo in the error."""
+    try:
+        msg = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    stream = msg.get("stream") if isinstance(msg, dict) else None
+    return stream[:512] if isinstance(stream, str) else None
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
