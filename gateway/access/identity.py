@@ -4,7 +4,7 @@ A token is accepted only if PyJWT verifies it with a key the gateway holds and o
 algorithms pinned here: HS256 when `auth.secret` is set, the asymmetric algorithms of
 `auth.algorithms` that fit the key type when `auth.public_key` is (never HS256 then, so a
 public key can never be used as an HMAC secret; never ``none``). It must carry `sub`,
-`exp` and `streams` (a list of stream-name globs, see `gateway.access`).
+`exp` and `streams` (a list of stream-name globs, see `gateway.access.grants`).
 
 A token travels as ``Authorization: Bearer``, as the ``token`` query parameter (browsers
 cannot set headers on a WebSocket) or in the cookie `auth.cookie_name` that the gateway

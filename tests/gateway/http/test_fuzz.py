@@ -1,6 +1,6 @@
 """Property-based fuzzing (hypothesis) of what clients control: frames and stream names.
 
-In process: `gateway.frames.parse_command` and `wire.names.parse_stream` raise nothing
+In process: `gateway.http.protocol.parse_command` and `wire.names.parse_stream` raise nothing
 but their documented errors, whatever they are given, and what they accept is
 well-formed. Through a real gateway (authentication on): every random or malformed frame
 a fuzzing client sends is answered (an `error`, or the command's normal answer) or the
