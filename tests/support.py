@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jwt
 import websockets
 
 from embedded import free_port, wait_until
@@ -279,3 +281,23 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     args += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(["openssl", "req", *args], check=True, capture_output=True)
     return cert, key
+
+
+# Authentication helpers shared by the gateway, console and Salt tests.
+SECRET = "integration-" + "k" * 40
+AUTH_ENV = {"TAILGATE_AUTH_SECRET": SECRET, "TAILGATE_AUTH_LEEWAY": "0", "TAILGATE_SALT_MODE": "off"}
+
+
+def token(streams: tuple[str, ...] = ("kafka:a*",), sub: str = "alice", ttl: float = 600, key: Any = SECRET,
+          alg: str = "HS256", **extra: Any) -> str:  # fmt: skip
+    claims = {"sub": sub, "streams": list(streams), "exp": int(time.time() + ttl), **extra}
+    return jwt.encode(claims, key, algorithm=alg)
+
+
+def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()

@@ -8,7 +8,7 @@ import redis
 from playwright.sync_api import Page
 
 from tests.browser import publish_texts, wait_last_line
-from tests.test_auth import AUTH_ENV, token
+from tests.support import AUTH_ENV, token
 from wire import Keys, Publisher
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,8 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support import GatewayProc, WsClient
+from tests.support import AUTH_ENV, SECRET, GatewayProc, WsClient, http, token
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
-
-SECRET = "integration-" + "k" * 40
-AUTH_ENV = {"TAILGATE_AUTH_SECRET": SECRET, "TAILGATE_AUTH_LEEWAY": "0", "TAILGATE_SALT_MODE": "off"}
-
-
-def token(streams: tuple[str, ...] = ("kafka:a*",), sub: str = "alice", ttl: float = 600, key: Any = SECRET,
-          alg: str = "HS256", **extra: Any) -> str:  # fmt: skip
-    claims = {"sub": sub, "streams": list(streams), "exp": int(time.time() + ttl), **extra}
-    return jwt.encode(claims, key, algorithm=alg)
-
-
-def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 async def handshake_status(url: str, **kwargs: Any) -> int:
