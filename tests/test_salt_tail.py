@@ -88,6 +88,11 @@ def test_formula_deploys_the_agent_and_the_shared_wire_package(salt_session: Sal
     # one shared piece of code: the very wire/ the bridge imports, not a copy in the repo
     for module in ("publish.py", "envelope.py", "keys.py", "names.py", "filepolicy.py", "lifecycle.py"):
         assert (deployed / "wire" / module).read_bytes() == (ROOT / "wire" / module).read_bytes()
+    # the Lua scripts the wire package loads from its own directory go with it
+    scripts = sorted(p.relative_to(ROOT / "wire") for p in (ROOT / "wire" / "lua").glob("*.lua"))
+    assert len(scripts) == 5
+    for script in [Path("lua/__init__.py"), *scripts]:
+        assert (deployed / "wire" / script).read_bytes() == (ROOT / "wire" / script).read_bytes()
     conf = json.loads((salt_session.run_dir.parent / "etc" / "logtail.json").read_text())
     assert conf["allowlist"] == [f"{salt_session.logs}/**"]
     assert conf["key_prefix"] == salt_session.prefix

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The agent file, the shared wire package it publishes through (the very code the
-# bridge uses, served from salt://logtail/files/wire), its directories and redis-py.
+# bridge uses, served from salt://logtail/files/wire: its .py modules and the .lua
+# scripts under wire/lua/ it loads from there), its directories and redis-py.
 
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import logtail with context %}
@@ -46,7 +47,9 @@ logtail-agent-wire-recurse:
     - group: root
     - dir_mode: '0755'
     - file_mode: '0644'
-    - include_pat: '*.py'
+    - include_pat:
+      - '*.py'
+      - '*.lua'
     - exclude_pat: 'E@__pycache__'
     - clean: True
     - require:
