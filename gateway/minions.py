@@ -17,7 +17,7 @@ import time
 from gateway.access import audit
 from gateway.guard import ApiAccess, Guard
 from gateway.salt_client import SaltClient, SaltFailure
-from wire.filepolicy import allowed, shell_meta
+from wire.filepolicy import refusal
 from wire.names import StreamNameError, check_minion, file_stream
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class MinionFilesHandler(ApiAccess):
         files = []
         for entry in ret.get("files", []):
             path = entry.get("path") if isinstance(entry, dict) else None
-            if not isinstance(path, str) or shell_meta(path) is not None or not allowed(path, self.allowlist):
+            if refusal(path, self.allowlist, resolve=False) is not None:
                 continue
             try:
                 stream = file_stream(minion, path)

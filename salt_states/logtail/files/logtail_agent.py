@@ -36,11 +36,10 @@ from typing import Any, BinaryIO
 
 import redis
 
-from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
 from wire.envelope import TRUNCATION_MARKER, clean_text
-from wire.filepolicy import allowed, shell_meta
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
-from wire.names import StreamNameError, check_minion, check_path, file_stream
+from wire.names import StreamNameError, check_minion, file_stream
 
 log = logging.getLogger("logtail-agent")
 
@@ -393,16 +392,10 @@ def refusal(conf: AgentConfig, minion: str, path: str) -> str | None:
     """Why this path may not be tailed here (the module checked too; we check again)."""
     try:
         check_minion(minion)
-        check_path(path)
     except StreamNameError as exc:
         return str(exc)
-    bad = shell_meta(path)
-    if bad is not None:
-        return f"path contains the shell metacharacter {bad!r}"
-    real = os.path.realpath(path)
-    if not allowed(path, conf.allowlist) or not allowed(real, conf.allowlist):
-        return f"{path} (resolved: {real}) is outside this minion's allowlist"
-    return None
+    refused = filepolicy.refusal(path, conf.allowlist, allowlist="this minion's allowlist")
+    return None if refused is None else refused.message
 
 
 def main(argv: list[str] | None = None) -> int:
