@@ -8,14 +8,14 @@
 {%- from tplroot ~ "/map.jinja" import logtail with context %}
 
 {%- if logtail.pkgs %}
-logtail-agent-pkgs-installed:
+logtail-install-pkgs-installed:
   pkg.installed:
     - pkgs: {{ logtail.pkgs | json }}
     - require_in:
-      - file: logtail-agent-file-managed
+      - file: logtail-install-agent-file-managed
 {%- endif %}
 
-logtail-agent-install-dir-managed:
+logtail-install-agent-dir-managed:
   file.directory:
     - name: {{ logtail.install_dir }}
     - user: root
@@ -23,7 +23,7 @@ logtail-agent-install-dir-managed:
     - mode: '0755'
     - makedirs: True
 
-logtail-agent-run-dir-managed:
+logtail-install-run-dir-managed:
   file.directory:
     - name: {{ logtail.run_dir }}
     - user: root
@@ -31,7 +31,7 @@ logtail-agent-run-dir-managed:
     - mode: '0750'
     - makedirs: True
 
-logtail-agent-log-dir-managed:
+logtail-install-log-dir-managed:
   file.directory:
     - name: {{ logtail.log_dir }}
     - user: root
@@ -39,7 +39,7 @@ logtail-agent-log-dir-managed:
     - mode: '0750'
     - makedirs: True
 
-logtail-agent-wire-recurse:
+logtail-install-wire-recurse:
   file.recurse:
     - name: {{ logtail.install_dir }}/wire
     - source: salt://{{ tplroot }}/files/wire
@@ -53,9 +53,9 @@ logtail-agent-wire-recurse:
     - exclude_pat: 'E@__pycache__'
     - clean: True
     - require:
-      - file: logtail-agent-install-dir-managed
+      - file: logtail-install-agent-dir-managed
 
-logtail-agent-file-managed:
+logtail-install-agent-file-managed:
   file.managed:
     - name: {{ logtail.install_dir }}/logtail_agent.py
     - source: salt://{{ tplroot }}/files/logtail_agent.py
@@ -63,5 +63,5 @@ logtail-agent-file-managed:
     - group: root
     - mode: '0644'
     - require:
-      - file: logtail-agent-install-dir-managed
-      - file: logtail-agent-wire-recurse
+      - file: logtail-install-agent-dir-managed
+      - file: logtail-install-wire-recurse
