@@ -13,8 +13,7 @@
 -- packs every argument in Python, which was the publishing thread's largest cost. The
 -- seqs are read only when the lowest one is not newer than the checkpoint (a redelivery).
 -- Returns {published, skipped}.
-local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest offset
-                              -- (without a checkpoint: any key, never touched)
+local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest (unused without a field)
 local seen = KEYS[2]          -- sorted set Keys.seen: stream -> last publish (epoch s)
 local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
 local maxlen = ARGV[1]        -- history length kept per stream (approximate trim)
