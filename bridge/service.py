@@ -1,4 +1,4 @@
-"""The consume-and-publish loop of one bridge process.
+"""`Bridge`, the consume-and-publish loop of one bridge process.
 
 poll Kafka -> decode, route and encode (bridge.batch) -> publish each partition's lines
 atomically with its newest offset (wire.Publisher) -> poll again. Redis decides what was
