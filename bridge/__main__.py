@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from bridge.consumer import Bridge
+from bridge.service import Bridge
 from settings import ConfigError, Settings, load
 
 

@@ -1,17 +1,19 @@
-"""What the bridge does between polls: consumer lag per partition, a position past the
-end of a partition's log, whether Kafka answers, and Kafka offset commits (for lag tools
-only: Redis decides positions); and the answers of /healthz and /readyz (bridge.status)."""
+"""What the bridge checks between polls: consumer lag per partition, a position past the
+end of a partition's log, whether Kafka answers; and the answers of /healthz and /readyz
+(served by bridge.status).
+
+Invariant: nothing here decides what is published or where a partition resumes (Redis
+does, bridge.positions); it only observes, reports, and seeks a partition whose log
+started over back to its start. Kafka offset commits are bridge.offsets.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from bridge.assign import MetadataWatcher
 from bridge.metrics import BridgeMetrics
@@ -98,24 +100,3 @@ class Health:
         elif not connected and self.kafka_connected:
             log.warning("no Kafka broker has answered for %.0fs; the client keeps retrying", 3 * watcher.interval)
         self.kafka_connected = connected
-
-    def commit(self, consumer: KafkaConsumer, published_next: dict[tuple[str, int], int]) -> bool:
-        """Commit the published offsets of assigned partitions; True if a commit was sent."""
-        assigned = consumer.assignment()
-        offsets = {
-            tp: OffsetAndMetadata(nxt, "", -1)
-            for (topic, partition), nxt in dict(published_next).items()
-            if (tp := TopicPartition(topic, partition)) in assigned
-        }
-        if not offsets:
-            return False
-        try:
-            consumer.commit_async(offsets=offsets, callback=_commit_done)
-        except KafkaError as exc:
-            log.debug("Kafka offset commit not sent: %s", exc)
-        return True
-
-
-def _commit_done(offsets: Any, response: Any) -> None:
-    if isinstance(response, Exception):
-        log.debug("Kafka offset commit failed (Redis offsets still decide): %s", response)

@@ -1,9 +1,24 @@
-"""Which file paths may be tailed: shell metacharacters refused, allowlist globs matched.
+"""Which file paths may be tailed: the one policy every trust boundary applies.
 
-Shared by the gateway (before anything is asked of Salt), the Salt execution module and
-the tail agent (each re-checks with the minion's own allowlist). Standard library only
-and no imports from the rest of `wire`, so the execution module can load this one file
-from the deployed agent directory without redis-py being importable by the minion.
+`refusal(path, globs, resolve=...)` composes the rules, in this order, and says which
+one refused the path:
+
+1. the contract's path rules (PROTOCOL.md, "Streams"): absolute, normal (no ``//``, no
+   ``.`` or ``..`` segment), no NUL or control character, at most 4096 bytes;
+2. no shell metacharacter or whitespace, whatever any allowlist says;
+3. inside the allowlist globs, as given;
+4. with ``resolve=True`` (only where the file lives: the execution module and the agent
+   on the minion), inside them again once symlinks are resolved (``os.path.realpath``).
+
+It is called at every boundary: the gateway's admission (its own allowlist, not resolved:
+the file is on the minion), its Salt client (rules 1 and 2 only), the Salt execution
+module and the tail agent (the minion's allowlist, resolved). Checking at each boundary
+is deliberate; the rules are written here once. `wire.names.check_path` applies rule 1
+through `path_problem`.
+
+Standard library only and no imports from the rest of `wire`, so the execution module can
+load this one file from the deployed agent directory without redis-py being importable by
+the minion.
 
 Globs: ``**`` matches anything, across directories; ``*`` matches within one path
 segment; ``?`` matches one character other than ``/``. ``/var/log/**`` therefore allows
@@ -12,13 +27,90 @@ every file below /var/log and nothing else.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import NamedTuple
+
+MAX_PATH_BYTES = 4096
 
 # Characters a shell would treat specially, plus whitespace. A path holding one is never
 # a log file we tail: it is refused outright, whatever any allowlist says.
 SHELL_META = frozenset("|&;<>()$`\\\"'*?[]{}!~#")
+
+# Which rule refused a path (Refusal.rule).
+PATH = "path"  # breaks the contract's path rules
+SHELL = "shell"  # holds a shell metacharacter or whitespace
+ALLOWLIST = "allowlist"  # outside the allowlist as given
+SYMLINK = "symlink"  # inside as given, outside once symlinks are resolved
+
+
+class Refusal(NamedTuple):
+    """Why a path is refused: the rule (PATH, SHELL, ALLOWLIST, SYMLINK) and a message fit
+    to show the caller."""
+
+    rule: str
+    message: str
+
+    @property
+    def outside(self) -> bool:
+        """True when the allowlist refused it (forbidden), False when the path itself is
+        unacceptable (a bad request)."""
+        return self.rule in (ALLOWLIST, SYMLINK)
+
+
+def refusal(
+    path: object, globs: Iterable[str] | None, *, resolve: bool = True, allowlist: str = "the allowlist"
+) -> Refusal | None:
+    """Why `path` may not be tailed here, or None when it may.
+
+    `globs` is this boundary's allowlist; None means the boundary checks no allowlist
+    (the gateway's Salt client, and stopping an agent: rules 1 and 2 only). `resolve`
+    also checks the path with its symlinks resolved, which only the host holding the
+    file can do. `allowlist` names the allowlist in messages ("this minion's
+    allowlist").
+    """
+    if not isinstance(path, str):
+        return Refusal(PATH, "path must be a string")
+    problem = path_problem(path)
+    if problem is not None:
+        return Refusal(PATH, problem)
+    bad = shell_meta(path)
+    if bad is not None:
+        return Refusal(SHELL, f"path contains the shell metacharacter {bad!r}")
+    if globs is None:
+        return None
+    globs = list(globs)
+    if not allowed(path, globs):
+        return Refusal(ALLOWLIST, f"{path} is outside {allowlist}")
+    if resolve:
+        real = os.path.realpath(path)
+        if real != path and not allowed(real, globs):
+            return Refusal(SYMLINK, f"{path} resolves to {real}, outside {allowlist}")
+    return None
+
+
+def control_char(text: str) -> bool:
+    """True when `text` holds a C0 or C1 control character (or DEL)."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text)
+
+
+def path_problem(path: str) -> str | None:
+    """What breaks the contract's path rules in `path` (absolute and already normal), or None."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return "path must be absolute"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return "path must be at most 4096 bytes"
+    if "\x00" in path or control_char(path):
+        return "path must not contain NUL or control characters"
+    if "//" in path:
+        return "path must not contain '//'"
+    if any(seg in (".", "..") for seg in path.split("/")[1:]):
+        return "path must not contain '.' or '..' segments"
+    if path != "/" and path.endswith("/"):
+        return "path must name a file, not end with '/'"
+    return None
 
 
 def shell_meta(text: str) -> str | None:

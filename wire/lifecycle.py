@@ -20,38 +20,13 @@ import os
 import socket
 import time
 
-# KEYS[1] wanted zset; ARGV[1] member (gateway id), ARGV[2] lease ms. Returns members left.
-WANT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return redis.call('ZCARD', KEYS[1])
-"""
+from wire.lua import script
 
-# KEYS[1] wanted zset; ARGV[1] member. Returns members left.
-UNWANT_LUA = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-local left = redis.call('ZCARD', KEYS[1])
-if left == 0 then redis.call('DEL', KEYS[1]) end
-return left
-"""
-
-# KEYS[1] wanted zset. Returns how many gateways still hold an unexpired lease.
-WANTED_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZCARD', KEYS[1])
-"""
-
-# KEYS[1] a lock or heartbeat key; ARGV[1] the value its owner wrote. Deletes only our own.
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+# The scripts (KEYS and ARGV are named at the top of each file in wire/lua/).
+WANT_LUA = script("want")  # take or renew a gateway's lease; returns the members left
+UNWANT_LUA = script("unwant")  # drop a gateway's lease; returns the members left
+WANTED_LUA = script("wanted")  # how many gateways still hold an unexpired lease
+RELEASE_LUA = script("release")  # delete a lock or heartbeat key only if it holds our value
 
 
 def alive_value(pid: int | None = None, host: str | None = None) -> str:

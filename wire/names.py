@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from wire.filepolicy import MAX_PATH_BYTES, control_char, path_problem
+
 TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 MINION_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
 MAX_SUB_CHARS = 200
-MAX_PATH_BYTES = 4096
 MAX_NAME_CHARS = 8 + 253 + 1 + MAX_PATH_BYTES
 
 
@@ -39,10 +40,6 @@ class StreamName:
         return self.name
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text)
-
-
 def check_topic(topic: str) -> str:
     """Return `topic` if it is a valid Kafka topic name per the contract, else raise."""
     if not isinstance(topic, str) or not TOPIC_RE.fullmatch(topic):
@@ -56,7 +53,7 @@ def check_sub(sub: str) -> str:
         raise StreamNameError("sub-stream must be 1 to 200 characters")
     if sub.startswith("/"):
         raise StreamNameError("sub-stream must not start with '/'")
-    if _has_control(sub) or not sub.isprintable():
+    if control_char(sub) or not sub.isprintable():
         raise StreamNameError("sub-stream must not contain control characters")
     return sub
 
@@ -69,20 +66,11 @@ def check_minion(minion: str) -> str:
 
 
 def check_path(path: str) -> str:
-    """Return `path` if it is absolute and already normal, else raise."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise StreamNameError("path must be absolute")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise StreamNameError("path must be at most 4096 bytes")
-    if "\x00" in path or _has_control(path):
-        raise StreamNameError("path must not contain NUL or control characters")
-    if "//" in path:
-        raise StreamNameError("path must not contain '//'")
-    segments = path.split("/")[1:]
-    if any(seg in (".", "..") for seg in segments):
-        raise StreamNameError("path must not contain '.' or '..' segments")
-    if path != "/" and path.endswith("/"):
-        raise StreamNameError("path must name a file, not end with '/'")
+    """Return `path` if it is absolute and already normal, else raise (the rules are
+    wire.filepolicy.path_problem, shared with every file-path boundary)."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise StreamNameError(problem)
     return path
 
 

@@ -18,89 +18,10 @@ from itertools import groupby
 import redis
 
 from wire.keys import Keys
+from wire.lua import script
 
-# KEYS: [1] checkpoint hash, [2] seen zset, [3] line count hash, then (hist, live) pairs.
-# ARGV: [1] maxlen, [2] checkpoint field or '', [3] now (epoch s), then six per stream:
-#       stream name, n, lowest seq, highest seq, seqs, and the n fragments joined with
-#       "\n" (a fragment is JSON text: it never holds a raw newline). seqs is '' when the
-#       n seqs are lowest, lowest+1, ... (one line per Kafka message), else runs of equal
-#       seqs as "seq:count,seq:count" (the lines of one message share its offset).
-# One argument per stream rather than two per line: redis-py packs every argument in
-# Python, which was the publishing thread's largest cost. The seqs are read only when
-# the lowest one is not newer than the checkpoint (a redelivery).
-PUBLISH_LUA = """
-local maxlen = ARGV[1]
-local field = ARGV[2]
-local now = ARGV[3]
-local find, sub = string.find, string.sub
-local last = -1
-if field ~= '' then
-  local v = redis.call('HGET', KEYS[1], field)
-  if v then last = tonumber(v) end
-end
-local top = last
-local published, skipped = 0, 0
-local a = 4
-for k = 4, #KEYS, 2 do
-  local hist, live = KEYS[k], KEYS[k + 1]
-  local stream = ARGV[a]
-  local n = tonumber(ARGV[a + 1])
-  local lo, hi = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local all = field == '' or lo > last
-  local seqs, frags = ARGV[a + 4], ARGV[a + 5]
-  a = a + 6
-  local out, first, lastid = {}, nil, nil
-  local p, s, run, left, seq = 1, 1, 0, 0, 0
-  for i = 1, n do
-    local e = find(frags, '\\n', p, true)
-    local frag
-    if e then
-      frag = sub(frags, p, e - 1)
-      p = e + 1
-    else
-      frag = sub(frags, p)
-    end
-    local new = all
-    if not all then
-      if seqs == '' then
-        seq = lo + i - 1
-      else
-        if left == 0 then
-          local c = find(seqs, ':', s, true)
-          local ce = find(seqs, ',', c, true)
-          run = tonumber(sub(seqs, s, c - 1))
-          left = tonumber(sub(seqs, c + 1, (ce or 0) - 1))
-          s = (ce or #seqs) + 1
-        end
-        seq = run
-        left = left - 1
-      end
-      new = seq > last
-      if new and seq > top then top = seq end
-    end
-    if new then
-      local id = redis.call('XADD', hist, '*', 'd', frag)
-      first = first or id
-      lastid = id
-      out[#out + 1] = '{"id":"' .. id .. '",' .. frag .. '}'
-    else
-      skipped = skipped + 1
-    end
-  end
-  if all and hi > top then top = hi end
-  if #out > 0 then
-    redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
-    redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. '\\n[' .. table.concat(out, ',') .. ']')
-    redis.call('ZADD', KEYS[2], now, stream)
-    redis.call('HINCRBY', KEYS[3], stream, #out)
-    published = published + #out
-  end
-end
-if field ~= '' and top > last then
-  redis.call('HSET', KEYS[1], field, top)
-end
-return {published, skipped}
-"""
+# The script: KEYS, ARGV and how a stream's lines are packed are described at its top.
+PUBLISH_LUA = script("publish")
 
 
 @dataclass(slots=True)

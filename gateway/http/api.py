@@ -20,7 +20,7 @@ from gateway.access.identity import ANONYMOUS, AuthError, Identity
 from gateway.tails.minions import Minions
 from gateway.tails.salt import SaltClient, SaltFailure
 from wire.codes import ErrorCode
-from wire.filepolicy import allowed, shell_meta
+from wire.filepolicy import refusal
 from wire.names import StreamNameError, check_minion, file_stream
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class MinionFilesHandler(ApiHandler):
         files = []
         for entry in ret.get("files", []):
             path = entry.get("path") if isinstance(entry, dict) else None
-            if not isinstance(path, str) or shell_meta(path) is not None or not allowed(path, self.allowlist):
+            if not isinstance(path, str) or refusal(path, self.allowlist, resolve=False) is not None:
                 continue
             try:
                 stream = file_stream(minion, path)

@@ -34,7 +34,7 @@ from gateway.tasks import Tasks
 from settings import SaltSettings
 from wire import Keys, StreamName, parse_stream
 from wire.codes import ErrorCode, ProtocolError
-from wire.filepolicy import allowed, shell_meta
+from wire.filepolicy import refusal
 from wire.lifecycle import RELEASE_LUA, UNWANT_LUA, WANT_LUA, owner_id
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,13 @@ class Tails:
         stream = parse_stream(name)
         if stream.kind != "file":
             return
-        bad = shell_meta(stream.path)
-        if bad is not None:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"path contains the shell metacharacter {bad!r}", name)
+        refused = refusal(stream.path, self.allowlist, resolve=False, allowlist="this gateway's file allowlist")
+        if refused is not None and not refused.outside:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, refused.message, name)
         if self.salt is None or self.minions is None:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "file streams are off on this gateway (salt.mode: off)", name)
-        if not allowed(stream.path, self.allowlist):
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"{stream.path} is outside this gateway's file allowlist", name)
+        if refused is not None:
+            raise ProtocolError(ErrorCode.FORBIDDEN, refused.message, name)
         try:
             known = await self.minions.known(stream.minion)
         except SaltFailure as exc:

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import tornado.httpclient
 
 from settings import SaltSettings
-from wire.filepolicy import shell_meta
-from wire.names import StreamNameError, check_minion, check_path
+from wire.filepolicy import refusal
+from wire.names import StreamNameError, check_minion
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,15 @@ def check_call(minion: str, fun: str, path: str | None) -> dict[str, str]:
         raise ValueError(f"{fun!r} is not a function the gateway may call")
     try:
         check_minion(minion)
-        if fun in TAKES_PATH:
-            if path is None:
-                raise ValueError(f"{fun} needs a path")
-            check_path(path)
     except StreamNameError as exc:
         raise ValueError(str(exc)) from None
     if fun not in TAKES_PATH:
         return {}
-    assert path is not None
-    if shell_meta(path) is not None:
-        raise ValueError("path contains a shell metacharacter")
+    if path is None:
+        raise ValueError(f"{fun} needs a path")
+    refused = refusal(path, None)  # the path's shape only: admission checked the allowlist
+    if refused is not None:
+        raise ValueError(refused.message)
     return {"path": path}
 
 

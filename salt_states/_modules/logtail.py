@@ -1,9 +1,9 @@
 """Salt execution module ``logtail``: start, stop and list Tailgate tail agents on this minion.
 
 The only way Tailgate reaches a minion. Whatever the caller sent, every path is checked
-here again, with the contract's rules (the deployed ``wire/names.py``), the shell
-metacharacter rule and this minion's own pillar allowlist, on the path as given and on
-the path with its symlinks resolved. Agents are started detached, with an argument list
+here again by the deployed ``wire/filepolicy.py`` (``refusal``): the contract's path
+rules, the shell metacharacter rule and this minion's own pillar allowlist, on the path
+as given and on the path with its symlinks resolved. Agents are started detached, with an argument list
 and no shell; whether one runs is decided by its lock file (flock), never by ``ps``.
 
 Every function returns a dict with ``ok``; failures carry ``error`` (one of
@@ -60,14 +60,14 @@ def _config() -> dict[str, Any] | None:
     return conf
 
 
-def _load(conf: dict[str, Any], name: str) -> Any:
-    """Load one stdlib-only file of the deployed wire package (names.py, filepolicy.py)."""
-    path = os.path.join(conf["install_dir"], "wire", name + ".py")
-    spec = importlib.util.spec_from_file_location(f"tailgate_logtail_wire_{name}", path)
+def _load_policy(conf: dict[str, Any]) -> Any:
+    """Load the deployed ``wire/filepolicy.py`` (standard library only) on its own."""
+    path = os.path.join(conf["install_dir"], "wire", "filepolicy.py")
+    spec = importlib.util.spec_from_file_location("tailgate_logtail_wire_filepolicy", path)
     if spec is None or spec.loader is None:
         raise ImportError(path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[spec.name] = module  # NamedTuple and dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -88,25 +88,13 @@ def _check(path: Any, need_allowed: bool = True) -> tuple[dict[str, Any] | None,
     if conf is None:
         return None, _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
     try:
-        names, policy = _load(conf, "names"), _load(conf, "filepolicy")
+        policy = _load_policy(conf)
     except (OSError, ImportError, SyntaxError) as exc:
         return None, _err("not_installed", f"the deployed wire package cannot be loaded: {exc}")
-    if not isinstance(path, str):
-        return None, _err("refused", "path must be a string")
-    try:
-        names.check_path(path)
-    except ValueError as exc:
-        return None, _err("refused", str(exc))
-    bad = policy.shell_meta(path)
-    if bad is not None:
-        return None, _err("refused", f"path contains the shell metacharacter {bad!r}")
-    if need_allowed:
-        globs = _allowlist(conf)
-        real = os.path.realpath(path)
-        if not policy.allowed(path, globs):
-            return None, _err("not_allowed", f"{path} is outside this minion's allowlist")
-        if not policy.allowed(real, globs):
-            return None, _err("not_allowed", f"{path} resolves to {real}, outside this minion's allowlist")
+    globs = _allowlist(conf) if need_allowed else None
+    refused = policy.refusal(path, globs, allowlist="this minion's allowlist")
+    if refused is not None:
+        return None, _err("not_allowed" if refused.outside else "refused", refused.message)
     return conf, None
 
 
@@ -320,7 +308,7 @@ def list_files() -> dict[str, Any]:
     if conf is None:
         return _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
     try:
-        policy = _load(conf, "filepolicy")
+        policy = _load_policy(conf)
     except (OSError, ImportError, SyntaxError) as exc:
         return _err("not_installed", f"the deployed wire package cannot be loaded: {exc}")
     globs = _allowlist(conf)
@@ -335,9 +323,7 @@ def list_files() -> dict[str, Any]:
             dirs.sort()
             for name in sorted(files):
                 path = os.path.join(root, name)
-                if path in found or policy.shell_meta(path) is not None:
-                    continue
-                if not policy.allowed(path, globs) or not policy.allowed(os.path.realpath(path), globs):
+                if path in found or policy.refusal(path, globs) is not None:
                     continue
                 try:
                     st = os.stat(path)

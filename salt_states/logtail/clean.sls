@@ -6,24 +6,24 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import logtail with context %}
 
-logtail-agents-stopped:
+logtail-clean-agents-stopped:
   module.run:
     - logtail.stop_all: []
 
-logtail-config-file-absent:
+logtail-clean-config-file-absent:
   file.absent:
     - name: {{ logtail.config_file }}
     - require:
-      - module: logtail-agents-stopped
+      - module: logtail-clean-agents-stopped
 
-logtail-agent-install-dir-absent:
+logtail-clean-agent-dir-absent:
   file.absent:
     - name: {{ logtail.install_dir }}
     - require:
-      - module: logtail-agents-stopped
+      - module: logtail-clean-agents-stopped
 
-logtail-agent-run-dir-absent:
+logtail-clean-run-dir-absent:
   file.absent:
     - name: {{ logtail.run_dir }}
     - require:
-      - module: logtail-agents-stopped
+      - module: logtail-clean-agents-stopped

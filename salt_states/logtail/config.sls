@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# The agent's config (JSON), from pillar merged over the formula's defaults. The
-# execution module reads it too (paths, interpreter), and checks paths against pillar.
+# The agent's config (JSON): the whole map from map.jinja (defaults.yaml, the OS
+# family's values, then pillar), handed over as it is. The agent keeps no defaults of
+# its own: a key missing here is an error there. The execution module reads this file
+# too (paths, interpreter), and checks paths against pillar.
 
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_install = tplroot ~ '.install' %}
@@ -18,23 +20,6 @@ logtail-config-file-serialize:
     - group: root
     - mode: '0640'
     - makedirs: True
-    - dataset:
-        python: {{ logtail.python | json }}
-        install_dir: {{ logtail.install_dir | json }}
-        run_dir: {{ logtail.run_dir | json }}
-        log_dir: {{ logtail.log_dir | json }}
-        redis_url: {{ logtail.redis_url | json }}
-        key_prefix: {{ logtail.key_prefix | json }}
-        allowlist: {{ logtail.allowlist | json }}
-        grace_period: {{ logtail.grace_period | float }}
-        max_line_bytes: {{ logtail.max_line_bytes | int }}
-        initial_lines: {{ logtail.initial_lines | int }}
-        batch_max_lines: {{ logtail.batch_max_lines | int }}
-        poll_interval: {{ logtail.poll_interval | float }}
-        heartbeat_interval: {{ logtail.heartbeat_interval | float }}
-        alive_ttl: {{ logtail.alive_ttl | float }}
-        buffer_max_lines: {{ logtail.buffer_max_lines | int }}
-        history_maxlen: {{ logtail.history_maxlen | int }}
-        max_outage: {{ logtail.max_outage | float }}
+    - dataset: {{ logtail | json }}
     - require:
       - sls: {{ sls_install }}

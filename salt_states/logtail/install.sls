@@ -1,20 +1,21 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The agent file, the shared wire package it publishes through (the very code the
-# bridge uses, served from salt://logtail/files/wire), its directories and redis-py.
+# bridge uses, served from salt://logtail/files/wire: its .py modules and the .lua
+# scripts under wire/lua/ it loads from there), its directories and redis-py.
 
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import logtail with context %}
 
 {%- if logtail.pkgs %}
-logtail-agent-pkgs-installed:
+logtail-install-pkgs-installed:
   pkg.installed:
     - pkgs: {{ logtail.pkgs | json }}
     - require_in:
-      - file: logtail-agent-file-managed
+      - file: logtail-install-agent-file-managed
 {%- endif %}
 
-logtail-agent-install-dir-managed:
+logtail-install-agent-dir-managed:
   file.directory:
     - name: {{ logtail.install_dir }}
     - user: root
@@ -22,7 +23,7 @@ logtail-agent-install-dir-managed:
     - mode: '0755'
     - makedirs: True
 
-logtail-agent-run-dir-managed:
+logtail-install-run-dir-managed:
   file.directory:
     - name: {{ logtail.run_dir }}
     - user: root
@@ -30,7 +31,7 @@ logtail-agent-run-dir-managed:
     - mode: '0750'
     - makedirs: True
 
-logtail-agent-log-dir-managed:
+logtail-install-log-dir-managed:
   file.directory:
     - name: {{ logtail.log_dir }}
     - user: root
@@ -38,7 +39,7 @@ logtail-agent-log-dir-managed:
     - mode: '0750'
     - makedirs: True
 
-logtail-agent-wire-recurse:
+logtail-install-wire-recurse:
   file.recurse:
     - name: {{ logtail.install_dir }}/wire
     - source: salt://{{ tplroot }}/files/wire
@@ -46,13 +47,15 @@ logtail-agent-wire-recurse:
     - group: root
     - dir_mode: '0755'
     - file_mode: '0644'
-    - include_pat: '*.py'
+    - include_pat:
+      - '*.py'
+      - '*.lua'
     - exclude_pat: 'E@__pycache__'
     - clean: True
     - require:
-      - file: logtail-agent-install-dir-managed
+      - file: logtail-install-agent-dir-managed
 
-logtail-agent-file-managed:
+logtail-install-agent-file-managed:
   file.managed:
     - name: {{ logtail.install_dir }}/logtail_agent.py
     - source: salt://{{ tplroot }}/files/logtail_agent.py
@@ -60,5 +63,5 @@ logtail-agent-file-managed:
     - group: root
     - mode: '0644'
     - require:
-      - file: logtail-agent-install-dir-managed
-      - file: logtail-agent-wire-recurse
+      - file: logtail-install-agent-dir-managed
+      - file: logtail-install-wire-recurse

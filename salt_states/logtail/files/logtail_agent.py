@@ -31,16 +31,15 @@ import signal
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import redis
 
-from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
 from wire.envelope import TRUNCATION_MARKER, clean_text
-from wire.filepolicy import allowed, shell_meta
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
-from wire.names import StreamNameError, check_minion, check_path, file_stream
+from wire.names import StreamNameError, check_minion, file_stream
 
 log = logging.getLogger("logtail-agent")
 
@@ -56,30 +55,44 @@ REWRITE_CHECK_BYTES = 64
 
 @dataclass
 class AgentConfig:
-    """The agent's settings, from the JSON file the formula renders from pillar."""
+    """The agent's settings, from the JSON file the formula renders from its whole map.
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "tailgate:"
-    allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
-    grace_period: float = 30.0
-    max_line_bytes: int = 64 * 1024
-    initial_lines: int = 100
-    batch_max_lines: int = 500
-    poll_interval: float = 0.05
-    heartbeat_interval: float = 1.0
-    alive_ttl: float = 5.0
-    buffer_max_lines: int = 10_000
-    history_maxlen: int = 10_000
-    max_outage: float = 300.0
-    run_dir: str = "/run/tailgate-logtail"
-    log_dir: str = "/var/log/tailgate-logtail"
+    No defaults here: they live in the formula's defaults.yaml only, and a key missing
+    from the file is an error. Keys the agent does not use (install paths, packages) are
+    ignored.
+    """
+
+    redis_url: str
+    key_prefix: str
+    allowlist: list[str]
+    grace_period: float
+    max_line_bytes: int
+    initial_lines: int
+    batch_max_lines: int
+    poll_interval: float
+    heartbeat_interval: float
+    alive_ttl: float
+    buffer_max_lines: int
+    history_maxlen: int
+    max_outage: float
+    run_dir: str
+    log_dir: str
 
     @classmethod
     def load(cls, path: str) -> AgentConfig:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        if not isinstance(data, dict):
+            raise ValueError("the config must be a JSON object")
+        missing = sorted(set(cls.__dataclass_fields__) - set(data))
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)} (the formula renders every key: state.apply logtail)")
+        casts: dict[Any, Any] = {"float": float, "int": int}
+        return cls(**{k: casts.get(f.type, _same)(data[k]) for k, f in cls.__dataclass_fields__.items()})
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def lock_name(path: str) -> str:
@@ -393,16 +406,10 @@ def refusal(conf: AgentConfig, minion: str, path: str) -> str | None:
     """Why this path may not be tailed here (the module checked too; we check again)."""
     try:
         check_minion(minion)
-        check_path(path)
     except StreamNameError as exc:
         return str(exc)
-    bad = shell_meta(path)
-    if bad is not None:
-        return f"path contains the shell metacharacter {bad!r}"
-    real = os.path.realpath(path)
-    if not allowed(path, conf.allowlist) or not allowed(real, conf.allowlist):
-        return f"{path} (resolved: {real}) is outside this minion's allowlist"
-    return None
+    refused = filepolicy.refusal(path, conf.allowlist, allowlist="this minion's allowlist")
+    return None if refused is None else refused.message
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,7 @@ from pathlib import Path
 import redis
 
 from tests.conftest import SaltSession
-from tests.support import GatewayProc, Service, WsClient
-from tests.test_auth import SECRET, http, token
+from tests.support import SECRET, GatewayProc, Service, WsClient, http, token
 from wire import Keys
 
 MINION = "tailgate-test-minion"

@@ -1,4 +1,4 @@
-"""The consume-and-publish loop of one bridge process.
+"""`Bridge`, the consume-and-publish loop of one bridge process.
 
 poll Kafka -> decode, route and encode (bridge.batch) -> publish each partition's lines
 atomically with its newest offset (wire.Publisher) -> poll again. Redis decides what was
@@ -31,6 +31,7 @@ from bridge.batch import Work, add_partition
 from bridge.health import Health
 from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
+from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
 from bridge.redislink import RedisLink
 from bridge.route import Router
@@ -70,10 +71,9 @@ class Bridge:
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
         self.worker: PublishWorker | None = None
-        self.published_next: dict[tuple[str, int], int] = {}
         self.watcher: MetadataWatcher | None = None
         self.next_housekeeping = 0.0
-        self.dirty = False  # something was published since the last Kafka commit
+        self.commits = OffsetCommits(b.commit_offsets)
         self.health = Health(self.metrics)
         self.status = StatusServer(self.metrics.registry, self.health.live, self.health.ready)
         self.metrics_port: int | None = None
@@ -218,9 +218,7 @@ class Bridge:
         self.metrics.record(work, skipped)
         if skipped:
             log.info("%d lines were already published (redelivered offsets); skipped", skipped)
-        for key, (_, last, _, _) in work.spans.items():
-            self.published_next[key] = last + 1
-        self.dirty = True
+        self.commits.published(work.spans)
 
     def _take_back(self, extra: list[Work] | None = None) -> None:
         """After a failed publish: rewind every partition of the unpublished works to its
@@ -295,8 +293,7 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None and self.watcher is not None
         self.health.update_lag(self.consumer, self.positions.expected)
         self.health.watch_kafka(self.watcher)
-        if self.dirty and self.settings.bridge.commit_offsets:
-            self.dirty = not self.health.commit(self.consumer, self.published_next)
+        self.commits.commit(self.consumer)
 
     def _shutdown(self) -> None:
         if self.watcher is not None:
@@ -304,8 +301,7 @@ class Bridge:
         if self.worker is not None and not self.worker.close(timeout=3.0):
             log.warning("stopping with lines unpublished (Redis failing); they are read again at the next start")
         if self.consumer is not None:
-            if self.dirty and self.settings.bridge.commit_offsets:
-                self.health.commit(self.consumer, self.published_next)
+            self.commits.commit(self.consumer)
             try:
                 self.consumer.close(autocommit=False, timeout_ms=1500)
             except KafkaError as exc:

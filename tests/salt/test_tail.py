@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from embedded import RedisServer, wait_until
 from tests.conftest import SaltSession
-from tests.support import GatewayProc, Service, WsClient, http_get
+from tests.support import ROOT, GatewayProc, Service, WsClient, http_get
 from wire import Keys
 from wire.lifecycle import WANT_LUA
 
-ROOT = Path(__file__).resolve().parent.parent
 MINION = "tailgate-test-minion"
 
 
@@ -88,10 +88,19 @@ def test_formula_deploys_the_agent_and_the_shared_wire_package(salt_session: Sal
     # one shared piece of code: the very wire/ the bridge imports, not a copy in the repo
     for module in ("publish.py", "envelope.py", "keys.py", "names.py", "filepolicy.py", "lifecycle.py"):
         assert (deployed / "wire" / module).read_bytes() == (ROOT / "wire" / module).read_bytes()
+    # the Lua scripts the wire package loads from its own directory go with it
+    scripts = sorted(p.relative_to(ROOT / "wire") for p in (ROOT / "wire" / "lua").glob("*.lua"))
+    assert len(scripts) == 5
+    for script in [Path("lua/__init__.py"), *scripts]:
+        assert (deployed / "wire" / script).read_bytes() == (ROOT / "wire" / script).read_bytes()
     conf = json.loads((salt_session.run_dir.parent / "etc" / "logtail.json").read_text())
     assert conf["allowlist"] == [f"{salt_session.logs}/**"]
     assert conf["key_prefix"] == salt_session.prefix
     assert conf["grace_period"] == salt_session.grace
+    # the whole merged map, defaults.yaml's keys included, not a list picked in config.sls
+    defaults = yaml.safe_load((ROOT / "salt_states" / "logtail" / "defaults.yaml").read_text())["logtail"]
+    assert set(conf) >= set(defaults)
+    assert conf["max_line_bytes"] == defaults["max_line_bytes"]
     status = salt_session.pair.call("logtail.status")
     assert status["ok"] is True
 

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from gateway.salt_client import check_call
 
+from gateway.tails.salt import check_call
+from tests.support import ROOT
 from wire.filepolicy import allowed, glob_base, shell_meta
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.unit  # nothing here starts a process
 
 
 def load_agent():

@@ -23,21 +23,25 @@ def decode(value: bytes | None, fmt: str = "auto", field: str = "message", max_b
     return lines, meta, dict(errors)
 
 
+@pytest.mark.unit
 def test_plain_line_and_crlf() -> None:
     assert decode(b"GET / 200") == (["GET / 200"], None, {})
     assert decode(b"GET / 200\r\n") == (["GET / 200"], None, {})
 
 
+@pytest.mark.unit
 def test_chunk_is_split_on_newlines_keeping_blank_lines_inside() -> None:
     assert decode(b"a\nb\r\n\nc\n") == (["a", "b", "", "c"], None, {})
 
 
+@pytest.mark.unit
 def test_json_text_field_and_meta() -> None:
     value = json.dumps({"message": "order placed\n", "level": "INFO", "n": 3}).encode()
     assert decode(value, "json") == (["order placed"], {"level": "INFO", "n": 3}, {})
     assert decode(value, "auto") == (["order placed"], {"level": "INFO", "n": 3}, {})
 
 
+@pytest.mark.unit
 def test_json_string_nested_in_the_text_field_is_opened() -> None:
     inner = json.dumps({"log": "payment declined", "service": "pay", "level": "WARN"})
     value = json.dumps({"log": inner, "pod": "pay-1"}).encode()
@@ -47,22 +51,26 @@ def test_json_string_nested_in_the_text_field_is_opened() -> None:
     assert errors == {}
 
 
+@pytest.mark.unit
 def test_nested_string_that_is_not_an_object_stays_text() -> None:
     value = json.dumps({"log": "{not json at all", "pod": "p"}).encode()
     assert decode(value, "json", "log") == (["{not json at all"], {"pod": "p"}, {})
 
 
+@pytest.mark.unit
 def test_non_string_text_is_shown_as_json() -> None:
     assert decode(b'{"message": {"a": 1}}', "json")[0] == ['{"a":1}']
     assert decode(b'{"message": 42}', "json")[0] == ["42"]
 
 
+@pytest.mark.unit
 def test_bad_utf8_becomes_replacement_characters() -> None:
     assert decode(b"caf\xe9 \xff") == (["caf\ufffd \ufffd"], None, {"bad_utf8": 1})
     lines, meta, errors = decode(b'{"message": "caf\xe9", "x": 1}', "json")
     assert lines == ["caf\ufffd"] and meta == {"x": 1} and errors == {"bad_utf8": 1}
 
 
+@pytest.mark.unit
 def test_long_line_is_truncated_with_a_visible_marker() -> None:
     lines, _, errors = decode(b"x" * 5000 + b"\nshort", max_bytes=1024)
     assert lines[0] == "x" * 1024 + TRUNCATION_MARKER.format(n=5000 - 1024)
@@ -70,11 +78,13 @@ def test_long_line_is_truncated_with_a_visible_marker() -> None:
     assert errors == {"truncated": 1}
 
 
+@pytest.mark.unit
 def test_truncation_never_splits_a_character() -> None:
     lines, _, _ = decode(("é" * 1000).encode(), max_bytes=1023)
     assert lines[0].startswith("é" * 511 + " …[truncated")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("value", "kind"),
     [(None, "tombstone"), (b"", "empty")],
@@ -83,6 +93,7 @@ def test_tombstone_and_empty_give_no_line_and_are_counted(value: bytes | None, k
     assert decode(value) == ([], None, {kind: 1})
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("value", "kind"),
     [
@@ -96,15 +107,18 @@ def test_json_format_publishes_malformed_values_raw_and_counts_them(value: bytes
     assert decode(value, "json") == ([value.decode()], None, {kind: 1})
 
 
+@pytest.mark.unit
 def test_auto_format_takes_non_matching_json_as_plain_text_without_error() -> None:
     assert decode(b'{"unrelated": 1}') == (['{"unrelated": 1}'], None, {})
     assert decode(b"{broken") == (["{broken"], None, {})
 
 
+@pytest.mark.unit
 def test_json_string_value_is_its_text() -> None:
     assert decode(b'"just a string\\n"', "json") == (["just a string"], None, {})
 
 
+@pytest.mark.unit
 def test_text_format_never_parses_json() -> None:
     assert decode(b'{"message": "x"}', "text") == (['{"message": "x"}'], None, {})
 
@@ -113,6 +127,7 @@ def route(**rule: object) -> Route:
     return Route("app", RouteSettings(topic="app", **rule), 1024)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_split_by_key_keeping_whole() -> None:
     errors: Counter[str] = Counter()
     assert route(split_by="key").streams(b"web-1", None, errors) == ("kafka:app", "kafka:app/web-1")
@@ -120,6 +135,7 @@ def test_split_by_key_keeping_whole() -> None:
     assert not errors
 
 
+@pytest.mark.unit
 def test_split_by_field_with_dotted_path() -> None:
     errors: Counter[str] = Counter()
     r = route(split_by="field", field="k8s.pod", keep_whole=False)
@@ -127,6 +143,7 @@ def test_split_by_field_with_dotted_path() -> None:
     assert route(split_by="field", field="port").streams(None, {"port": 8080}, errors)[1] == "kafka:app/8080"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("key", "meta", "kind"),
     [
@@ -143,6 +160,7 @@ def test_unusable_key_goes_to_the_whole_stream_and_is_counted(key: bytes | None,
     assert errors == {kind: 1}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("meta", [None, {}, {"service": None}, {"service": {"a": 1}}, {"service": True}])
 def test_unusable_field_goes_to_the_whole_stream(meta: dict | None) -> None:
     errors: Counter[str] = Counter()
@@ -150,6 +168,7 @@ def test_unusable_field_goes_to_the_whole_stream(meta: dict | None) -> None:
     assert errors == {"no_sub": 1}
 
 
+@pytest.mark.unit
 def test_too_many_subs_overflow_to_the_whole_stream() -> None:
     errors: Counter[str] = Counter()
     r = route(split_by="key", keep_whole=False, max_subs=2)
@@ -162,6 +181,7 @@ def test_too_many_subs_overflow_to_the_whole_stream() -> None:
     assert errors == {"too_many_subs": 1}
 
 
+@pytest.mark.unit
 def test_router_prefers_a_named_rule_then_the_first_matching_pattern() -> None:
     settings = BridgeSettings(
         routes=[
@@ -223,6 +243,7 @@ _values = st.one_of(
 )
 
 
+@pytest.mark.unit
 @given(value=st.none() | _values, fmt=st.sampled_from(["auto", "text", "json"]))
 def test_the_plain_line_shortcut_agrees_with_decode(value: bytes | None, fmt: str) -> None:
     decoder = Decoder(fmt, "message", 256)
@@ -231,6 +252,7 @@ def test_the_plain_line_shortcut_agrees_with_decode(value: bytes | None, fmt: st
         assert decode(value, fmt, max_bytes=256) == ([text], None, {})
 
 
+@pytest.mark.unit
 def test_the_plain_line_shortcut_takes_the_common_line() -> None:
     assert Decoder("auto").plain_line(b"GET /api 200 rt=0.012") == "GET /api 200 rt=0.012"
     assert Decoder("text").plain_line(b'{"message": "x"}') == '{"message": "x"}'
@@ -254,6 +276,7 @@ MIXED = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("split_by", ["", "key"])
 @pytest.mark.parametrize("max_lines", [1, 3, 5000])
 def test_batches_hold_every_line_encoded_as_encode_line_would(split_by: str, max_lines: int) -> None:
@@ -288,6 +311,7 @@ _lines = st.one_of(
 )
 
 
+@pytest.mark.unit
 @given(
     values=st.lists(_lines, min_size=1, max_size=12),
     stamps=st.lists(st.integers(0, 2_000_000_000_000), min_size=1, max_size=3),

@@ -47,17 +47,20 @@ BAD = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", GOOD)
 def test_valid_names_parse(name: str) -> None:
     assert parse_stream(name).name == name
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", BAD)
 def test_invalid_names_are_refused(name: str) -> None:
     with pytest.raises(StreamNameError):
         parse_stream(name)
 
 
+@pytest.mark.unit
 def test_name_parts() -> None:
     s = parse_stream("kafka:app/web-1")
     assert (s.kind, s.topic, s.sub) == ("kafka", "app", "web-1")
@@ -65,12 +68,14 @@ def test_name_parts() -> None:
     assert (f.kind, f.minion, f.path) == ("file", "web-01", "/var/log/a.log")
 
 
+@pytest.mark.unit
 def test_clean_text_replaces_bad_utf8_and_marks_truncation() -> None:
     assert clean_text(b"caf\xe9 ok") == "caf\ufffd ok"
     cut = clean_text(b"x" * 100, max_bytes=10)
     assert cut.startswith("x" * 10) and "truncated 90 bytes" in cut
 
 
+@pytest.mark.unit
 def test_parse_id_rejects_garbage() -> None:
     assert parse_id("1700-3") == (1700, 3)
     for bad in ["", "abc", "1-", "-1", "1-2-3", "１-1", "1 -1"]:
@@ -132,6 +137,7 @@ from wire.envelope import encode_lines  # noqa: E402
 _meta = st.none() | st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.none(), max_size=4)
 
 
+@pytest.mark.unit
 @given(
     ts=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4_000_000_000),
     texts=st.lists(st.text(max_size=40), max_size=5),
@@ -168,6 +174,7 @@ def _live(rclient: redis.Redis, keys: Keys, streams: list[str]):
     return pubsub
 
 
+@pytest.mark.unit
 @given(texts=st.lists(st.text(max_size=30), min_size=1, max_size=6), meta=_meta)
 def test_a_fragment_never_holds_a_raw_newline(texts: list[str], meta: dict | None) -> None:
     texts = [t + "\n" + t for t in texts]  # newlines inside the text are kept, escaped
@@ -267,6 +274,7 @@ def test_redelivered_offsets_are_skipped_line_by_line(
     assert pub.offsets("g") == {"t:3": max(seq for seq, _ in first + again)}
 
 
+@pytest.mark.unit
 @given(ts=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=4_000_000_000), text=st.text())
 def test_encode_text_is_byte_for_byte_encode_line(ts: float, text: str) -> None:
     from wire.envelope import encode_text
@@ -274,6 +282,7 @@ def test_encode_text_is_byte_for_byte_encode_line(ts: float, text: str) -> None:
     assert encode_text(ts, text) == encode_line(Line(ts, text))
 
 
+@pytest.mark.unit
 def test_the_cached_timestamp_head_never_mixes_equal_numbers_written_differently() -> None:
     from wire.envelope import encode_text
 
@@ -284,6 +293,7 @@ def test_the_cached_timestamp_head_never_mixes_equal_numbers_written_differently
         assert encode_lines(ts, ["x", "y"]) == [encode_line(Line(ts, "x")), encode_line(Line(ts, "y"))]
 
 
+@pytest.mark.unit
 @given(
     ts=st.floats(min_value=0, max_value=4e9, allow_nan=False),
     text=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\')),

@@ -7,8 +7,8 @@ import signal
 import uuid
 
 from embedded import KafkaBroker, wait_until
+from tests.bridge.test_faults import Feeder, assert_exactly_once
 from tests.support import create_topic, produce
-from tests.test_bridge_faults import Feeder, assert_exactly_once
 
 
 def test_two_static_instances_on_four_partitions_publish_every_line_once(

@@ -1,0 +1,91 @@
+-- publish: append each stream's lines to its history and publish them live, in one
+-- atomic step (wire.publish.Publisher; both the bridge and the tail agent call it).
+-- A line is never live without being in history, and ids follow publish order. With a
+-- checkpoint field (the bridge's topic:partition), lines whose offset is not newer than
+-- the recorded one are skipped and the newest offset is recorded: effectively-once.
+--
+-- After the three fixed keys come (hist, live) key pairs, one per stream, and after the
+-- three fixed arguments six arguments per stream: stream name, n, lowest seq, highest
+-- seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it never
+-- holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one line
+-- per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of one
+-- message share its offset). One argument per stream rather than two per line: redis-py
+-- packs every argument in Python, which was the publishing thread's largest cost. The
+-- seqs are read only when the lowest one is not newer than the checkpoint (a redelivery).
+-- Returns {published, skipped}.
+local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest (unused without a field)
+local seen = KEYS[2]          -- sorted set Keys.seen: stream -> last publish (epoch s)
+local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
+local maxlen = ARGV[1]        -- history length kept per stream (approximate trim)
+local field = ARGV[2]         -- checkpoint field, or '' to publish without one
+local now = ARGV[3]           -- epoch seconds, recorded in `seen`
+local FIRST_STREAM_KEY, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 4, 6
+
+local find, sub = string.find, string.sub
+local last = -1
+if field ~= '' then
+  local v = redis.call('HGET', checkpoints, field)
+  if v then last = tonumber(v) end
+end
+local top = last
+local published, skipped = 0, 0
+local a = FIRST_STREAM_ARG
+for k = FIRST_STREAM_KEY, #KEYS, 2 do
+  local hist, live = KEYS[k], KEYS[k + 1]
+  local stream = ARGV[a]
+  local n = tonumber(ARGV[a + 1])
+  local lo, hi = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local all = field == '' or lo > last
+  local seqs, frags = ARGV[a + 4], ARGV[a + 5]
+  a = a + ARGS_PER_STREAM
+  local out, first, lastid = {}, nil, nil
+  local p, s, run, left, seq = 1, 1, 0, 0, 0
+  for i = 1, n do
+    local e = find(frags, '\n', p, true)
+    local frag
+    if e then
+      frag = sub(frags, p, e - 1)
+      p = e + 1
+    else
+      frag = sub(frags, p)
+    end
+    local new = all
+    if not all then
+      if seqs == '' then
+        seq = lo + i - 1
+      else
+        if left == 0 then
+          local c = find(seqs, ':', s, true)
+          local ce = find(seqs, ',', c, true)
+          run = tonumber(sub(seqs, s, c - 1))
+          left = tonumber(sub(seqs, c + 1, (ce or 0) - 1))
+          s = (ce or #seqs) + 1
+        end
+        seq = run
+        left = left - 1
+      end
+      new = seq > last
+      if new and seq > top then top = seq end
+    end
+    if new then
+      local id = redis.call('XADD', hist, '*', 'd', frag)
+      first = first or id
+      lastid = id
+      out[#out + 1] = '{"id":"' .. id .. '",' .. frag .. '}'
+    else
+      skipped = skipped + 1
+    end
+  end
+  if all and hi > top then top = hi end
+  if #out > 0 then
+    redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
+    redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. '\n[' .. table.concat(out, ',') .. ']')
+    redis.call('ZADD', seen, now, stream)
+    redis.call('HINCRBY', counts, stream, #out)
+    published = published + #out
+  end
+end
+if field ~= '' and top > last then
+  redis.call('HSET', checkpoints, field, top)
+end
+return {published, skipped}
