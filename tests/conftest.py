@@ -124,10 +124,12 @@ def history(rclient: redis.Redis, prefix: str):
 class SaltSession:
     """The session's master+minion with the logtail formula applied, and what tests need
     to know about it: the directory both allowlists permit, the agents' key prefix, the
-    short grace period and lease the tests run with, where agents keep their locks."""
+    short grace period, lease and wait for a missing file the tests run with, where agents
+    keep their locks."""
 
     grace = 3.0
     wanted_ttl = 3.0
+    late_file_wait = 3.0
 
     def __init__(self, pair, base: Path, redis_url: str) -> None:
         self.pair = pair
@@ -162,6 +164,7 @@ def salt_session(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFac
     pillar = logtail_pillar(
         redis_server.url, session.prefix, base / "minion", [f"{session.logs}/**"], grace_period=SaltSession.grace
     )
+    pillar["late_file_wait"] = SaltSession.late_file_wait
     pair = SaltPair(pillar, minion_id="tailgate-test-minion", workdir=str(base / "salt"))
     session.pair = pair
     try:

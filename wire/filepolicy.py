@@ -10,6 +10,14 @@ one refused the path:
 4. with ``resolve=True`` (only where the file lives: the execution module and the agent
    on the minion), inside them again once symlinks are resolved (``os.path.realpath``).
 
+Where the file lives, a name checked is not yet a file opened: a link can be planted
+between the two. `open_checked(path, globs)` is how the minion opens a file: rules 1 to
+4, then the file is reached without being opened (``O_PATH``, so neither a FIFO nor a
+device is ever opened), refused unless it is a regular file whose real path (the
+descriptor's, from ``/proc/self/fd``) the allowlist permits, and only then opened for
+reading, through that very descriptor. Whatever the name points at a moment later, the
+bytes read are those of the file checked.
+
 It is called at every boundary: the gateway's admission (its own allowlist, not resolved:
 the file is on the minion), its Salt client (rules 1 and 2 only), the Salt execution
 module and the tail agent (the minion's allowlist, resolved). Checking at each boundary
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
@@ -44,6 +53,8 @@ PATH = "path"  # breaks the contract's path rules
 SHELL = "shell"  # holds a shell metacharacter or whitespace
 ALLOWLIST = "allowlist"  # outside the allowlist as given
 SYMLINK = "symlink"  # inside as given, outside once symlinks are resolved
+SPECIAL = "special"  # not a regular file (a FIFO, a device, a directory)
+UNVERIFIED = "unverified"  # where the opened file really is cannot be told (no /proc)
 
 
 class Refusal(NamedTuple):
@@ -58,6 +69,22 @@ class Refusal(NamedTuple):
         """True when the allowlist refused it (forbidden), False when the path itself is
         unacceptable (a bad request)."""
         return self.rule in (ALLOWLIST, SYMLINK)
+
+    @property
+    def code(self) -> str:
+        """The logtail execution module's error code for it: ``not_allowed`` (outside the
+        allowlist), ``unreadable`` (not a file it can check and read) or ``refused``."""
+        if self.outside:
+            return "not_allowed"
+        return "unreadable" if self.rule in (SPECIAL, UNVERIFIED) else "refused"
+
+
+class Refused(Exception):
+    """`open_checked` refused the file; `refusal` says why."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
 
 
 def refusal(
@@ -89,6 +116,32 @@ def refusal(
         if real != path and not allowed(real, globs):
             return Refusal(SYMLINK, f"{path} resolves to {real}, outside {allowlist}")
     return None
+
+
+def open_checked(path: str, globs: Iterable[str], *, allowlist: str = "the allowlist") -> int:
+    """A read-only descriptor of the regular file `path` reaches, checked as a whole.
+
+    Raises `Refused` when the policy refuses `path` or the file it reaches (see the module
+    docstring), and `OSError` when it cannot be reached (`FileNotFoundError`: not there).
+    """
+    globs = list(globs)
+    refused = refusal(path, globs, allowlist=allowlist)
+    if refused is not None:
+        raise Refused(refused)
+    handle = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise Refused(Refusal(SPECIAL, f"{path} is not a regular file"))
+        try:
+            real = os.readlink(f"/proc/self/fd/{handle}")
+        except OSError as exc:
+            raise Refused(Refusal(UNVERIFIED, f"cannot tell where {path} leads: {exc.strerror}")) from None
+        if not allowed(real, globs):
+            raise Refused(Refusal(SYMLINK, f"{path} led to {real} when opened, outside {allowlist}"))
+        # Reopening the checked descriptor, never the name, reads the very file checked.
+        return os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(handle)
 
 
 def control_char(text: str) -> bool:

@@ -1,14 +1,20 @@
 """Salt execution module ``logtail``: start, stop and list Tailgate tail agents on this minion.
 
 The only way Tailgate reaches a minion. Whatever the caller sent, every path is checked
-here again by the deployed ``wire/filepolicy.py`` (``refusal``): the contract's path
-rules, the shell metacharacter rule and this minion's own pillar allowlist, on the path
-as given and on the path with its symlinks resolved. Agents are started detached, with an argument list
-and no shell; whether one runs is decided by its lock file (flock), never by ``ps``.
+here again by the deployed ``wire/filepolicy.py``: the contract's path rules, the shell
+metacharacter rule and this minion's own pillar allowlist, on the path as given and
+with its symlinks resolved; `start` then reaches the file as the agent will
+(``open_checked``: a regular file whose real path the allowlist permits). A file that
+does not exist yet is accepted (the agent waits ``late_file_wait`` seconds for it),
+unless the last agent for that path stopped refused less than ``late_file_wait``
+seconds ago: then that agent's reason is the answer. At most ``max_agents`` agents run
+on the minion, those still waiting for their file included; starts are serialised so
+the count holds. Agents are started detached, with an argument list and no shell;
+whether one runs is decided by its lock file (flock), never by ``ps``.
 
 Every function returns a dict with ``ok``; failures carry ``error`` (one of
-``refused``, ``not_allowed``, ``unreadable``, ``not_installed``, ``failed``) and
-``message``:
+``refused``, ``not_allowed``, ``unreadable``, ``limit``, ``not_installed``, ``failed``)
+and ``message``:
 
     salt web1 logtail.start /var/log/nginx/access.log
     salt web1 logtail.stop /var/log/nginx/access.log
@@ -38,10 +44,12 @@ __virtualname__ = "logtail"
 
 DEFAULT_CONFIG = "/etc/tailgate/logtail.json"
 EXIT_ALREADY_RUNNING = 3
+START_GUARD = "start.guard"  # flock held while one start counts agents and starts one (no .lock suffix: not an agent)
 START_WAIT = 5.0
 STOP_WAIT = 5.0
 LIST_LIMIT = 1000
 LIST_DEPTH = 6
+CONFIG_KEYS = ("python", "install_dir", "run_dir", "log_dir", "allowlist", "max_agents", "late_file_wait")
 
 
 def __virtual__() -> str:
@@ -56,8 +64,16 @@ def _config() -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         log.warning("logtail: cannot read agent config %s: %s", path, exc)
         return None
+    missing = [key for key in CONFIG_KEYS if key not in conf] if isinstance(conf, dict) else CONFIG_KEYS
+    if missing:
+        log.warning("logtail: agent config %s lacks %s (rendered by an older formula)", path, ", ".join(missing))
+        return None
     conf["config_file"] = path
     return conf
+
+
+def _not_installed() -> dict[str, Any]:
+    return _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
 
 
 def _load_policy(conf: dict[str, Any]) -> Any:
@@ -82,20 +98,20 @@ def _allowlist(conf: dict[str, Any]) -> list[str]:
     return [g for g in globs if isinstance(g, str)]
 
 
-def _check(path: Any, need_allowed: bool = True) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(config, None) when `path` may be used here, else (None, error dict)."""
+def _check(path: Any, need_allowed: bool = True) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+    """(config, the loaded policy module, None) when `path` may be used here, else an error dict last."""
     conf = _config()
     if conf is None:
-        return None, _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
+        return {}, None, _not_installed()
     try:
         policy = _load_policy(conf)
     except (OSError, ImportError, SyntaxError) as exc:
-        return None, _err("not_installed", f"the deployed wire package cannot be loaded: {exc}")
+        return conf, None, _err("not_installed", f"the deployed wire package cannot be loaded: {exc}")
     globs = _allowlist(conf) if need_allowed else None
     refused = policy.refusal(path, globs, allowlist="this minion's allowlist")
     if refused is not None:
-        return None, _err("not_allowed" if refused.outside else "refused", refused.message)
-    return conf, None
+        return conf, policy, _err(refused.code, refused.message)
+    return conf, policy, None
 
 
 def _lock_path(conf: dict[str, Any], path: str) -> str:
@@ -105,38 +121,56 @@ def _lock_path(conf: dict[str, Any], path: str) -> str:
 
 def _holder(lock_file: str) -> dict[str, Any] | None:
     """The record of the agent holding `lock_file`, or None when no agent holds it."""
+    held, record = _lock_state(lock_file)
+    return record if held else None
+
+
+def _lock_state(lock_file: str) -> tuple[bool, dict[str, Any]]:
+    """Whether an agent holds `lock_file`, and the record in it (the last agent's, if none)."""
     try:
         fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None
+        return False, {}
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raw = os.pread(fd, 4096, 0)
-            try:
-                record = json.loads(raw or b"{}")
-            except ValueError:
-                record = {}
-            return record if isinstance(record, dict) else {}
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+            held = True
+        else:
+            held = False
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            record = {}
+        return held, record if isinstance(record, dict) else {}
     finally:
         os.close(fd)
 
 
-def _unreadable(path: str) -> str | None:
+def _file_problem(conf: dict[str, Any], policy: Any, path: str, lock_file: str) -> dict[str, Any] | None:
+    """Why the file `path` leads to may not be tailed now, reached as the agent will reach it."""
     try:
-        st = os.stat(path)
+        os.close(policy.open_checked(path, _allowlist(conf), allowlist="this minion's allowlist"))
+    except policy.Refused as exc:
+        return _err(exc.refusal.code, exc.refusal.message)
     except FileNotFoundError:
-        return None  # followed like tail -F: tailed once it appears
+        return _refused_lately(conf, lock_file)  # else followed like tail -F once it appears
     except OSError as exc:
-        return f"cannot stat {path}: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return f"{path} is not a regular file"
-    if not os.access(path, os.R_OK):
-        return f"{path} is not readable"
+        return _err("unreadable", f"cannot open {path}: {exc.strerror}")
     return None
+
+
+def _refused_lately(conf: dict[str, Any], lock_file: str) -> dict[str, Any] | None:
+    """Why the path's last agent stopped, if it was refused (or gave up waiting for the
+    file) less than `late_file_wait` seconds ago: a missing file is waited for, but not
+    again straight after an agent stopped on it, so that agent's reason is the answer."""
+    held, last = _lock_state(lock_file)
+    stopped, error = last.get("stopped"), last.get("error")
+    recent = isinstance(stopped, (int, float)) and time.time() - stopped < float(conf["late_file_wait"])
+    if held or not recent or not isinstance(error, str):
+        return None
+    return _err(error, str(last.get("message", "")))
 
 
 def _log_tail(log_file: str, limit: int = 600) -> str:
@@ -157,20 +191,62 @@ def start(path: str) -> dict[str, Any]:
 
         salt '*' logtail.start /var/log/syslog
     """
-    conf, error = _check(path)
+    conf, policy, error = _check(path, need_allowed=False)  # the path's shape; the allowlist with the file below
     if error is not None:
         return error
-    assert conf is not None
-    why = _unreadable(path)
-    if why is not None:
-        return _err("unreadable", why)
     lock_file = _lock_path(conf, path)
     running = _holder(lock_file)
     if running is not None:
         return {"ok": True, "state": "running", "pid": running.get("pid"), "path": path, "already": True}
+    problem = _file_problem(conf, policy, path, lock_file)
+    if problem is not None:
+        return problem
     agent = os.path.join(conf["install_dir"], "logtail_agent.py")
     if not os.path.isfile(agent):
         return _err("not_installed", f"{agent} is missing (state.apply logtail)")
+    limit = __salt__["pillar.get"]("logtail:max_agents", conf["max_agents"])  # noqa: F821
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        return _err("refused", f"logtail:max_agents must be a whole number, not {limit!r}")
+    guard = _take_start_guard(conf)
+    if guard is None:
+        return _err("failed", f"other agents were being started on this minion for {START_WAIT:.0f}s", path=path)
+    try:
+        return _start_counted(conf, path, lock_file, agent, limit)
+    finally:
+        os.close(guard)
+
+
+def _take_start_guard(conf: dict[str, Any]) -> int | None:
+    """Hold this minion's start guard (a descriptor to close), or None after START_WAIT."""
+    os.makedirs(conf["run_dir"], mode=0o750, exist_ok=True)
+    fd = os.open(os.path.join(conf["run_dir"], START_GUARD), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+
+
+def _start_counted(conf: dict[str, Any], path: str, lock_file: str, agent: str, limit: int) -> dict[str, Any]:
+    """Start the agent unless the minion runs `limit` already; the caller holds the start
+    guard, and keeps it until the new agent holds its lock, so no other start counts
+    before this agent is there to be counted."""
+    running = _holder(lock_file)  # started by the start that held the guard before us
+    if running is not None:
+        return {"ok": True, "state": "running", "pid": running.get("pid"), "path": path, "already": True}
+    count = len(_agents(conf))
+    if count >= limit:
+        return _err(
+            "limit",
+            f"this minion already runs {count} tail agents, its limit (pillar logtail:max_agents is {limit}); "
+            "try again once one of them has ended",
+            path=path,
+        )
     os.makedirs(conf["log_dir"], mode=0o750, exist_ok=True)
     log_file = os.path.join(conf["log_dir"], os.path.basename(lock_file)[:-5] + ".log")
     argv = [conf["python"], agent, "--config", conf["config_file"], "--minion-id", __opts__["id"], "--path", path]  # noqa: F821
@@ -237,10 +313,9 @@ def stop(path: str) -> dict[str, Any]:
 
         salt '*' logtail.stop /var/log/syslog
     """
-    conf, error = _check(path, need_allowed=False)
+    conf, _, error = _check(path, need_allowed=False)
     if error is not None:
         return error
-    assert conf is not None
     lock_file = _lock_path(conf, path)
     record = _holder(lock_file)
     if record is None:
@@ -274,7 +349,7 @@ def status() -> dict[str, Any]:
     """
     conf = _config()
     if conf is None:
-        return _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
+        return _not_installed()
     agents = [{"path": r.get("path"), "pid": r.get("pid"), "started": r.get("started")} for _, r in _agents(conf)]
     return {"ok": True, "agents": agents}
 
@@ -306,7 +381,7 @@ def list_files() -> dict[str, Any]:
     """
     conf = _config()
     if conf is None:
-        return _err("not_installed", "the logtail agent is not installed on this minion (state.apply logtail)")
+        return _not_installed()
     try:
         policy = _load_policy(conf)
     except (OSError, ImportError, SyntaxError) as exc:

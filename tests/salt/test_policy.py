@@ -84,7 +84,7 @@ def test_follower_reads_the_last_lines_then_follows_rotation_and_truncation(tmp_
     agent = load_agent()
     path = tmp_path / "a.log"
     path.write_bytes(b"".join(b"line %d\n" % i for i in range(10)) + b"partial")
-    follower = agent.Follower(str(path), 3, 100)
+    follower = agent.Follower(str(path), 3, 100, [f"{tmp_path}/**"], 60.0)
     assert follower.poll() == ["line 8", "line 9"]  # like tail -n 3: the unfinished line is the third
     with path.open("ab") as fh:
         fh.write(b" end\r\n" + b"y" * 150 + b"\n")

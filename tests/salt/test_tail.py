@@ -66,6 +66,11 @@ def states(client: WsClient, stream: str) -> list[str]:
     return [f["state"] for f in client.frames if f.get("type") == "status" and f.get("stream") == stream]
 
 
+def failed(client: WsClient, stream: str) -> dict[str, Any] | None:
+    """The last `status failed` frame the client got for `stream`, if any."""
+    return next((f for f in reversed(client.frames) if f.get("stream") == stream and f.get("state") == "failed"), None)
+
+
 async def wait_agent_gone(session: SaltSession, path: str, timeout: float) -> float:
     started = time.monotonic()
     while agent_record(session, path) is not None:
@@ -275,12 +280,7 @@ async def test_refusals_get_an_error_and_issue_no_salt_job(
     for name, reason in (("evil.log", "not_allowed"), ("adir.log", "unreadable")):
         stream = f"file:{MINION}:{logs}/{name}"
         await client.subscribe(stream)
-        frame = await client.wait_for(
-            lambda stream=stream: next(
-                (f for f in client.frames if f.get("stream") == stream and f.get("state") == "failed"), None
-            ),
-            what=f"failed status for {name}",
-        )
+        frame = await client.wait_for(lambda stream=stream: failed(client, stream), what=f"failed status for {name}")
         assert frame["message"].startswith(reason), frame
     assert agent_record(salt_session, f"{logs}/evil.log") is None
 
@@ -470,3 +470,108 @@ async def test_without_salt_file_streams_are_unavailable_and_the_rest_works(
     status, body = http_get(gw.base + "/api/minions", timeout=10)
     assert status == (200 if salt_env["TAILGATE_SALT_MODE"] == "off" else 503), body
     await client.close()
+
+
+# --- what an agent refuses to read, and how many run (issue 12, defects 8 and 9) ---
+
+SECRET = "SECRET root:$6$hash:19000:0:99999:7:::"
+
+
+def link_out(path: Path, outside: Path) -> str:
+    """Rotation by rename, with a link to a file outside the allowlist as the new file."""
+    os.rename(path, path.with_suffix(".log.1"))
+    path.symlink_to(outside / "app.log")
+    return f"not_allowed: {path} resolves to {outside / 'app.log'}, outside this minion's allowlist"
+
+
+def directory_link_out(path: Path, outside: Path) -> str:
+    """The file's directory renamed, and a link to a directory outside put in its place."""
+    os.rename(path.parent, path.parent.with_name(path.parent.name + ".old"))
+    path.parent.symlink_to(outside)
+    return f"not_allowed: {path} resolves to {outside / 'app.log'}, outside this minion's allowlist"
+
+
+def fifo(path: Path, outside: Path) -> str:
+    """Rotation by rename, with a FIFO as the new file (opening it would block the agent)."""
+    os.rename(path, path.with_suffix(".log.1"))
+    os.mkfifo(path)
+    return f"unreadable: {path} is not a regular file"
+
+
+@pytest.mark.parametrize("swap", [link_out, directory_link_out, fifo])
+async def test_a_file_swapped_after_the_check_is_refused_and_the_viewer_told(
+    salt_session: SaltSession, services: list[Service], tmp_path: Path, swap: Any
+) -> None:
+    outside = Path(os.path.realpath(tmp_path / "outside"))  # not under the minion's allowlist
+    outside.mkdir()
+    (outside / "app.log").write_text(f"{SECRET}\n")
+    path = salt_session.logs / f"d-{uuid.uuid4().hex[:8]}" / "app.log"
+    path.parent.mkdir()
+    path.write_text("")
+    stream = f"file:{MINION}:{path}"
+    gw = start_gateway(salt_session, services, tmp_path)
+    client = await WsClient.connect(gw.ws_url)
+    await client.subscribe(stream)
+    await client.wait_for(lambda: "live" in states(client, stream), what="agent live")
+    with path.open("a") as fh:
+        fh.write("before the swap\n")
+    await client.wait_for(lambda: client.texts(stream) == ["before the swap"], what="the line before the swap")
+    reason = swap(path, outside)
+    frame = await client.wait_for(lambda: failed(client, stream), timeout=15, what="failed status")
+    # the agent stopped on the new file (stopped), the module refused to start another (failed)
+    assert states(client, stream) == ["starting", "live", "stopped", "starting", "failed"]
+    assert frame["message"] == reason
+    assert client.texts(stream) == ["before the swap"]
+    history = redis.Redis.from_url(salt_session.redis_url).xrange(Keys(salt_session.prefix).hist(stream))
+    assert not any(b"SECRET" in fields[b"d"] for _, fields in history)
+    assert agent_record(salt_session, str(path)) is None
+    await client.close()
+
+
+async def test_an_agent_waits_for_a_missing_file_a_bounded_time_and_says_so(
+    salt_session: SaltSession, services: list[Service], tmp_path: Path
+) -> None:
+    path = salt_session.logs / f"late-{uuid.uuid4().hex[:8]}.log"
+    stream = f"file:{MINION}:{path}"
+    gw = start_gateway(salt_session, services, tmp_path)
+    client = await WsClient.connect(gw.ws_url)
+    await client.subscribe(stream)
+    await client.wait_for(lambda: "live" in states(client, stream), what="agent waiting for the file")
+    # it is counted like any agent: max_agents caps what logtail.status lists
+    running = await asyncio.to_thread(salt_session.pair.call, "logtail.status")
+    assert str(path) in [a["path"] for a in running["agents"]]
+    frame = await client.wait_for(
+        lambda: failed(client, stream), timeout=salt_session.late_file_wait + 10, what="failed status"
+    )
+    assert frame["message"] == f"unreadable: {path} did not appear within {salt_session.late_file_wait:g}s"
+    assert agent_record(salt_session, str(path)) is None
+    await client.close()
+
+
+async def test_a_minion_runs_at_most_max_agents_and_refuses_one_more_with_the_reason(
+    salt_session: SaltSession, services: list[Service], tmp_path: Path
+) -> None:
+    pair = salt_session.pair
+    pillar = dict(pair.pillar)
+    await asyncio.to_thread(pair.call, "logtail.stop_all")  # agents earlier tests left for their grace period
+    pair.write_pillar({**pillar, "max_agents": 2})
+    await asyncio.to_thread(pair.call, "saltutil.refresh_pillar", "wait=True")
+    try:
+        streams = [f"file:{MINION}:{new_log(salt_session, lines=1)}" for _ in range(3)]
+        gw = start_gateway(salt_session, services, tmp_path)
+        client = await WsClient.connect(gw.ws_url)
+        for stream in streams[:2]:
+            await client.subscribe(stream)
+            await client.wait_for(lambda stream=stream: "live" in states(client, stream), what="agent live")
+        await client.subscribe(streams[2])
+        frame = await client.wait_for(lambda: failed(client, streams[2]), timeout=15, what="failed status")
+        assert frame["message"] == (
+            "limit: this minion already runs 2 tail agents, its limit (pillar logtail:max_agents is 2); "
+            "try again once one of them has ended"
+        )
+        assert agent_record(salt_session, streams[2].split(":", 2)[2]) is None
+        assert client.texts(streams[2]) == []
+        await client.close()
+    finally:
+        pair.write_pillar(pillar)
+        await asyncio.to_thread(pair.call, "saltutil.refresh_pillar", "wait=True")

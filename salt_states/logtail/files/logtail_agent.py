@@ -6,10 +6,13 @@ demand by the `logtail` execution module (never by hand, never through a shell):
     python logtail_agent.py --config /etc/tailgate/logtail.json --minion-id web1 --path /var/log/app.log
 
 It follows the file like ``tail -F`` (rotation by rename, copy-truncate, a file that
-does not exist yet), starts with the file's last lines, and publishes batches through
-`wire.Publisher`, the same atomic history-and-publish step the bridge uses. One agent per
-file per minion: it holds an flock on a lock file for its whole life and writes its pid
-there. It keeps a heartbeat key in Redis and exits once no gateway has wanted its stream
+does not exist yet, for at most ``late_file_wait`` seconds), starts with the file's last
+lines, and publishes batches through `wire.Publisher`, the same atomic history-and-publish
+step the bridge uses. Every open, the first and each one after a rotation, goes through
+`wire.filepolicy.open_checked`: a link or a FIFO planted in an allowed directory is
+refused, and the agent stops, saying why in its lock file (the execution module reports
+it) and its log. One agent per file per minion: it holds an flock on a lock file for its
+whole life and writes its pid there. It keeps a heartbeat key in Redis and exits once no gateway has wanted its stream
 for the grace period, so a crashed gateway never leaves a tail behind. While Redis is
 unreachable it keeps reading into a bounded buffer and, on reconnect, publishes a line
 saying how many lines it had to drop.
@@ -28,7 +31,6 @@ import json
 import logging
 import os
 import signal
-import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ class AgentConfig:
     buffer_max_lines: int
     history_maxlen: int
     max_outage: float
+    late_file_wait: float
     run_dir: str
     log_dir: str
 
@@ -101,12 +104,22 @@ def lock_name(path: str) -> str:
 
 
 class Follower:
-    """Reads complete lines from a file the way ``tail -F`` follows it."""
+    """Reads complete lines from a file the way ``tail -F`` follows it.
 
-    def __init__(self, path: str, initial_lines: int, max_line_bytes: int) -> None:
+    Once it refuses what the path leads to, or a file that never appeared has been waited
+    for `late_file_wait` seconds, `stopped` holds ``(error code, message)`` and it reads no more.
+    """
+
+    def __init__(
+        self, path: str, initial_lines: int, max_line_bytes: int, allowlist: list[str], late_file_wait: float
+    ) -> None:
         self.path = path
         self.initial_lines = initial_lines
         self.max_line_bytes = max_line_bytes
+        self.allowlist = allowlist
+        self.late_file_wait = late_file_wait
+        self.waiting_since: float | None = time.monotonic()  # None once the file has been opened
+        self.stopped: tuple[str, str] | None = None
         self.fh: BinaryIO | None = None
         self.ident: tuple[int, int] | None = None
         self.partial = bytearray()
@@ -117,32 +130,37 @@ class Follower:
 
     def _open(self) -> bool:
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls
+            fd = filepolicy.open_checked(self.path, self.allowlist, allowlist="this minion's allowlist")
+        except filepolicy.Refused as exc:
+            self.stopped = (exc.refusal.code, exc.refusal.message)
+            return False
         except FileNotFoundError:
             if not self.missing_logged:
                 log.info("%s does not exist (yet); waiting for it", self.path)
                 self.missing_logged = True
             self.first_open = False
+            self._give_up_waiting(f"{self.path} did not appear")
             return False
         except OSError as exc:
             if not self.missing_logged:
                 log.warning("cannot open %s: %s; retrying", self.path, exc)
                 self.missing_logged = True
+            self._give_up_waiting(f"cannot open {self.path}: {exc.strerror}")
             return False
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            fh.close()
-            if not self.missing_logged:
-                log.warning("%s is not a regular file; waiting", self.path)
-                self.missing_logged = True
-            return False
-        self.fh, self.ident, self.missing_logged = fh, (st.st_dev, st.st_ino), False
+        fh = os.fdopen(fd, "rb")  # kept open across polls
+        st = os.fstat(fd)
+        self.fh, self.ident, self.missing_logged, self.waiting_since = fh, (st.st_dev, st.st_ino), False, None
         self.last_bytes = b""
         if self.first_open:
             fh.seek(self._tail_offset(fh, st.st_size))
         self.first_open = False
         log.info("following %s (inode %d) from byte %d", self.path, st.st_ino, fh.tell())
         return True
+
+    def _give_up_waiting(self, why: str) -> None:
+        """Stop once a file never opened has been waited for `late_file_wait` seconds."""
+        if self.waiting_since is not None and time.monotonic() - self.waiting_since >= self.late_file_wait:
+            self.stopped = ("unreadable", f"{why} within {self.late_file_wait:g}s")
 
     def _tail_offset(self, fh: BinaryIO, size: int) -> int:
         """Where the last `initial_lines` complete lines (and any partial one) start."""
@@ -239,7 +257,7 @@ class Follower:
     def poll(self) -> list[str]:
         """Lines that became available since the last poll (rotation handled)."""
         out: list[str] = []
-        if self.fh is None and not self._open():
+        if self.stopped is not None or (self.fh is None and not self._open()):
             return out
         assert self.fh is not None
         if self._rewritten():
@@ -258,7 +276,7 @@ class Follower:
             self._flush_partial(out)
             log.info("%s was rotated (new inode %d); reopening from its start", self.path, st.st_ino)
             self._close()
-            if self._open():
+            if self._open():  # checked again: the new file is whatever the name leads to now
                 self._read_available(out)
         elif st.st_size < self.fh.tell():
             self._restart_from_top(out, f"{st.st_size} < {self.fh.tell()} bytes")
@@ -272,8 +290,9 @@ class Follower:
 class Agent:
     """The publish loop: follow, buffer, publish, heartbeat, exit when unwanted."""
 
-    def __init__(self, conf: AgentConfig, minion: str, path: str) -> None:
+    def __init__(self, conf: AgentConfig, minion: str, path: str, lock_fd: int) -> None:
         self.conf = conf
+        self.lock_fd: int | None = lock_fd
         self.stream = file_stream(minion, path).name
         self.path = path
         self.keys = Keys(conf.key_prefix)
@@ -283,7 +302,7 @@ class Agent:
         self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
         self.wanted = self.client.register_script(WANTED_LUA)
         self.release = self.client.register_script(RELEASE_LUA)
-        self.follower = Follower(path, conf.initial_lines, conf.max_line_bytes)
+        self.follower = Follower(path, conf.initial_lines, conf.max_line_bytes, conf.allowlist, conf.late_file_wait)
         self.buffer: collections.deque[Line] = collections.deque()
         self.dropped = 0
         self.dropped_total = 0
@@ -354,6 +373,9 @@ class Agent:
         try:
             while not self.stopping:
                 self._buffer(self.follower.poll())
+                if self.follower.stopped is not None:
+                    log.error("stopping: %s", self.follower.stopped[1])
+                    break
                 now = time.monotonic()
                 due = now >= next_beat
                 if due:
@@ -373,18 +395,34 @@ class Agent:
                     time.sleep(self.conf.poll_interval)
         finally:
             self._shutdown()
-        return EXIT_OK
+        return EXIT_OK if self.follower.stopped is None else EXIT_REFUSED
 
     def _shutdown(self) -> None:
         self._buffer(self.follower.poll())
         self.follower.close()
+        # The lock goes (with the reason for a refusal in it) before the heartbeat: a gateway
+        # that sees the heartbeat gone asks the module at once, which must find this agent
+        # gone and why, not an agent still holding its lock.
         with contextlib.suppress(redis.RedisError, OSError):
             self._publish()
+        self.unlock()
+        with contextlib.suppress(redis.RedisError, OSError):
             self.release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
         if self.buffer or self.dropped:
             log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)
         log.info("agent for %s stopped (%d lines dropped in total)", self.stream, self.dropped_total)
         self.client.close()
+
+    def unlock(self) -> None:
+        """Let go of the agent lock, first recording why the agent stopped if it was refused."""
+        if self.lock_fd is None:
+            return
+        if self.follower.stopped is not None:
+            error, message = self.follower.stopped
+            record = {"pid": os.getpid(), "path": self.path, "stopped": round(time.time(), 3)}
+            write_record(self.lock_fd, {**record, "error": error, "message": message})
+        os.close(self.lock_fd)
+        self.lock_fd = None
 
 
 def take_lock(run_dir: str, path: str) -> int | None:
@@ -396,10 +434,15 @@ def take_lock(run_dir: str, path: str) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    record = json.dumps({"pid": os.getpid(), "path": path, "started": round(time.time(), 3)}).encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, record, 0)
+    write_record(fd, {"pid": os.getpid(), "path": path, "started": round(time.time(), 3)})
     return fd
+
+
+def write_record(fd: int, record: dict[str, Any]) -> None:
+    """Replace the lock file's record (read by the execution module: pid, path, and why
+    the agent stopped, when it was refused)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
 
 
 def refusal(conf: AgentConfig, minion: str, path: str) -> str | None:
@@ -432,14 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     if fd is None:
         log.info("another agent already follows %s; exiting", args.path)
         return EXIT_ALREADY_RUNNING
-    agent = Agent(conf, args.minion_id, args.path)
+    agent = Agent(conf, args.minion_id, args.path, fd)
     signal.signal(signal.SIGTERM, agent.stop)
     signal.signal(signal.SIGINT, agent.stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         return agent.run()
     finally:
-        os.close(fd)
+        agent.unlock()
 
 
 if __name__ == "__main__":
