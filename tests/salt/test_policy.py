@@ -11,7 +11,8 @@ import pytest
 
 from gateway.tails.salt import check_call
 from tests.support import ROOT
-from wire.filepolicy import allowed, glob_base, shell_meta
+from wire import filepolicy
+from wire.filepolicy import SPECIAL, SYMLINK, Refused, allowed, glob_base, open_checked, shell_meta
 
 pytestmark = pytest.mark.unit  # nothing here starts a process
 
@@ -97,4 +98,69 @@ def test_follower_reads_the_last_lines_then_follows_rotation_and_truncation(tmp_
     assert follower.poll() == ["new 1", "new 2"]
     path.write_bytes(b"rewritten, and longer than before\n")  # truncated and refilled past our offset
     assert follower.poll() == ["rewritten, and longer than before"]
+    follower.close()
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Path:
+    """An allowed directory holding a log, links in and out, a FIFO; a secret outside it."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "secret").write_text("secret\n")
+    (logs / "a.log").write_text("a\n")
+    (logs / "in.log").symlink_to(logs / "a.log")
+    (logs / "out.log").symlink_to(tmp_path / "secret")
+    (logs / "null.log").symlink_to("/dev/null")
+    os.mkfifo(logs / "fifo.log")
+    return logs
+
+
+def test_open_checked_opens_only_regular_files_the_allowlist_permits(planted: Path) -> None:
+    globs = [f"{planted}/**"]
+    for name in ("a.log", "in.log"):  # a link that stays inside the allowlist is followed
+        fd = open_checked(str(planted / name), globs)
+        assert os.read(fd, 10) == b"a\n"
+        os.close(fd)
+    for name, rule in (("out.log", SYMLINK), ("null.log", SYMLINK), ("fifo.log", SPECIAL)):
+        with pytest.raises(Refused) as refused:
+            open_checked(str(planted / name), globs)
+        assert refused.value.refusal.rule == rule, name
+    with pytest.raises(FileNotFoundError):
+        open_checked(str(planted / "missing.log"), globs)
+
+
+def test_open_checked_checks_the_file_it_opened_not_only_the_name(
+    planted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link planted between the name check and the open: the descriptor is refused."""
+    monkeypatch.setattr(filepolicy, "refusal", lambda *args, **kwargs: None)  # the name checked before the swap
+    globs = [f"{planted}/**"]
+    with pytest.raises(Refused) as refused:
+        open_checked(str(planted / "out.log"), globs, allowlist="this minion's allowlist")
+    assert refused.value.refusal == (
+        SYMLINK,
+        f"{planted}/out.log led to {planted.parent}/secret when opened, outside this minion's allowlist",
+    )
+    with pytest.raises(Refused) as refused:
+        open_checked(str(planted / "fifo.log"), globs)  # returns at once: a FIFO is never opened
+    assert refused.value.refusal.rule == SPECIAL
+
+
+def test_follower_drains_the_old_file_then_stops_on_a_link_out(tmp_path: Path) -> None:
+    agent = load_agent()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "secret").write_text("secret\n")
+    path = tmp_path / "logs" / "a.log"
+    path.write_text("one\n")
+    follower = agent.Follower(str(path), 10, 100, [f"{tmp_path}/logs/**"], 60.0)
+    assert follower.poll() == ["one"]
+    os.rename(path, tmp_path / "logs" / "a.log.1")
+    with (tmp_path / "logs" / "a.log.1").open("a") as fh:
+        fh.write("two\n")
+    path.symlink_to(tmp_path / "secret")
+    assert follower.poll() == ["two"]  # what the old file still had
+    assert follower.poll() == []  # then the new one, refused
+    reason = f"{path} resolves to {tmp_path}/secret, outside this minion's allowlist"
+    assert follower.stopped == ("not_allowed", reason)
+    assert follower.poll() == []
     follower.close()
