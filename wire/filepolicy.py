@@ -20,9 +20,9 @@ bytes read are those of the file checked.
 
 It is called at every boundary: the gateway's admission (its own allowlist, not resolved:
 the file is on the minion), its Salt client (rules 1 and 2 only), the Salt execution
-module and the tail agent (the minion's allowlist, resolved). Checking at each boundary
-is deliberate; the rules are written here once. `wire.names.check_path` applies rule 1
-through `path_problem`.
+module and the tail agent (the minion's allowlist, resolved, through `open_checked`
+wherever they reach the file itself). Checking at each boundary is deliberate; the rules
+are written here once. `wire.names.check_path` applies rule 1 through `path_problem`.
 
 Standard library only and no imports from the rest of `wire`, so the execution module can
 load this one file from the deployed agent directory without redis-py being importable by

@@ -12,10 +12,10 @@ step the bridge uses. Every open, the first and each one after a rotation, goes 
 `wire.filepolicy.open_checked`: a link or a FIFO planted in an allowed directory is
 refused, and the agent stops, saying why in its lock file (the execution module reports
 it) and its log. One agent per file per minion: it holds an flock on a lock file for its
-whole life and writes its pid there. It keeps a heartbeat key in Redis and exits once no gateway has wanted its stream
-for the grace period, so a crashed gateway never leaves a tail behind. While Redis is
-unreachable it keeps reading into a bounded buffer and, on reconnect, publishes a line
-saying how many lines it had to drop.
+whole life and writes its pid there. It keeps a heartbeat key in Redis and exits once no
+gateway has wanted its stream for the grace period, so a crashed gateway never leaves a
+tail behind. While Redis is unreachable it keeps reading into a bounded buffer and, on
+reconnect, publishes a line saying how many lines it had to drop.
 
 Standard library, redis-py and the `wire` package only.
 """
@@ -139,13 +139,13 @@ class Follower:
                 log.info("%s does not exist (yet); waiting for it", self.path)
                 self.missing_logged = True
             self.first_open = False
-            self._give_up_waiting(f"{self.path} did not appear")
+            self._give_up_waiting()
             return False
         except OSError as exc:
             if not self.missing_logged:
                 log.warning("cannot open %s: %s; retrying", self.path, exc)
                 self.missing_logged = True
-            self._give_up_waiting(f"cannot open {self.path}: {exc.strerror}")
+            self._give_up_waiting(f" (cannot open it: {exc.strerror})")
             return False
         fh = os.fdopen(fd, "rb")  # kept open across polls
         st = os.fstat(fd)
@@ -157,10 +157,10 @@ class Follower:
         log.info("following %s (inode %d) from byte %d", self.path, st.st_ino, fh.tell())
         return True
 
-    def _give_up_waiting(self, why: str) -> None:
+    def _give_up_waiting(self, detail: str = "") -> None:
         """Stop once a file never opened has been waited for `late_file_wait` seconds."""
         if self.waiting_since is not None and time.monotonic() - self.waiting_since >= self.late_file_wait:
-            self.stopped = ("unreadable", f"{why} within {self.late_file_wait:g}s")
+            self.stopped = ("unreadable", f"{self.path} did not appear within {self.late_file_wait:g}s{detail}")
 
     def _tail_offset(self, fh: BinaryIO, size: int) -> int:
         """Where the last `initial_lines` complete lines (and any partial one) start."""
