@@ -195,12 +195,12 @@ def start(path: str) -> dict[str, Any]:
     if error is not None:
         return error
     lock_file = _lock_path(conf, path)
-    running = _holder(lock_file)
-    if running is not None:
-        return {"ok": True, "state": "running", "pid": running.get("pid"), "path": path, "already": True}
     problem = _file_problem(conf, policy, path, lock_file)
     if problem is not None:
         return problem
+    running = _holder(lock_file)
+    if running is not None:
+        return {"ok": True, "state": "running", "pid": running.get("pid"), "path": path, "already": True}
     agent = os.path.join(conf["install_dir"], "logtail_agent.py")
     if not os.path.isfile(agent):
         return _err("not_installed", f"{agent} is missing (state.apply logtail)")
