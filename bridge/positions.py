@@ -165,8 +165,9 @@ class Positions:
             if tp in self.lowered or nxt is None:
                 continue  # its checkpoint is about to be lowered, or it has no position yet
             if last is None:
-                # Redis lost everything: go on from here rather than replaying the topic
-                log.warning("%s:%d: Redis holds no offset for it (lost); going on from offset %d", *tp, nxt)
+                # nothing published yet, or Redis lost everything: go on from here rather
+                # than replaying the topic
+                log.info("%s:%d: Redis holds no offset for it; going on from offset %d", *tp, nxt)
             elif last + 1 != nxt:
                 log.warning(
                     "%s:%d: Redis records offset %d but the bridge was at %d (Redis restored from an "
