@@ -32,7 +32,7 @@ class Work:
     lines_in: Counter[str] = field(default_factory=Counter)  # per topic
     # (topic, partition) -> (first offset, last offset, oldest and newest record timestamp in s)
     spans: dict[tuple[str, int], tuple[int, int, float, float]] = field(default_factory=dict)
-    # partitions whose log started over -> the offset their Redis checkpoint is lowered to
+    # partitions whose log started over or was truncated -> the offset their Redis checkpoint is lowered to
     resets: dict[Any, int] = field(default_factory=dict)
 
     def lines_out(self) -> tuple[Counter[str], Counter[str]]:

@@ -2,9 +2,10 @@
 end of a partition's log, whether Kafka answers; and the answers of /healthz and /readyz
 (served by bridge.status).
 
-Invariant: nothing here decides what is published or where a partition resumes (Redis
-does, bridge.positions); it only observes, reports, and seeks a partition whose log
-started over back to its start. Kafka offset commits are bridge.offsets.
+Invariant: nothing here decides what is published or where a partition resumes
+(bridge.positions does); it only observes, reports, and seeks a partition whose position
+is past the end of its log back to the log's start, as Kafka's "out of range" would.
+Kafka offset commits are bridge.offsets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ STUCK_AFTER = 30.0  # seconds without a turn of the loop before /healthz says so
 
 
 class Health:
-    """Updates the lag and Kafka gauges; seeks a partition whose log started over; tells
+    """Updates the lag and Kafka gauges; seeks a partition past the end of its log; tells
     whether the bridge is alive and ready."""
 
     def __init__(self, metrics: BridgeMetrics) -> None:
@@ -83,9 +84,10 @@ class Health:
             self.lag_labels.add(label)
             self.metrics.consumer_lag.labels(*label).set(max(0, high - nxt))
         # A position past the high watermark twice in a row (fetches refresh the watermark
-        # in between) means the log started over and the broker did not say "out of range"
-        # (some brokers return an empty fetch instead); read it again from its start. The
-        # offsets then going backwards lower the Redis checkpoint (bridge.positions).
+        # in between) means the log ends before it (it started over, or was truncated) and
+        # the broker did not say "out of range" (some return an empty fetch instead); read
+        # it from its start as Kafka's reset would: the offsets then going backwards let
+        # bridge.positions decide where it goes on.
         for tp in beyond & self.beyond_end:
             log.warning("%s:%d: position is past the end of the log; reading it from its start", *tp)
             consumer.seek_to_beginning(tp)

@@ -62,7 +62,22 @@ class BridgeMetrics:
             f"{ns}_kafka_reconnects", "Recoveries after Kafka stopped answering", registry=r
         )
         self.offset_resets = Counter(
-            f"{ns}_offset_resets", "Partitions whose log started over (offsets went backwards)", registry=r
+            f"{ns}_offset_resets",
+            "Partitions whose log started over (position past its end, no offset committed): republished",
+            registry=r,
+        )
+        self.log_truncations = Counter(
+            f"{ns}_log_truncations",
+            "Partitions whose log was truncated (position past its end, offset committed): resumed without a replay",
+            registry=r,
+        )
+        self.truncated_offsets = Counter(
+            f"{ns}_truncated_offsets", "Published offsets a truncated log no longer holds", registry=r
+        )
+        self.checkpoint_fallbacks = Counter(
+            f"{ns}_checkpoint_fallbacks",
+            "Partitions resumed at the offset committed to Kafka because Redis had lost their checkpoint",
+            registry=r,
         )
 
     def count_errors(self, errors: Tally[str]) -> None:

@@ -1,15 +1,24 @@
 """Kafka offset commits: the newest published offset of each partition, told to Kafka.
 
-Invariant: Redis decides where a partition resumes (bridge.positions, wire.Publisher's
-checkpoint); the offsets committed here exist only so Kafka's lag tools see the group's
-progress. A failed or skipped commit therefore loses and doubles nothing, and is logged
-at debug level only. Commits are sent asynchronously, at most once per housekeeping turn
-and once more at shutdown, and only for partitions this process still holds.
+Redis decides where a partition resumes (bridge.positions, wire.Publisher's checkpoint).
+The offsets committed here serve Kafka's lag tools and are Redis's stand-in: where Redis
+has lost a partition's checkpoint (a restart without persistence, FLUSHALL), the
+partition resumes at its committed offset instead of replaying the topic; and whether
+Kafka still holds a committed offset tells a truncated log from one that started over.
+
+So they follow Redis closely. Each housekeeping turn sends, asynchronously, the next
+offset of every partition published (or whose checkpoint was lowered) since its last
+commit, and only those: an offset Kafka lost with a broker's data is never sent again on
+behalf of a partition that published nothing since. A commit that fails is sent again
+the next turn (unless a newer one replaced it); shutdown commits synchronously. A commit
+lost anyway costs, only if Redis loses its checkpoint too, the lines published since the
+previous commit: published again.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -18,45 +27,83 @@ from kafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, int]  # (topic, partition)
+
 
 class OffsetCommits:
-    """What was published since the last commit, and the commit itself (off unless
-    `bridge.commit_offsets`)."""
+    """Offsets waiting to be committed, and the commits (off unless `bridge.commit_offsets`).
+
+    `published` and `moved` are called on the publishing thread, the commits on the
+    consume loop's thread (where kafka-python also runs the commit callbacks)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.published_next: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
-        self.dirty = False  # something was published since the last commit
+        self.lock = threading.Lock()
+        self.due: dict[Key, int] = {}  # partition -> next offset, changed since its last commit
 
-    def published(self, spans: dict[tuple[str, int], tuple[int, int, float, float]]) -> None:
-        """A work was published (on the publishing thread): its partitions' newest offsets."""
-        for key, (_, last, _, _) in spans.items():
-            self.published_next[key] = last + 1
-        self.dirty = True
+    def published(self, spans: dict[Key, tuple[int, int, float, float]]) -> None:
+        """A work was published: its partitions' newest offsets."""
+        with self.lock:
+            for key, (_, last, _, _) in spans.items():
+                self.due[key] = last + 1
+
+    def moved(self, key: Key, nxt: int) -> None:
+        """A partition's Redis checkpoint was lowered: `nxt` is its next offset now."""
+        with self.lock:
+            self.due[key] = nxt
 
     def commit(self, consumer: KafkaConsumer) -> None:
-        """Send a commit of the assigned partitions' published offsets, when due."""
-        if self.enabled and self.dirty:
-            self.dirty = not commit(consumer, self.published_next)
+        """Send what is due, without waiting for the answer (every housekeeping turn)."""
+        offsets = self._take(consumer)
+        if not offsets:
+            return
+        try:
+            consumer.commit_async(offsets=offsets, callback=self._answered)
+        except KafkaError as exc:
+            self._failed(offsets, exc)
+
+    def commit_now(self, consumer: KafkaConsumer, timeout_ms: int) -> None:
+        """Commit what is due and wait for the answer (at shutdown)."""
+        offsets = self._take(consumer)
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets, timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            log.warning("Kafka offset commit at shutdown failed (Redis offsets still decide): %s", exc)
+
+    def _take(self, consumer: KafkaConsumer) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What is due, for partitions this process still holds (a partition that moved
+        on is its new owner's to commit)."""
+        if not self.enabled:
+            return {}
+        assigned = consumer.assignment()
+        with self.lock:
+            due, self.due = self.due, {}
+        return {
+            tp: OffsetAndMetadata(nxt, "", -1)
+            for (topic, partition), nxt in due.items()
+            if (tp := TopicPartition(topic, partition)) in assigned
+        }
+
+    def _answered(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: Any) -> None:
+        if isinstance(response, Exception):
+            self._failed(offsets, response)
+
+    def _failed(self, offsets: dict[TopicPartition, OffsetAndMetadata], exc: Exception) -> None:
+        log.debug("Kafka offset commit failed (sent again next turn): %s", exc)
+        with self.lock:
+            for tp, meta in offsets.items():
+                self.due.setdefault((tp.topic, tp.partition), meta.offset)
 
 
-def commit(consumer: KafkaConsumer, published_next: dict[tuple[str, int], int]) -> bool:
-    """Commit the published offsets of assigned partitions; True if a commit was sent."""
-    assigned = consumer.assignment()
-    offsets = {
-        tp: OffsetAndMetadata(nxt, "", -1)
-        for (topic, partition), nxt in dict(published_next).items()
-        if (tp := TopicPartition(topic, partition)) in assigned
-    }
-    if not offsets:
-        return False
-    try:
-        consumer.commit_async(offsets=offsets, callback=_commit_done)
-    except KafkaError as exc:
-        log.debug("Kafka offset commit not sent: %s", exc)
-    return True
-
-
-def _commit_done(offsets: Any, response: Any) -> None:
-    if isinstance(response, Exception):
-        log.debug("Kafka offset commit failed (Redis offsets still decide): %s", response)
+def committed(consumer: KafkaConsumer, parts: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
+    """The offsets committed to Kafka for `parts` by the consumer's group, in one request;
+    a partition with none committed is left out. Raises KafkaError (KafkaTimeoutError
+    after `timeout_ms`)."""
+    if not parts:
+        return {}
+    # KafkaConsumer.committed asks for one partition per request; its coordinator, which
+    # that method calls, asks for all of them at once.
+    found = consumer._coordinator.fetch_committed_offsets(parts, timeout_ms=timeout_ms)
+    return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}

@@ -9,10 +9,11 @@ Faults: when a publish fails (Redis down, or reconnected: see bridge.redislink),
 batch in hand is dropped and its partitions rewound and paused; the consumer keeps
 polling (so it stays in its group) while the bridge retries reading its positions from
 Redis with backoff; once Redis answers, every partition resumes just after the offset
-Redis holds, so whatever Redis lost is fetched again and nothing is doubled. Kafka being
-unreachable only makes polls come back empty (the client reconnects by itself); a
-partition whose log started over is handled by bridge.positions. SIGTERM (the `stop`
-event) ends the loop after the batch in hand has been published.
+Redis holds, so whatever Redis lost is fetched again and nothing is doubled; where Redis
+holds no offset at all, the one committed to Kafka stands in (bridge.positions). Kafka
+being unreachable only makes polls come back empty (the client reconnects by itself); a
+partition whose log started over or was truncated is handled by bridge.positions.
+SIGTERM (the `stop` event) ends the loop after the batch in hand has been published.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 100
 HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
 KAFKA_PROBE = 5.0  # longest interval between metadata reads (they tell whether Kafka answers)
+SHUTDOWN_COMMIT_MS = 1000  # the last commit's wait: SIGTERM must end the bridge within 5 s
 
 
 class Bridge:
@@ -90,7 +92,9 @@ class Bridge:
         self.consumer = connect(self.settings, self.stop)
         if self.consumer is None:
             return
-        self.positions = Positions(self.consumer, self.publisher, self.group, b.start_from)
+        self.positions = Positions(
+            self.consumer, self.publisher, self.group, b.start_from, self.metrics, b.commit_offsets
+        )
         self.worker = PublishWorker(self._publish, self._published)
         self.watcher = MetadataWatcher(
             connection_config(self.settings.kafka), self.selection, min(b.refresh_interval, KAFKA_PROBE)
@@ -162,7 +166,8 @@ class Bridge:
             self._shutdown()
 
     def _resolve(self) -> bool:
-        """Read positions from Redis for partitions that need them; False if Redis failed."""
+        """Read positions from Redis (or Kafka's committed offsets) for partitions that
+        need them; False if Redis or Kafka failed."""
         assert self.positions is not None and self.worker is not None
         if self.positions.pending or self.positions.rechecks:
             # positions are read from Redis once everything handed over is in
@@ -173,6 +178,9 @@ class Bridge:
                 self.positions.resolve()
         except redis.RedisError as exc:
             self._redis_failed(exc)
+            return False
+        except KafkaError as exc:
+            log.warning("reading the offsets committed to Kafka failed (%s); the partitions wait", exc)
             return False
         self._redis_ok()
         return True
@@ -190,10 +198,13 @@ class Bridge:
                 log.error("dropping %d records of %s: %s", len(records), tp.topic, exc)
                 work.errors["bad_topic"] += len(records)
                 continue
-            reset = self.positions.consumed(tp, records[0].offset, records[-1].offset)
-            if reset is not None:
-                work.resets[tp] = reset
+            keep = self.positions.consumed(tp, records[0].offset, records[-1].offset)
+            if keep is not None:  # the log started over or was truncated
+                records = [r for r in records if r.offset >= keep]
+                if not records:
+                    continue
             add_partition(work, route, self.group, tp.topic, tp.partition, records, max_lines)
+        work.resets = self.positions.take_lowered()
         return work
 
     def _deliver(self, work: Work) -> None:
@@ -203,13 +214,13 @@ class Bridge:
             self._take_back([work])
 
     def _publish(self, work: Work) -> int:
-        """On the publishing thread: lower restarted partitions' checkpoints, then publish
-        every call of the work in one round trip. Returns the lines skipped as old."""
+        """On the publishing thread: lower the checkpoints of partitions whose log started
+        over or was truncated, then publish every call of the work in one round trip.
+        Returns the lines skipped as old."""
         assert self.positions is not None
         for tp in list(work.resets):
             self.positions.reset(tp, work.resets[tp])
-            del work.resets[tp]
-            self.metrics.offset_resets.inc()
+            self.commits.moved((tp.topic, tp.partition), work.resets.pop(tp) + 1)
         _, skipped = self.publisher.publish_many(work.calls)
         return skipped
 
@@ -229,15 +240,13 @@ class Bridge:
         error, failed = self.worker.take_failed()
         failed += extra or []
         first: dict[TopicPartition, int] = {}
-        restarted: set[TopicPartition] = set()
         for work in failed:
+            self.positions.keep_lowered(work.resets)  # what _publish has not done yet
             for (topic, partition), (start, _, _, _) in work.spans.items():
                 tp = TopicPartition(topic, partition)
                 first[tp] = min(start, first.get(tp, start))
-                if tp in work.resets:
-                    restarted.add(tp)
         for tp, offset in first.items():
-            self.positions.rewind(tp, offset, restarted=tp in restarted)
+            self.positions.rewind(tp, offset)
         self._redis_failed(error or redis.ConnectionError("publish failed"))
 
     # --- faults -------------------------------------------------------------------------
@@ -301,7 +310,7 @@ class Bridge:
         if self.worker is not None and not self.worker.close(timeout=3.0):
             log.warning("stopping with lines unpublished (Redis failing); they are read again at the next start")
         if self.consumer is not None:
-            self.commits.commit(self.consumer)
+            self.commits.commit_now(self.consumer, SHUTDOWN_COMMIT_MS)
             try:
                 self.consumer.close(autocommit=False, timeout_ms=1500)
             except KafkaError as exc:

@@ -68,9 +68,9 @@ class BridgeSettings:
     batch_max_lines: int = 5_000
     metrics_port: int = 9101
     metrics_host: str = "127.0.0.1"
-    start_from: str = "earliest"  # where a partition with no offset recorded in Redis starts
+    start_from: str = "earliest"  # where a partition with no offset in Redis nor committed to Kafka starts
     refresh_interval: float = 30.0
-    commit_offsets: bool = True
+    commit_offsets: bool = True  # for lag tools, and the fallback position where Redis lost its offset
     retry_initial: float = 0.1
     retry_max: float = 5.0
 

@@ -1,5 +1,5 @@
-"""The Tailgate wire contract in code: stream names, Redis keys, the line envelope and
-the atomic history-and-publish step.
+"""The Tailgate wire contract in code: stream names, Redis keys, the line envelope, the
+atomic history-and-publish step and the history epoch (`wire.epoch`).
 
 Every component (the bridge, the gateway, the tail agent) imports this package and
 nothing else writes or names the keys it defines. It depends on the standard library and

@@ -5,9 +5,10 @@ without its id (``"ts":1.5,"text":"...","meta":{...}``): the publish step stores
 fragment in history and wraps it as ``{"id":"<id>",<fragment>}`` once Redis has given
 the line its id. A live channel message is a small header then a JSON array of lines::
 
-    <first id> <last id> <count>\\n[{"id":..,"ts":..,"text":..}, ...]
+    <first id> <last id> <count> <epoch>\\n[{"id":..,"ts":..,"text":..}, ...]
 
-so the gateway can order, deduplicate and forward a batch without parsing it.
+so the gateway can order, deduplicate and forward a batch without parsing it. `<epoch>`
+is the history's epoch (`wire.epoch`); producers from before epochs leave it out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C quoter json.dumps uses
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 TRUNCATION_MARKER = " …[truncated {n} bytes]"
@@ -125,17 +126,31 @@ def format_id(line_id: LineId) -> str:
     return f"{line_id[0]}-{line_id[1]}"
 
 
-def frame_ids(message: bytes) -> tuple[LineId, LineId, int, bytes]:
-    """Split a live channel message into (first id, last id, count, JSON array bytes).
+class LiveMessage(NamedTuple):
+    """A live channel message split by `frame_ids`."""
+
+    first: LineId
+    last: LineId
+    count: int
+    lines: bytes  # the JSON array of line objects
+    epoch: str | None  # the history's epoch; None from a producer older than epochs
+
+
+def frame_ids(message: bytes) -> LiveMessage:
+    """Split a live channel message into its first and last id, count, JSON array of
+    lines and history epoch.
 
     On the gateway's hot path (once per message), so it trusts the publish step's
     format instead of validating like `parse_id`; anything malformed raises ValueError.
+    A header of three fields (a producer from before epochs) gives epoch None.
     """
     header, _, array = message.partition(b"\n")
-    first, last, count = header.split(b" ")
+    fields = header.split(b" ")
+    epoch = fields.pop().decode("ascii") if len(fields) == 4 else None
+    first, last, count = fields
     first_ms, first_seq = first.split(b"-")
     last_ms, last_seq = last.split(b"-")
-    return (int(first_ms), int(first_seq)), (int(last_ms), int(last_seq)), int(count), array
+    return LiveMessage((int(first_ms), int(first_seq)), (int(last_ms), int(last_seq)), int(count), array, epoch)
 
 
 def line_object(line_id: str | bytes, fragment: bytes) -> bytes:

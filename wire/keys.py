@@ -4,6 +4,8 @@ Layout (prefix configurable, default ``tailgate:``):
 
 * ``<prefix>live:<stream>``: pub/sub channel of a stream's live lines (contract).
 * ``<prefix>hist:<stream>``: Redis Stream holding recent history (contract).
+* ``<prefix>epoch:<stream>``: string, the history's epoch, changed whenever the history
+  is created anew (contract; written by the publish step, read with `wire.epoch`).
 * ``<prefix>offsets:<group>``: hash of the last published Kafka offset per
   ``topic:partition`` (bridge bookkeeping, written inside the publish step).
 * ``<prefix>seen``: sorted set of stream names by last publish time, and
@@ -30,6 +32,9 @@ class Keys:
 
     def hist(self, stream: str) -> str:
         return f"{self.prefix}hist:{stream}"
+
+    def epoch(self, stream: str) -> str:
+        return f"{self.prefix}epoch:{stream}"
 
     def stream_of_channel(self, channel: str | bytes) -> str | None:
         """The stream name a live channel carries, or None for a foreign channel."""

@@ -5,7 +5,8 @@ history streams or the live channels. One Lua script call per batch guarantees a
 never live without being in history and that ids follow publish order. When given a
 checkpoint (the bridge's Kafka topic-partition), the same call skips lines whose offset
 is not newer than the recorded one and records the new offset, which is what makes the
-bridge effectively-once into Redis across crashes and redeliveries.
+bridge effectively-once into Redis across crashes and redeliveries. The same call keeps
+each stream's history epoch (`wire.epoch`) and puts it in every live message's header.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Publisher:
             joined = b"\n".join(fragments)
             if joined.count(b"\n") != len(lines) - 1:
                 raise ValueError(f"a fragment for {batch.stream} holds a raw newline; fragments come from encode_line")
-            keys += [self.keys.hist(batch.stream), self.keys.live(batch.stream)]
+            keys += [self.keys.hist(batch.stream), self.keys.live(batch.stream), self.keys.epoch(batch.stream)]
             if checkpoint is None:
                 args += [batch.stream, len(lines), 0, 0, "", joined]
             else:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from gateway.fanout.filters import LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
-from wire.envelope import LineId, frame_ids, parse_id
+from wire.envelope import LineId, LiveMessage, frame_ids, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Hub:
         channel = self._channels.get(stream)
         if channel is None:
             return
-        run: list[tuple[LineId, LineId, int, bytes]] = []
+        run: list[LiveMessage] = []
         size = 0
         for message in messages:
             try:
@@ -165,7 +165,8 @@ class Hub:
             except ValueError:
                 log.error("malformed live message on %s (%d bytes); skipped", stream, len(message))
                 continue
-            if run and size + len(part[3]) > MERGE_BYTES:
+            # never merge across a history epoch change: a batch belongs to one history
+            if run and (size + len(part[3]) > MERGE_BYTES or part.epoch != run[0].epoch):
                 self._fan_out(stream, channel, run)
                 run, size = [], 0
             run.append(part)
@@ -173,8 +174,8 @@ class Hub:
         if run:
             self._fan_out(stream, channel, run)
 
-    def _fan_out(self, stream: str, channel: _Channel, parts: list[tuple[LineId, LineId, int, bytes]]) -> None:
-        first, last, count, array = parts[0]
+    def _fan_out(self, stream: str, channel: _Channel, parts: list[LiveMessage]) -> None:
+        first, last, count, array, _ = parts[0]
         if len(parts) > 1:
             last = parts[-1][1]
             count = sum(p[2] for p in parts)

@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import redis
 
 from bridge.health import Health
@@ -17,6 +18,7 @@ from embedded import KafkaBroker, RedisServer, free_port, wait_until
 from embedded.services import port_open
 from tests.support import create_topic, http_get, produce
 from wire import Keys
+from wire.epoch import read_epoch
 
 
 class Feeder(threading.Thread):
@@ -230,3 +232,141 @@ def test_status_port_while_waiting_for_a_broker_and_when_the_loop_stops_turning(
     health.last_turn -= 31
     ok, why = health.live()
     assert not ok and why.startswith("stuck: the consume loop has not turned for 3")
+
+
+# --- Redis losing its data, Kafka truncating its log (issue 12, defect 6) ----------------
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The offsets the bridge's group has committed to Kafka, read without joining it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p), timeout_ms=5000) for p in range(partitions)}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def commit_offset(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)}, timeout_ms=5000)
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart without persistence"])
+def test_redis_losing_its_data_replays_no_old_line_and_gives_the_history_a_new_epoch(
+    loss: str, kafka: KafkaBroker, start_bridge, history, bridge_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(workdir=str(tmp_path / "redis")).start()  # its own: FLUSHALL and restart hit no one else
+    client = redis.Redis.from_url(server.url)
+    keys = Keys(bridge_env["TAILGATE_REDIS_PREFIX"])
+    group = bridge_env["TAILGATE_BRIDGE_GROUP_ID"]
+    try:
+        topic = f"redisloss-{uuid.uuid4().hex[:6]}"
+        create_topic(kafka.bootstrap, topic, partitions=2)
+        stream = f"kafka:{topic}"
+        port = free_port()
+        args = ("--static", "--metrics-port", str(port))
+        bridge = start_bridge(*args, TAILGATE_BRIDGE_TOPICS=topic, TAILGATE_REDIS_URL=server.url)
+        for p in range(2):
+            produce(kafka.bootstrap, topic, [f"old {p}:{i}".encode() for i in range(20)], partition=p)
+        wait_until(lambda: len(history(stream, client)) == 40, 30, what="the old lines")
+        epoch = read_epoch(client, keys, stream)
+        produce(kafka.bootstrap, topic, [f"old 0:{i}".encode() for i in range(20, 25)], partition=0)
+        wait_until(lambda: len(history(stream, client)) == 45, 30, what="more old lines")
+        assert epoch is not None and read_epoch(client, keys, stream) == epoch  # stable across publishes
+        wait_until(lambda: committed_offsets(kafka.bootstrap, group, topic, 2) == {0: 25, 1: 20}, 15, what="commits")
+
+        if loss == "flushall":
+            client.flushall()
+        else:
+            server.stop()
+            server.start()  # no persistence: it comes back empty
+        # partition 0 goes on; partition 1 publishes nothing, so Redis has no offset for it
+        produce(kafka.bootstrap, topic, [f"new 0:{i}".encode() for i in range(3)], partition=0)
+        wait_until(lambda: _count(history, stream, client) == 3, 30, what="the first new lines")
+        new_epoch = read_epoch(client, keys, stream)
+        assert new_epoch not in (None, epoch)
+
+        # a restart (a deploy, a crash) must not replay partition 1 from its start
+        bridge.signal(signal.SIGTERM)
+        assert bridge.wait(5.5) == 0, bridge.output()
+        bridge = start_bridge(*args, TAILGATE_BRIDGE_TOPICS=topic, TAILGATE_REDIS_URL=server.url)
+        for p in range(2):
+            produce(kafka.bootstrap, topic, [f"new {p}:{i}".encode() for i in range(3, 5)], partition=p)
+        last = {"new 0:4", "new 1:4"}
+        wait_until(lambda: last <= {line["text"] for line in history(stream, client)}, 30, what="the last lines")
+        texts = [line["text"] for line in history(stream, client)]
+        assert sorted(texts) == sorted([f"new 0:{i}" for i in range(5)] + ["new 1:3", "new 1:4"]), texts
+        assert scrape(port, "tailgate_bridge_checkpoint_fallbacks_total") == 1.0
+        assert f"{topic}:1: Redis holds no offset for it" in bridge.output()
+        assert "resuming at offset 20, committed to Kafka" in bridge.output()
+        assert read_epoch(client, keys, stream) == new_epoch  # stable across a bridge restart
+    finally:
+        client.close()
+        server.stop()
+
+
+def _count(history, stream: str, client: redis.Redis) -> int:
+    try:
+        return len(history(stream, client))
+    except redis.ConnectionError:
+        return -1
+
+
+def test_a_truncated_log_is_not_replayed(
+    kafka: KafkaBroker, start_bridge, history, rclient: redis.Redis, prefix: str, bridge_env: dict[str, str]
+) -> None:
+    """A truncation (the log's end moving backwards after a leader change, the group's
+    committed offset kept) is made here by hand: the embedded broker is one broker with
+    no replicas, so no leader change can truncate its log, and it takes a topic's
+    committed offsets with the topic. So the test deletes the topic, recreates it with
+    the surviving prefix of the old log, and commits the group's offset again as Kafka's
+    __consumer_offsets would have kept it. The bridge then sees what a truncation shows:
+    its position (30) past the log's end (20), a committed offset (30) past it too."""
+    topic = f"truncated-{uuid.uuid4().hex[:6]}"
+    create_topic(kafka.bootstrap, topic)
+    stream = f"kafka:{topic}"
+    group = bridge_env["TAILGATE_BRIDGE_GROUP_ID"]
+    port = free_port()
+    args = ("--static", "--metrics-port", str(port))
+    bridge = start_bridge(*args, TAILGATE_BRIDGE_TOPICS=topic)
+    produce(kafka.bootstrap, topic, [f"old {i}".encode() for i in range(30)])
+    wait_until(lambda: len(history(stream)) == 30, 30, what="the old lines")
+    wait_until(lambda: committed_offsets(kafka.bootstrap, group, topic, 1) == {0: 30}, 15, what="the commit")
+    bridge.signal(signal.SIGTERM)
+    assert bridge.wait(5.5) == 0, bridge.output()
+
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+    wait_until(lambda: _try_create(kafka.bootstrap, topic), 30, what="the topic created again")
+    commit_offset(kafka.bootstrap, group, topic, 0, 30)
+    produce(kafka.bootstrap, topic, [f"old {i}".encode() for i in range(20)])  # what the truncation left
+
+    bridge = start_bridge(*args, TAILGATE_BRIDGE_TOPICS=topic)
+    # (before the fix, the bridge republished the surviving prefix instead)
+    wait_until(
+        lambda: scrape(port, "tailgate_bridge_log_truncations_total") == 1.0 or len(history(stream)) > 30,
+        30,
+        what="the truncation noticed",
+    )
+    produce(kafka.bootstrap, topic, [f"new {i}".encode() for i in range(5)])  # offsets 20..24
+    wait_until(lambda: len(history(stream)) >= 35, 30, what="the new lines")
+    texts = [line["text"] for line in history(stream)]
+    assert texts == [f"old {i}" for i in range(30)] + [f"new {i}" for i in range(5)]
+    assert scrape(port, "tailgate_bridge_truncated_offsets_total") == 10.0
+    assert scrape(port, "tailgate_bridge_offset_resets_total") == 0.0
+    assert "the log was truncated (position 30 is past its end 20" in bridge.output()
+    assert int(rclient.hget(Keys(prefix).offsets(group), f"{topic}:0")) == 24

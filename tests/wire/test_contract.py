@@ -9,6 +9,7 @@ import redis
 
 from wire import Checkpoint, Keys, Line, Publisher, StreamBatch, encode_line, parse_stream
 from wire.envelope import clean_text, frame_ids, parse_id
+from wire.epoch import read_epoch
 from wire.names import StreamNameError
 
 GOOD = [
@@ -96,9 +97,10 @@ def test_publish_appends_history_and_publishes_in_one_step(rclient: redis.Redis,
     lines = [encode_line(Line(1.5 + i, f"line {i}", {"n": i} if i == 2 else None)) for i in range(3)]
     assert pub.publish([StreamBatch("kafka:t", [(0, f) for f in lines])]) == (3, 0)
     msg = pubsub.get_message(timeout=2)
-    first, last, count, array = frame_ids(msg["data"])
+    first, last, count, array, epoch = frame_ids(msg["data"])
     published = json.loads(array)
     assert count == 3 and [p["text"] for p in published] == ["line 0", "line 1", "line 2"]
+    assert epoch is not None and epoch == read_epoch(rclient, keys, "kafka:t")
     assert published[2]["meta"] == {"n": 2} and published[0]["ts"] == 1.5
     assert parse_id(published[0]["id"]) == first and parse_id(published[-1]["id"]) == last
     ids = [parse_id(p["id"]) for p in published]
@@ -222,11 +224,11 @@ def test_many_streams_in_one_call_keep_every_line_in_order(rclient: redis.Redis,
         assert [fields[b"d"] for _, fields in hist] == expected[s]
         msg = pubsub.get_message(timeout=2)
         assert msg["channel"] == keys.live(s).encode()
-        _, _, count, array = frame_ids(msg["data"])
+        _, _, count, array, _ = frame_ids(msg["data"])
         ids = [i.decode() for i, _ in hist]
         # byte for byte what the gateway and console expect: header, then the line objects
         assert msg["data"] == (
-            f"{ids[0]} {ids[-1]} {len(ids)}\n[".encode()
+            f"{ids[0]} {ids[-1]} {len(ids)} {read_epoch(rclient, keys, s)}\n[".encode()
             + b",".join(b'{"id":"' + i.encode() + b'",' + f + b"}" for i, f in zip(ids, expected[s], strict=True))
             + b"]"
         )

@@ -1,27 +1,46 @@
 -- publish: append each stream's lines to its history and publish them live, in one
--- atomic step (wire.publish.Publisher; both the bridge and the tail agent call it).
+-- atomic step (wire.Publisher; both the bridge and the tail agent call it).
 -- A line is never live without being in history, and ids follow publish order. With a
 -- checkpoint field (the bridge's topic:partition), lines whose offset is not newer than
 -- the recorded one are skipped and the newest offset is recorded: effectively-once.
+-- Each stream's history has an epoch (wire/epoch.py): kept while the history exists, a
+-- new one made here, before the XADD that creates the history, whenever the history or
+-- its epoch key is missing. Every live message carries it.
 --
--- After the three fixed keys come (hist, live) key pairs, one per stream, and after the
--- three fixed arguments six arguments per stream: stream name, n, lowest seq, highest
--- seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it never
--- holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one line
--- per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of one
--- message share its offset). One argument per stream rather than two per line: redis-py
--- packs every argument in Python, which was the publishing thread's largest cost. The
--- seqs are read only when the lowest one is not newer than the checkpoint (a redelivery).
--- Returns {published, skipped}.
+-- After the three fixed keys come (hist, live, epoch) key triples, one per stream, and
+-- after the three fixed arguments six arguments per stream: stream name, n, lowest seq,
+-- highest seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it
+-- never holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one
+-- line per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of
+-- one message share its offset). One argument per stream rather than two per line:
+-- redis-py packs every argument in Python, which was the publishing thread's largest
+-- cost. The seqs are read only when the lowest one is not newer than the checkpoint (a
+-- redelivery). Returns {published, skipped}.
 local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest (unused without a field)
 local seen = KEYS[2]          -- sorted set Keys.seen: stream -> last publish (epoch s)
 local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
 local maxlen = ARGV[1]        -- history length kept per stream (approximate trim)
 local field = ARGV[2]         -- checkpoint field, or '' to publish without one
 local now = ARGV[3]           -- epoch seconds, recorded in `seen`
-local FIRST_STREAM_KEY, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 4, 6
+local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 4, 6
 
 local find, sub = string.find, string.sub
+
+-- The epoch of `hist`, made anew when the history is about to be created (it does not
+-- exist: first publish, FLUSHALL, a restart without persistence, eviction) or when its
+-- epoch key is gone (evicted alone): a new epoch may announce a loss that did not
+-- happen, never hide one that did. Redis's clock plus 16 random bits, in hex.
+local function history_epoch(hist, key)
+  local epoch = redis.call('GET', key)
+  if epoch and redis.call('EXISTS', hist) == 1 then
+    return epoch
+  end
+  local t = redis.call('TIME')
+  epoch = string.format('%08x%05x%04x', tonumber(t[1]), tonumber(t[2]), math.random(0, 65535))
+  redis.call('SET', key, epoch)
+  return epoch
+end
+
 local last = -1
 if field ~= '' then
   local v = redis.call('HGET', checkpoints, field)
@@ -30,15 +49,15 @@ end
 local top = last
 local published, skipped = 0, 0
 local a = FIRST_STREAM_ARG
-for k = FIRST_STREAM_KEY, #KEYS, 2 do
-  local hist, live = KEYS[k], KEYS[k + 1]
+for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
+  local hist, live, epochkey = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local stream = ARGV[a]
   local n = tonumber(ARGV[a + 1])
   local lo, hi = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local all = field == '' or lo > last
   local seqs, frags = ARGV[a + 4], ARGV[a + 5]
   a = a + ARGS_PER_STREAM
-  local out, first, lastid = {}, nil, nil
+  local out, first, lastid, epoch = {}, nil, nil, nil
   local p, s, run, left, seq = 1, 1, 0, 0, 0
   for i = 1, n do
     local e = find(frags, '\n', p, true)
@@ -68,6 +87,8 @@ for k = FIRST_STREAM_KEY, #KEYS, 2 do
       if new and seq > top then top = seq end
     end
     if new then
+      -- before this stream's first XADD: that XADD may be the one creating the history
+      if not first then epoch = history_epoch(hist, epochkey) end
       local id = redis.call('XADD', hist, '*', 'd', frag)
       first = first or id
       lastid = id
@@ -79,7 +100,7 @@ for k = FIRST_STREAM_KEY, #KEYS, 2 do
   if all and hi > top then top = hi end
   if #out > 0 then
     redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
-    redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. '\n[' .. table.concat(out, ',') .. ']')
+    redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. ' ' .. epoch .. '\n[' .. table.concat(out, ',') .. ']')
     redis.call('ZADD', seen, now, stream)
     redis.call('HINCRBY', counts, stream, #out)
     published = published + #out

@@ -1,0 +1,98 @@
+"""Where a partition goes on when its position is past the end of its log, and which
+offsets are committed to Kafka (the stand-in for a checkpoint Redis lost)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+
+from bridge.offsets import OffsetCommits
+from bridge.positions import STARTED_OVER, TRUNCATED, resume_past_end
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "position, start, end, committed, commits, expected",
+    [
+        # commits on, none left in Kafka: the topic was recreated or the broker lost its data
+        (100, 0, 50, None, True, (0, STARTED_OVER)),
+        # the committed offset survived the truncation: past the new end too -> the new end
+        (100, 0, 90, 100, True, (90, TRUNCATED)),
+        # committed within the log (the truncation went back further than the last commit)
+        (100, 10, 90, 80, True, (80, TRUNCATED)),
+        (100, 10, 90, 90, True, (90, TRUNCATED)),
+        # committed below the log's start (retention took it): never replay the log
+        (100, 10, 90, 5, True, (90, TRUNCATED)),
+        # commits off: a started-over log cannot be told from a truncated one; no replay
+        (100, 0, 50, None, False, (50, TRUNCATED)),
+    ],
+)
+def test_resume_past_end(
+    position: int, start: int, end: int, committed: int | None, commits: bool, expected: tuple[int, str]
+) -> None:
+    assert resume_past_end(position, start, end, committed, commits) == expected
+
+
+class FakeConsumer:
+    """What OffsetCommits uses of a KafkaConsumer: assignment, commit_async, commit."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+        self.sent: list[dict[TopicPartition, int]] = []
+        self.callbacks: list[Any] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    def commit_async(self, offsets: dict, callback: Any) -> None:
+        self.sent.append({tp: meta.offset for tp, meta in offsets.items()})
+        self.callbacks.append((offsets, callback))
+
+    def commit(self, offsets: dict, timeout_ms: int) -> None:
+        self.sent.append({tp: meta.offset for tp, meta in offsets.items()})
+
+
+A, B = TopicPartition("a", 0), TopicPartition("b", 0)
+
+
+def test_only_partitions_changed_since_their_last_commit_are_committed() -> None:
+    # a partition whose log (and committed offset) a broker lost must not get its old
+    # offset back because another partition published: that would make it look truncated
+    consumer = FakeConsumer({A, B})
+    commits = OffsetCommits(enabled=True)
+    commits.published({("a", 0): (0, 9, 0.0, 0.0), ("b", 0): (0, 4, 0.0, 0.0)})
+    commits.commit(consumer)
+    commits.published({("b", 0): (5, 7, 0.0, 0.0)})
+    commits.commit(consumer)
+    commits.commit(consumer)  # nothing new: nothing sent
+    commits.moved(("a", 0), 3)  # a checkpoint lowered
+    commits.commit_now(consumer, 1000)
+    assert consumer.sent == [{A: 10, B: 5}, {B: 8}, {A: 3}]
+
+
+def test_a_failed_commit_is_sent_again_unless_a_newer_one_replaced_it() -> None:
+    consumer = FakeConsumer({A, B})
+    commits = OffsetCommits(enabled=True)
+    commits.published({("a", 0): (0, 9, 0.0, 0.0), ("b", 0): (0, 4, 0.0, 0.0)})
+    commits.commit(consumer)
+    commits.published({("b", 0): (5, 7, 0.0, 0.0)})
+    offsets, callback = consumer.callbacks[0]
+    callback(offsets, KafkaTimeoutError("coordinator gone"))
+    commits.commit(consumer)
+    assert consumer.sent[-1] == {A: 10, B: 8}
+
+
+def test_partitions_no_longer_held_and_disabled_commits_send_nothing() -> None:
+    consumer = FakeConsumer({B})
+    commits = OffsetCommits(enabled=True)
+    commits.published({("a", 0): (0, 9, 0.0, 0.0)})
+    commits.commit(consumer)
+    off = OffsetCommits(enabled=False)
+    off.published({("b", 0): (0, 9, 0.0, 0.0)})
+    off.commit(consumer)
+    off.commit_now(consumer, 1000)
+    assert consumer.sent == []
