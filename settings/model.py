@@ -108,6 +108,8 @@ class AuthSettings:
     public_key: str = ""  # PEM file (or PEM text) of one or more RSA/EC public keys
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
     leeway: float = 10.0  # clock skew tolerated on exp/nbf/iat, seconds
+    audience: str = ""  # when set, tokens must carry this `aud`
+    issuer: str = ""  # when set, tokens must carry this `iss`
     allowed_origins: list[str] = field(default_factory=list)
     cookie_name: str = "tailgate_token"
     cookie_secure: bool = False

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
 
 from gateway.__main__ import check_bind
-from gateway.access.audit import RedactTokens
+from gateway.access.audit import RedactTokens, redact
 from gateway.access.grants import compile_grants
 from gateway.access.identity import Authenticator, AuthError
 from gateway.access.limits import ConnectionCounter, ControlLimiter
@@ -201,7 +201,12 @@ def test_tokens_in_urls_are_redacted_from_logs(caplog: pytest.LogCaptureFixture)
     logger.addFilter(RedactTokens())
     with caplog.at_level(logging.INFO, logger=logger.name):
         logger.info("%d %s", 200, "GET /ws?x=1&token=eyJsecret.part.sig (127.0.0.1)")
+        # Whatever the name decodes to the token parameter (as Tornado decodes it) is redacted.
+        for name in ("%74oken", "T%4FKEN", "%2574oken", "to%6b%65n"):
+            logger.info("%d %s", 401, f"GET /api/streams?{name}=eyJencoded.{name}.sig&keep=me (127.0.0.1)")
     assert "eyJsecret" not in caplog.text and "token=<redacted>" in caplog.text
+    assert "eyJencoded" not in caplog.text and "?%74oken=<redacted>&keep=me (127.0.0.1)" in caplog.text
+    assert redact("GET /?tokens=a&x=token=b&token2=c") == "GET /?tokens=a&x=token=b&token2=c"
 
 
 # Limits ------------------------------------------------------------------------------
