@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from gateway.fanout.lag import LAG_BUCKETS, lag_of
 
-ACCESS_REASONS = frozenset({"unauthenticated", "origin", "forbidden", "expired"})
+ACCESS_REASONS = frozenset({"unauthenticated", "origin", "host", "forbidden", "expired"})
 
 
 class GatewayMetrics:
@@ -48,7 +48,7 @@ class GatewayMetrics:
         )
         self.access_refused = Counter(
             "tailgate_gateway_access_refusals",
-            "Requests refused by access control (unauthenticated, origin, forbidden, expired)",
+            "Requests refused by access control (unauthenticated, origin, host, forbidden, expired)",
             ["reason"],
             registry=r,
         )

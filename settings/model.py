@@ -97,6 +97,9 @@ class GatewaySettings:
     rate_interval: float = 5.0
     file_allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
     insecure_bind: bool = False
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names served with authentication off
+    header_timeout: float = 10.0  # seconds for a request head (also the keep-alive idle limit)
+    body_timeout: float = 10.0  # seconds for a request body
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""The front door every handler shares: who is asking, from where, which origin, how many
-connections, and the one place a refusal is counted and audited.
+"""The front door every handler shares: who is asking, from where, under which host name
+and origin, how many connections, and the one place a refusal is counted and audited.
 
 One `Guard` per gateway process, handed to handlers through `initialize()`. It ties
-`identity` (who), `grants` (what), `limits` (how many) and `audit` together; every
-refusal anywhere in the gateway goes through `Guard.refuse`.
+`identity` (who), `grants` (what), `hosts` (which names are served), `limits` (how
+many) and `audit` together; every refusal anywhere in the gateway goes through
+`Guard.refuse`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tornado.httputil import HTTPServerRequest
 
 from gateway.access.audit import audit
 from gateway.access.grants import Grants, grants_of
+from gateway.access.hosts import HostPolicy
 from gateway.access.identity import Authenticator, AuthError, Identity
 from gateway.access.limits import ConnectionCounter
 from settings import AuthSettings
@@ -35,11 +37,12 @@ def normal_origin(origin: str) -> str:
 class Guard:
     """Authentication, origin policy, connection counting and refusals for one gateway process."""
 
-    def __init__(self, conf: AuthSettings, metrics: RefusalMetrics) -> None:
+    def __init__(self, conf: AuthSettings, metrics: RefusalMetrics, allowed_hosts: list[str] | None = None) -> None:
         self.conf = conf
         self.metrics = metrics
         self.auth = Authenticator(conf)
         self.enabled = self.auth.enabled
+        self.hosts = HostPolicy(allowed_hosts or [])
         self.origins = frozenset(normal_origin(o) for o in conf.allowed_origins if o.strip())
         self.connections = ConnectionCounter(conf.max_connections_per_user, conf.max_connections_per_address)
 
@@ -71,4 +74,9 @@ class Guard:
         """`auth.allowed_origins` when set, else the page's own host only (Tornado's rule)."""
         if self.origins:
             return normal_origin(origin) in self.origins
-        return urlparse(origin).netloc.lower() == (host or "")
+        return urlparse(origin).netloc.lower() == (host or "").lower()
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether a request naming `host` is answered: always with authentication on
+        (tokens protect), else only loopback names and `gateway.allowed_hosts`."""
+        return self.enabled or self.hosts.allows(host)

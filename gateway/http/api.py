@@ -3,6 +3,9 @@
 Every answer carries the same headers (JSON, `Cache-Control: no-store`); an error is
 raised anywhere as `ApiError` and written once, by `ApiHandler.write_error`, as
 ``{"error": <code>, "message": ...}`` with a contract error code (wire/codes.py).
+A request carrying an `Origin` the gateway does not allow (the `/ws` rule) is refused
+before anything else: the API sends no CORS headers, and nothing another site's page
+makes a browser ask for may start work here.
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
+        origin = self.request.headers.get("Origin")
+        # Before authentication: a cross-origin call is refused whoever makes it, and a
+        # file listing must not start a Salt job for another site's page.
+        if origin is not None and not self.guard.origin_allowed(origin, self.request.host):
+            self.guard.refuse("api", "origin", None, self.address, origin=origin[:200], path=self.request.path[:200],
+                              reason="cross-origin request")  # fmt: skip
+            raise ApiError(403, ErrorCode.FORBIDDEN, f"cross-origin requests are refused (Origin {origin[:200]!r})")
         try:
             self.identity = self.guard.identify(self.request, "api")
         except AuthError as exc:
