@@ -87,15 +87,22 @@ POSITIVE = (
 )
 
 
+SALT_POSITIVE = ("workers", "max_calls_per_user", "queue_timeout", "list_files_rate", "list_files_burst")
+
+
 def check_values(settings: Settings) -> None:
     """Refuse sizes, limits and intervals that cannot work (zero or negative)."""
-    conf = settings.gateway
-    for name in POSITIVE:
-        if getattr(conf, name) <= 0:
-            raise ConfigError(f"gateway.{name} must be greater than 0, not {getattr(conf, name)!r}")
-    for name in ("coalesce_ms", "ping_interval", "ping_timeout"):
-        if getattr(conf, name) < 0:
-            raise ConfigError(f"gateway.{name} must not be negative, not {getattr(conf, name)!r}")
+    for section, positive, non_negative in (
+        ("gateway", POSITIVE, ("coalesce_ms", "ping_interval", "ping_timeout")),
+        ("salt", SALT_POSITIVE, ("max_streams", "max_streams_per_user")),
+    ):
+        conf = getattr(settings, section)
+        for name in positive:
+            if getattr(conf, name) <= 0:
+                raise ConfigError(f"{section}.{name} must be greater than 0, not {getattr(conf, name)!r}")
+        for name in non_negative:
+            if getattr(conf, name) < 0:
+                raise ConfigError(f"{section}.{name} must not be negative, not {getattr(conf, name)!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,17 +72,18 @@ class Gateway:
             self.metrics,
             coalesce=settings.gateway.coalesce_ms / 1000.0,
         )
+        conf = settings.gateway
+        self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
         self.tails = self._file_tails(keys)
         self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
-        conf = settings.gateway
         self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
-        self.guard = Guard(settings.auth, self.metrics, conf.allowed_hosts)
         install_redaction()
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
         conf = self.settings.salt
         salt = make_salt_client(conf)
+        self.salt_slots = salt.slots if salt is not None else None
         minions = Minions(salt, conf.minions_ttl) if salt is not None else None
         if isinstance(salt, LocalSalt) and os.path.exists(conf.master_config):
             salt.warm()  # import salt and build a LocalClient now, not on the first viewer's clock
@@ -96,6 +97,7 @@ class Gateway:
             minions,
             conf,
             self.settings.gateway.file_allowlist,
+            self.guard.caller_of,
         )
 
     def _on_lost(self) -> None:
@@ -114,6 +116,9 @@ class Gateway:
         self.metrics.subscriptions.clear()
         for stream, viewers in self.hub.viewers().items():
             self.metrics.subscriptions.labels(stream).set(viewers)
+        if self.salt_slots is not None:
+            self.metrics.salt_calls.labels("running").set(self.salt_slots.busy)
+            self.metrics.salt_calls.labels("waiting").set(len(self.salt_slots.waiting))
 
     def application(self) -> EdgeApplication:
         conf = self.settings.gateway

@@ -42,7 +42,7 @@ class GatewayMetrics:
         self.limited = Counter(
             "tailgate_gateway_limit_refusals",
             "Requests refused by an abuse limit (frame_size, subscriptions, backlog, pattern, rate, "
-            "connections_per_user, connections_per_address)",
+            "connections_per_user, connections_per_address, file_streams, file_streams_per_user, list_files)",
             ["limit"],
             registry=r,
         )
@@ -51,6 +51,9 @@ class GatewayMetrics:
             "Requests refused by access control (unauthenticated, origin, host, forbidden, expired)",
             ["reason"],
             registry=r,
+        )
+        self.salt_calls = Gauge(
+            "tailgate_gateway_salt_calls", "Salt calls running, and waiting for a worker", ["state"], registry=r
         )
         self.task_failures = Counter(
             "tailgate_gateway_task_failures",

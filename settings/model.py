@@ -139,6 +139,13 @@ class SaltSettings:
     api_eauth: str = "pam"
     api_verify_tls: bool = True
     timeout: float = 10.0
+    workers: int = 4  # Salt calls running at once
+    max_calls_per_user: int = 2  # of which one user may hold
+    queue_timeout: float = 5.0  # seconds a call waits for a worker before `unavailable`
+    max_streams: int = 200  # file streams (remote tails) with viewers on this gateway
+    max_streams_per_user: int = 20  # distinct file streams one user watches or opened lately
+    list_files_rate: float = 1.0  # file listings per second per user, sustained
+    list_files_burst: int = 5
     wanted_ttl: float = 15.0
     status_interval: float = 0.5
     minions_ttl: float = 30.0

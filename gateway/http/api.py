@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Protocol
 
 import tornado.web
@@ -33,16 +34,19 @@ STATUS_CODES = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 
 class ApiError(tornado.web.HTTPError):
-    """An API request answered with `status` and ``{"error": code, "message": message}``."""
+    """An API request answered with `status` and ``{"error": code, "message": message}``,
+    and `headers` (e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, log_message=message)
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 class StreamCatalog(Protocol):
@@ -82,6 +86,8 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             code = STATUS_CODES.get(status_code, ErrorCode.UNAVAILABLE if status_code >= 500 else ErrorCode.BAD_REQUEST)
             message = self._reason
@@ -156,13 +162,19 @@ class MinionFilesHandler(ApiHandler):
                 "list_files", "forbidden", self.identity, self.address, minion=minion, reason="no file pattern"
             )
             raise ApiError(403, ErrorCode.FORBIDDEN, f"you may not open files on {minion}")
+        wait = self.guard.listing_wait(self.identity, self.address)
+        if wait > 0:
+            self.guard.refuse("list_files", "list_files", self.identity, self.address, minion=minion,
+                              reason="file listings over the rate limit")  # fmt: skip
+            raise ApiError(429, ErrorCode.RATE_LIMITED, f"too many file listings; retry in {math.ceil(wait)}s",
+                           {"Retry-After": str(math.ceil(wait))})  # fmt: skip
         audit("list_files", "grant", self.identity, self.address, minion=minion)
         if self.minions is None or self.salt is None:
             raise ApiError(503, ErrorCode.UNAVAILABLE, "file streams are off on this gateway (salt.mode: off)")
         try:
             if not await self.minions.known(minion):
                 raise ApiError(404, ErrorCode.NOT_FOUND, f"no minion {minion!r} is known to the Salt master")
-            ret = await self.salt.run(minion, "logtail.list_files")
+            ret = await self.salt.run(minion, "logtail.list_files", caller=self.guard.caller(self.identity))
         except SaltFailure as exc:
             raise ApiError(504 if exc.reason == "timeout" else 503, ErrorCode.UNAVAILABLE, exc.message) from None
         if not isinstance(ret, dict) or not ret.get("ok"):
