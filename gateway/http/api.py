@@ -71,8 +71,8 @@ class ApiHandler(tornado.web.RequestHandler):
         # Before authentication: a cross-origin call is refused whoever makes it, and a
         # file listing must not start a Salt job for another site's page.
         if origin is not None and not self.guard.origin_allowed(origin, self.request.host):
-            self.guard.refuse("api", "origin", None, self.address, origin=origin[:200], path=self.request.path[:200],
-                              reason="cross-origin request")  # fmt: skip
+            where = {"origin": origin[:200], "path": self.request.path[:200]}
+            self.guard.refuse("api", "origin", None, self.address, **where, reason="cross-origin request")
             raise ApiError(403, ErrorCode.FORBIDDEN, f"cross-origin requests are refused (Origin {origin[:200]!r})")
         try:
             self.identity = self.guard.identify(self.request, "api")
@@ -162,12 +162,12 @@ class MinionFilesHandler(ApiHandler):
                 "list_files", "forbidden", self.identity, self.address, minion=minion, reason="no file pattern"
             )
             raise ApiError(403, ErrorCode.FORBIDDEN, f"you may not open files on {minion}")
-        wait = self.guard.listing_wait(self.identity, self.address)
+        wait = math.ceil(self.guard.listing_wait(self.identity, self.address))
         if wait > 0:
-            self.guard.refuse("list_files", "list_files", self.identity, self.address, minion=minion,
-                              reason="file listings over the rate limit")  # fmt: skip
-            raise ApiError(429, ErrorCode.RATE_LIMITED, f"too many file listings; retry in {math.ceil(wait)}s",
-                           {"Retry-After": str(math.ceil(wait))})  # fmt: skip
+            why = "file listings over the rate limit"
+            self.guard.refuse("list_files", "list_files", self.identity, self.address, minion=minion, reason=why)
+            retry = {"Retry-After": str(wait)}
+            raise ApiError(429, ErrorCode.RATE_LIMITED, f"too many file listings; retry in {wait}s", retry)
         audit("list_files", "grant", self.identity, self.address, minion=minion)
         if self.minions is None or self.salt is None:
             raise ApiError(503, ErrorCode.UNAVAILABLE, "file streams are off on this gateway (salt.mode: off)")

@@ -38,9 +38,9 @@ class MisdirectedHandler(ApiHandler):
         self.guard = guard
 
     def prepare(self) -> None:
-        host = self.request.host[:200]
-        self.guard.refuse("request", "host", None, self.address, host=host, path=self.request.path[:200],
-                          reason="host name not served with authentication off")  # fmt: skip
+        host, path = self.request.host[:200], self.request.path[:200]
+        why = "host name not served with authentication off"
+        self.guard.refuse("request", "host", None, self.address, host=host, path=path, reason=why)
         raise ApiError(
             MISDIRECTED,
             ErrorCode.FORBIDDEN,
