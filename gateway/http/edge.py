@@ -56,7 +56,9 @@ class EdgeApplication(tornado.web.Application):
         super().__init__(handlers, **settings)
         self.guard = guard
 
-    def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+    def find_handler(
+        self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
+    ) -> tornado.httputil.HTTPMessageDelegate:
         if request.path not in PROBES and not self.guard.host_allowed(request.host):
             return self.get_handler_delegate(request, MisdirectedHandler, {"guard": self.guard})
         return super().find_handler(request, **kwargs)
