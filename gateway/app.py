@@ -18,7 +18,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import tornado.httpserver
-import tornado.web
 
 from gateway.access.audit import install_redaction
 from gateway.access.guard import Guard
@@ -29,6 +28,7 @@ from gateway.fanout.live import LiveReader
 from gateway.fanout.orchestrator import Orchestrator
 from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
 from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
+from gateway.http.edge import EdgeApplication, make_server
 from gateway.http.probes import HealthHandler, MetricsHandler, ReadyHandler
 from gateway.http.websocket import TailSocket
 from gateway.metrics import GatewayMetrics
@@ -72,17 +72,18 @@ class Gateway:
             self.metrics,
             coalesce=settings.gateway.coalesce_ms / 1000.0,
         )
+        conf = settings.gateway
+        self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
         self.tails = self._file_tails(keys)
         self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
-        conf = settings.gateway
         self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
-        self.guard = Guard(settings.auth, self.metrics)
         install_redaction()
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
         conf = self.settings.salt
         salt = make_salt_client(conf)
+        self.salt_slots = salt.slots if salt is not None else None
         minions = Minions(salt, conf.minions_ttl) if salt is not None else None
         if isinstance(salt, LocalSalt) and os.path.exists(conf.master_config):
             salt.warm()  # import salt and build a LocalClient now, not on the first viewer's clock
@@ -96,6 +97,7 @@ class Gateway:
             minions,
             conf,
             self.settings.gateway.file_allowlist,
+            self.guard.caller_of,
         )
 
     def _on_lost(self) -> None:
@@ -114,8 +116,11 @@ class Gateway:
         self.metrics.subscriptions.clear()
         for stream, viewers in self.hub.viewers().items():
             self.metrics.subscriptions.labels(stream).set(viewers)
+        if self.salt_slots is not None:
+            self.metrics.salt_calls.labels("running").set(self.salt_slots.busy)
+            self.metrics.salt_calls.labels("waiting").set(len(self.salt_slots.waiting))
 
-    def application(self) -> tornado.web.Application:
+    def application(self) -> EdgeApplication:
         conf = self.settings.gateway
         guard = self.guard
         socket: dict[str, Any] = {
@@ -126,7 +131,8 @@ class Gateway:
             "tasks": self.tasks,
         }
         files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
-        return tornado.web.Application(
+        return EdgeApplication(
+            guard,
             [
                 (r"/ws", TailSocket, socket),
                 (r"/healthz", HealthHandler),
@@ -157,7 +163,7 @@ class Gateway:
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM or SIGINT, then drain and return."""
         conf = self.settings.gateway
-        server = tornado.httpserver.HTTPServer(self.application(), xheaders=False)
+        server = make_server(self.application(), conf)
         server.listen(conf.port, conf.host)
         log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
         self.tasks.supervise("live-reader", self.live.run)

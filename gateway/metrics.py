@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from gateway.fanout.lag import LAG_BUCKETS, lag_of
 
-ACCESS_REASONS = frozenset({"unauthenticated", "origin", "forbidden", "expired"})
+ACCESS_REASONS = frozenset({"unauthenticated", "origin", "host", "forbidden", "expired"})
 
 
 class GatewayMetrics:
@@ -42,15 +42,18 @@ class GatewayMetrics:
         self.limited = Counter(
             "tailgate_gateway_limit_refusals",
             "Requests refused by an abuse limit (frame_size, subscriptions, backlog, pattern, rate, "
-            "connections_per_user, connections_per_address)",
+            "connections_per_user, connections_per_address, file_streams, file_streams_per_user, list_files)",
             ["limit"],
             registry=r,
         )
         self.access_refused = Counter(
             "tailgate_gateway_access_refusals",
-            "Requests refused by access control (unauthenticated, origin, forbidden, expired)",
+            "Requests refused by access control (unauthenticated, origin, host, forbidden, expired)",
             ["reason"],
             registry=r,
+        )
+        self.salt_calls = Gauge(
+            "tailgate_gateway_salt_calls", "Salt calls running, and waiting for a worker", ["state"], registry=r
         )
         self.task_failures = Counter(
             "tailgate_gateway_task_failures",

@@ -36,12 +36,18 @@ class Service:
     """A `python -m <module>` process with its own environment; output goes to a log file."""
 
     def __init__(
-        self, module: str, env: dict[str, str], args: list[str] | None = None, log_dir: Path | None = None
+        self,
+        module: str,
+        env: dict[str, str],
+        args: list[str] | None = None,
+        log_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.module = module
         self.env = env
         self.args = args or []
         self.log_path = (log_dir or Path("/tmp")) / f"{module}-{free_port()}.log"
+        self.preexec = preexec  # runs in the child before the module (e.g. to lower a resource limit)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
@@ -52,6 +58,7 @@ class Service:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         return self
 
@@ -95,10 +102,12 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 class GatewayProc(Service):
     """A gateway process on a free port, ready when /readyz says so."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path | None = None, preexec: Callable[[], None] | None = None
+    ) -> None:
         self.port = free_port()
         env = dict(env, TAILGATE_GATEWAY_PORT=str(self.port))
-        super().__init__("gateway", env, log_dir=log_dir)
+        super().__init__("gateway", env, log_dir=log_dir, preexec=preexec)
 
     @property
     def base(self) -> str:
@@ -301,3 +310,22 @@ def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, byt
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
+
+
+def audit_records(gw: GatewayProc) -> list[dict[str, Any]]:
+    """The audit lines a gateway has logged so far, parsed."""
+    out = []
+    for line in gw.output().splitlines():
+        _, sep, body = line.partition("tailgate.audit: ")
+        if sep:
+            out.append(json.loads(body))
+    return out
+
+
+def metric(gw: GatewayProc, name: str, label: str) -> float:
+    """A gateway's current value of metric `name` on the series whose labels hold `label`."""
+    _, _, body = http(gw.base + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(f"{name}{{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -240,6 +240,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             line_filter = compile_filter(command.keyword, command.regex, command.ignore_case)
         except FilterError as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), name) from None
+        self.guard.admit_file_stream(self.identity, session, name)
         try:
             await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since)
         except Unavailable as exc:
