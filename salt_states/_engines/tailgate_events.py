@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -45,8 +46,11 @@ __virtualname__ = "tailgate_events"
 MAX_TEXT_CHARS = 2000
 RETRY_MAX = 5.0
 ORCH_FUNS = ("runner.state.orch", "runner.state.orchestrate", "runner.state.sls")
-# Tags that say nothing an operator watches for; they still count in no stream.
-QUIET = ("minion_ping", "salt/key", "__schedule_return", "minion/refresh")
+# Events that say nothing an operator watches for (a job's jid announcement and its
+# publish echo, accepted re-authentications, pings, refreshes): in no stream at all.
+QUIET_RE = re.compile(r"[0-9]{20}|salt/job/[0-9]+/publish|minion_ping|minion_start|minion/refresh.*|__schedule_return")
+# Event fields too long or too sensitive to print (a minion's public key).
+HIDDEN_FIELDS = ("pub", "return", "_stamp")
 
 Entry = tuple[str, str, dict[str, Any]]  # (what, text, meta): one line of salt:<what>
 
@@ -130,7 +134,9 @@ def _run(jid: str, event: str, data: dict[str, Any], orch: set[str]) -> list[Ent
         ret = data.get("return")
         inner = ret.get("data") if isinstance(ret, dict) else None
         failed = [f for run in (inner or {}).values() for f in _failed_states(run)] if isinstance(inner, dict) else []
-        ok = data.get("success", True) is not False and not failed and not (isinstance(ret, dict) and ret.get("retcode"))
+        ok = (
+            data.get("success", True) is not False and not failed and not (isinstance(ret, dict) and ret.get("retcode"))
+        )
         text = f"orchestration {jid} " + ("succeeded" if ok else f"FAILED: {'; '.join(failed) or _short(ret, 300)}")
         meta: dict[str, Any] = {"jid": jid, "event": "ret", "success": ok}
         if not ok:
@@ -156,6 +162,8 @@ def describe(tag: str, data: Any, orch: set[str]) -> list[Entry]:
     """The lines one event makes: always one of `salt:events`, plus those of the streams
     it belongs to. `orch` holds the jids of orchestrations under way (updated here)."""
     data = data if isinstance(data, dict) else {"data": data}
+    if QUIET_RE.fullmatch(tag) or (tag == "salt/auth" and data.get("act") == "accept"):
+        return []
     parts = tag.split("/")
     entries: list[Entry] = []
     if tag.startswith("salt/job/") and len(parts) >= 4:
@@ -170,10 +178,8 @@ def describe(tag: str, data: Any, orch: set[str]) -> list[Entry]:
         entries = _run(parts[2], parts[3], data, orch)
     else:
         entries = _minion(tag, data)
-    if tag.startswith(QUIET) and not entries:
-        return []
     level = next((m["level"] for _, _, m in entries if "level" in m), None)
-    summary = entries[0][1] if entries else _short({k: v for k, v in data.items() if not k.startswith("_")}, 300)
+    summary = entries[0][1] if entries else _short({k: v for k, v in data.items() if k not in HIDDEN_FIELDS}, 300)
     meta = {"tag": tag, **({"level": level} if level else {})}
     return [("events", f"{tag} {summary}", meta), *entries]
 
@@ -231,6 +237,7 @@ class _Wire:
         if wire_dir and wire_dir not in sys.path:
             sys.path.append(wire_dir)
         import redis
+
         from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
         self.redis, self.Keys, self.Line, self.Publisher = redis, Keys, Line, Publisher

@@ -50,7 +50,9 @@ def __virtual__() -> str:
 
 def _unit(unit: str) -> str:
     if not isinstance(unit, str) or not UNIT_RE.fullmatch(unit):
-        raise CommandExecutionError(f"not a Tailgate unit: {unit!r:.80} (tailgate-gateway-<port> or tailgate-bridge-<i>)")
+        raise CommandExecutionError(
+            f"not a Tailgate unit: {unit!r:.80} (tailgate-gateway-<port> or tailgate-bridge-<i>)"
+        )
     return unit
 
 
@@ -85,7 +87,7 @@ def _systemctl(*args: str) -> None:
 def _unquote_env(value: str) -> str:
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
     return value
 
 
@@ -332,7 +334,9 @@ def drain(
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             if resp.status == 200:
-                raise CommandExecutionError(f"{unit} stopped but {url} still answers ready: another process holds the port")
+                raise CommandExecutionError(
+                    f"{unit} stopped but {url} still answers ready: another process holds the port"
+                )
     except (OSError, ValueError):
         pass  # refused or 503: out of service, as wanted
     return {**ret, "drained": True, "seconds": round(time.monotonic() - started, 2)}
