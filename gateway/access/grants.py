@@ -22,7 +22,6 @@ from functools import lru_cache
 from gateway.access.identity import Identity
 from wire.names import StreamName, StreamNameError, parse_stream
 
-
 # Kinds whose patterns match the whole stream name; each pattern keeps its literal kind
 # prefix, so a `kafka:` pattern can never match a `salt:` name or the reverse.
 WHOLE_NAME_KINDS = ("kafka", "salt")
