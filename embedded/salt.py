@@ -108,10 +108,9 @@ class SaltPair:
             worker_threads=3,
             keep_jobs_seconds=3600,
             log_file=str(self.dir / "master.log"),
-            # The master's events as salt:* streams, orchestration steps among them.
+            # The master's events as salt:* streams.
             engines_dirs=[str(STATES / "_engines")],
             runner_dirs=[str(STATES / "_runners")],
-            state_events=True,
             engines=[
                 {
                     "tailgate_events": {

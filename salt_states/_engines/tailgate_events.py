@@ -5,9 +5,8 @@ operator watches also become lines of the stream they belong to:
 
 * ``salt:jobs``: a job published (``salt/job/<jid>/new``) and each minion's return,
   with the states that failed when the job ran states;
-* ``salt:orch``: orchestration runs (``state.orch``): start, each step as it starts
-  (``salt/run/<jid>/args``) and ends (``salt/job/<jid>/prog/...``, with the master's
-  ``state_events: True``), and the outcome;
+* ``salt:orch``: orchestration runs (``state.orch``): start, each step's job and its
+  outcome on each minion (failures with the minion's message), and the run's outcome;
 * ``salt:minions``: minions starting, and authentication refused or pending.
 
 A failure carries ``meta.level: "error"`` (the console edges such lines in red). Lines
@@ -23,7 +22,6 @@ Master config (the ``tailgate`` formula's ``master`` state writes it)::
           redis_url: redis://127.0.0.1:6379/0
           key_prefix: "tailgate:"
           wire_dir: /opt/tailgate-master     # holds the shared wire/ package
-    state_events: True                       # orchestration steps as they finish
 
 Salt finds it after ``salt-run saltutil.sync_engines`` (from ``salt://_engines``) and a
 master restart, or through the master's ``engines_dirs``.
@@ -76,73 +74,118 @@ def _failed_states(ret: Any) -> list[str]:
     return failed
 
 
-def _job_new(jid: str, data: dict[str, Any]) -> list[Entry]:
+def _job_new(jid: str, data: dict[str, Any]) -> Entry:
     minions = data.get("minions") or []
     fun = data.get("fun", "?")
     args = " ".join(_short(a, 80) for a in data.get("arg") or [])
     text = f"job {jid} {fun}{' ' + args if args else ''} → {len(minions)} minion(s) {_short(','.join(minions))}"
     if data.get("user"):
         text += f" by {data['user']}"
-    meta = {"jid": jid, "fun": fun, "minions": minions[:50], "event": "new"}
-    return [("jobs", text, meta)]
+    return ("jobs", text, {"jid": jid, "fun": fun, "minions": minions[:50], "event": "new"})
 
 
-def _job_ret(jid: str, minion: str, data: dict[str, Any]) -> list[Entry]:
+def _job_ret(jid: str, minion: str, data: dict[str, Any]) -> tuple[bool, str, list[str]]:
+    """(succeeded, what to say after the job's name, the failed states' `<id>: <comment>`)."""
     fun = data.get("fun", "?")
     retcode = data.get("retcode", 0)
     failed = _failed_states(data.get("return")) if str(fun).startswith("state.") else []
     ok = data.get("success", True) is not False and not retcode and not failed
-    text = f"job {jid} {fun} on {minion}: " + ("ok" if ok else f"FAILED (retcode {retcode})")
+    outcome = "ok" if ok else f"FAILED (retcode {retcode})"
     if not ok and not failed and isinstance(data.get("return"), str):
-        text += f": {_short(data['return'], 300)}"
-    meta: dict[str, Any] = {"jid": jid, "fun": fun, "minion": minion, "event": "ret", "success": ok}
-    if not ok:
-        meta["level"] = "error"
-    entries = [("jobs", text, meta)]
-    entries += [("jobs", f"job {jid} on {minion}: state failed: {f}", {**meta, "state": f}) for f in failed]
-    return entries
+        outcome += f": {_short(data['return'], 300)}"
+    return ok, outcome, failed
 
 
-def _prog(jid: str, minion: str, data: dict[str, Any], orch: set[str]) -> list[Entry]:
-    chunk = data.get("ret") or {}
-    if not isinstance(chunk, dict):
+def _level(ok: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    return meta if ok else {**meta, "level": "error"}
+
+
+class Describer:
+    """Turns events into lines; remembers what ties a job to an orchestration.
+
+    An orchestration announces each step (``salt/run/<orch jid>/args``: type, target,
+    function) just before it publishes the step's job; the next job published with that
+    function and target is the step's, and its returns are the step's outcome on each
+    minion, written to ``salt:orch`` as well as ``salt:jobs``.
+    """
+
+    def __init__(self) -> None:
+        self.orchestrations: set[str] = set()
+        self.announced: dict[tuple[str, str], tuple[str, str]] = {}  # (fun, target) -> (orch jid, step)
+        self.steps: dict[str, tuple[str, str]] = {}  # job jid -> (orch jid, step)
+
+    def describe(self, tag: str, data: Any) -> list[Entry]:
+        """The lines one event makes: always one of `salt:events`, plus those of the
+        streams it belongs to; none for the events no one watches."""
+        data = data if isinstance(data, dict) else {"data": data}
+        if QUIET_RE.fullmatch(tag) or (tag == "salt/auth" and data.get("act") == "accept"):
+            return []
+        parts = tag.split("/")
+        entries: list[Entry] = []
+        if tag.startswith("salt/job/") and len(parts) >= 4:
+            if parts[3] == "new":
+                entries = self._new(parts[2], data)
+            elif parts[3] == "ret" and len(parts) >= 5:
+                entries = self._ret(parts[2], parts[4], data)
+        elif tag.startswith("salt/run/") and len(parts) >= 4:
+            entries = self._run(parts[2], parts[3], data)
+        else:
+            entries = _minion(tag, data)
+        level = next((m["level"] for _, _, m in entries if "level" in m), None)
+        summary = entries[0][1] if entries else _short({k: v for k, v in data.items() if k not in HIDDEN_FIELDS}, 300)
+        meta = {"tag": tag, **({"level": level} if level else {})}
+        return [("events", f"{tag} {summary}", meta), *entries]
+
+    def _new(self, jid: str, data: dict[str, Any]) -> list[Entry]:
+        entries = [_job_new(jid, data)]
+        step = self.announced.pop((str(data.get("fun")), _target(data.get("tgt"))), None)
+        if step is not None:
+            self.steps[jid] = step
+            text = f"step {step[1]}: job {jid} → {_short(','.join(data.get('minions') or []))}"
+            entries.append(("orch", text, {"jid": step[0], "job": jid}))
+        return entries
+
+    def _ret(self, jid: str, minion: str, data: dict[str, Any]) -> list[Entry]:
+        ok, outcome, failed = _job_ret(jid, minion, data)
+        fun = data.get("fun", "?")
+        meta = _level(ok, {"jid": jid, "fun": fun, "minion": minion, "event": "ret", "success": ok})
+        entries = [("jobs", f"job {jid} {fun} on {minion}: {outcome}", meta)]
+        entries += [("jobs", f"job {jid} on {minion}: state failed: {f}", {**meta, "state": f}) for f in failed]
+        if jid in self.steps:
+            orch_jid, step = self.steps[jid]
+            text = f"{'✓' if ok else '✗'} step {step} on {minion}: {outcome}"
+            detail = f" ({'; '.join(failed)})" if failed else ""
+            entries.append(("orch", _short(text + detail, MAX_TEXT_CHARS), _level(ok, {"jid": orch_jid, "job": jid})))
+        return entries
+
+    def _run(self, jid: str, event: str, data: dict[str, Any]) -> list[Entry]:
+        fun = str(data.get("fun", ""))
+        if event == "new" and fun.startswith(ORCH_FUNS):
+            self.orchestrations.add(jid)
+            mods = data.get("fun_args") or data.get("arg") or []
+            return [("orch", f"orchestration {jid} started: {_short(' '.join(map(str, mods)))}", {"jid": jid})]
+        if event == "args" and isinstance(data.get("args"), dict):
+            kind, name = data.get("type", "step"), str(data.get("name", ""))
+            args = data["args"]
+            step_fun = name if kind == "function" else "state.sls"
+            step = f"{name} {' '.join(map(str, args.get('arg') or []))}".strip()
+            self.announced[(step_fun, _target(data.get("tgt")))] = (jid, _short(step))
+            return []
+        if event == "ret" and jid in self.orchestrations:
+            self.orchestrations.discard(jid)
+            self.steps = {job: step for job, step in self.steps.items() if step[0] != jid}
+            ret = data.get("return")
+            inner = ret.get("data") if isinstance(ret, dict) else None
+            failed = [f for run in inner.values() for f in _failed_states(run)] if isinstance(inner, dict) else []
+            retcode = ret.get("retcode") if isinstance(ret, dict) else 0
+            ok = data.get("success", True) is not False and not failed and not retcode
+            text = f"orchestration {jid} " + ("succeeded" if ok else f"FAILED: {'; '.join(failed) or _short(ret, 300)}")
+            return [("orch", _short(text, MAX_TEXT_CHARS), _level(ok, {"jid": jid, "event": "ret", "success": ok}))]
         return []
-    ok = chunk.get("result") is not False
-    name = chunk.get("__id__") or chunk.get("name", "?")
-    text = f"{'✓' if ok else '✗'} {name}: {_short(chunk.get('comment', ''), 300)}"
-    meta: dict[str, Any] = {"jid": jid, "minion": minion, "state": name, "success": ok}
-    if not ok:
-        meta["level"] = "error"
-    # A master's own state run is an orchestration; a minion's goes with its job.
-    return [("orch" if jid in orch or minion.endswith("_master") else "jobs", text, meta)]
 
 
-def _run(jid: str, event: str, data: dict[str, Any], orch: set[str]) -> list[Entry]:
-    fun = str(data.get("fun", ""))
-    if event == "new" and fun.startswith(ORCH_FUNS):
-        orch.add(jid)
-        mods = data.get("fun_args") or data.get("arg") or []
-        return [("orch", f"orchestration {jid} started: {_short(' '.join(map(str, mods)))}", {"jid": jid})]
-    if event == "args":
-        step = data.get("type", "step")
-        target = data.get("tgt", "")
-        what = data.get("name") or data.get("fun") or ""
-        text = f"step {step} {_short(what)}" + (f" on {_short(target)}" if target else "")
-        return [("orch", text, {"jid": jid, "event": "args"})]
-    if event == "ret" and jid in orch:
-        orch.discard(jid)
-        ret = data.get("return")
-        inner = ret.get("data") if isinstance(ret, dict) else None
-        failed = [f for run in (inner or {}).values() for f in _failed_states(run)] if isinstance(inner, dict) else []
-        ok = (
-            data.get("success", True) is not False and not failed and not (isinstance(ret, dict) and ret.get("retcode"))
-        )
-        text = f"orchestration {jid} " + ("succeeded" if ok else f"FAILED: {'; '.join(failed) or _short(ret, 300)}")
-        meta: dict[str, Any] = {"jid": jid, "event": "ret", "success": ok}
-        if not ok:
-            meta["level"] = "error"
-        return [("orch", text, meta)]
-    return []
+def _target(tgt: Any) -> str:
+    return ",".join(map(str, tgt)) if isinstance(tgt, list) else str(tgt)
 
 
 def _minion(tag: str, data: dict[str, Any]) -> list[Entry]:
@@ -151,37 +194,9 @@ def _minion(tag: str, data: dict[str, Any]) -> list[Entry]:
         return [("minions", f"minion {parts[2]} started", {"minion": parts[2]})]
     if tag == "salt/auth" and data.get("act") in ("reject", "denied", "pend"):
         act = data["act"]
-        meta: dict[str, Any] = {"minion": data.get("id", "?"), "act": act}
-        if act != "pend":
-            meta["level"] = "error"
-        return [("minions", f"minion {data.get('id', '?')} authentication: {act}", meta)]
+        meta = {"minion": data.get("id", "?"), "act": act}
+        return [("minions", f"minion {data.get('id', '?')} authentication: {act}", _level(act == "pend", meta))]
     return []
-
-
-def describe(tag: str, data: Any, orch: set[str]) -> list[Entry]:
-    """The lines one event makes: always one of `salt:events`, plus those of the streams
-    it belongs to. `orch` holds the jids of orchestrations under way (updated here)."""
-    data = data if isinstance(data, dict) else {"data": data}
-    if QUIET_RE.fullmatch(tag) or (tag == "salt/auth" and data.get("act") == "accept"):
-        return []
-    parts = tag.split("/")
-    entries: list[Entry] = []
-    if tag.startswith("salt/job/") and len(parts) >= 4:
-        jid, event = parts[2], parts[3]
-        if event == "new":
-            entries = _job_new(jid, data)
-        elif event == "ret" and len(parts) >= 5:
-            entries = _job_ret(jid, parts[4], data)
-        elif event == "prog" and len(parts) >= 5:
-            entries = _prog(jid, parts[4], data, orch)
-    elif tag.startswith("salt/run/") and len(parts) >= 4:
-        entries = _run(parts[2], parts[3], data, orch)
-    else:
-        entries = _minion(tag, data)
-    level = next((m["level"] for _, _, m in entries if "level" in m), None)
-    summary = entries[0][1] if entries else _short({k: v for k, v in data.items() if k not in HIDDEN_FIELDS}, 300)
-    meta = {"tag": tag, **({"level": level} if level else {})}
-    return [("events", f"{tag} {summary}", meta), *entries]
 
 
 class Feed:
@@ -257,7 +272,7 @@ def start(
     wire = _Wire(wire_dir)
     client = wire.redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
     feed = Feed(wire.Publisher(client, wire.Keys(key_prefix), int(history_maxlen)), wire, int(buffer_max_lines))
-    orch: set[str] = set()
+    describer = Describer()
     opts = __opts__  # noqa: F821 - injected by Salt's loader
     log.info("tailgate_events: publishing the master's events to %s (prefix %s)", redis_url, key_prefix)
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
@@ -265,7 +280,7 @@ def start(
             event = bus.get_event(full=True, wait=0.05 if feed.pending else 1)
             # Take the whole burst before publishing: one atomic step for all of it.
             while event:
-                feed.add(describe(event["tag"], event.get("data"), orch), time.time())
+                feed.add(describer.describe(event["tag"], event.get("data")), time.time())
                 if len(feed.pending) >= 500:
                     break
                 event = bus.get_event(full=True, no_block=True)

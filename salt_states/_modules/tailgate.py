@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -239,12 +240,20 @@ def status(unit: str, manager: str = "systemd", run_dir: str = DEFAULTS["run_dir
     return {"unit": unit, "running": pid is not None, "pid": pid}
 
 
-def wait_ready(ready_url: str, timeout: float = 30) -> dict[str, Any]:
-    """Poll `ready_url` (a replica's /readyz) until it answers 200; raise with the last
-    answer if it does not within `timeout` seconds."""
-    url, started = _ready_url(ready_url), time.monotonic()
-    last = "no answer"
+def _log_tail(log_dir: str, unit: str, lines: int = 5) -> str:
+    try:
+        with open(os.path.join(log_dir, f"{unit}.log"), "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+            return " | ".join(fh.read().decode(errors="replace").strip().splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def _wait_ready(url: str, timeout: float, exited: Callable[[], str] | None = None) -> dict[str, Any]:
+    started, last = time.monotonic(), "no answer"
     while True:
+        if exited is not None and (why := exited()):
+            raise CommandExecutionError(why)
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -257,6 +266,19 @@ def wait_ready(ready_url: str, timeout: float = 30) -> dict[str, Any]:
         if time.monotonic() - started > float(timeout):
             raise CommandExecutionError(f"{url} not ready within {float(timeout):g}s (last answer: {last})")
         time.sleep(POLL)
+
+
+def wait_ready(ready_url: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll `ready_url` (a replica's /readyz) until it answers 200; raise with the last
+    answer if it does not within `timeout` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt web1 tailgate.wait_ready http://127.0.0.1:8081/readyz
+    """
+    return _wait_ready(_ready_url(ready_url), float(timeout))
 
 
 def start(
@@ -289,11 +311,20 @@ def start(
         running = _holder(dirs[1], unit)
         pid = running if running is not None else _process_start(unit, *dirs)
         ret = {"unit": unit, "started": running is None, "pid": pid}
-    if ready_url:
-        try:
-            ret["ready"] = wait_ready(ready_url, timeout)
-        except CommandExecutionError as exc:
-            raise CommandExecutionError(f"{unit} started but {exc}; see its log") from None
+    if not ready_url:
+        return ret
+    exited = None
+    if manager == "process":
+
+        def exited() -> str:
+            if _holder(run_dir, unit) is not None:
+                return ""
+            return f"{unit} exited before it was ready; its log ends: {_log_tail(log_dir, unit)}"
+
+    try:
+        ret["ready"] = _wait_ready(ready_url, float(timeout), exited)
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"{unit} did not become ready: {exc}") from None
     return ret
 
 
