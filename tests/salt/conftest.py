@@ -26,7 +26,7 @@ import yaml
 from embedded import free_port
 from embedded.salt import BIN, STATES, SaltError
 from tests.conftest import SaltSession
-from tests.support import SECRET, ROOT
+from tests.support import ROOT, SECRET
 
 MINION = "tailgate-test-minion"
 
@@ -168,7 +168,7 @@ def deployed(salt_session: SaltSession) -> Iterator[Deployment]:
     pair.set_pillar("tailgate", deployment.pillar())
     try:
         pair.apply("tailgate.master")  # the runner's settings, in the master's master.d/
-        ok, steps, out = deployment.orch()
+        ok, _, out = deployment.orch()
         assert ok, f"first deploy failed: {out[-3000:]}"
         yield deployment
     finally:
