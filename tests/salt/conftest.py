@@ -4,7 +4,7 @@ test's own, and the formula deployed on the session's minion by its orchestratio
 The deployed services run as root here, unlike the units' default account: this
 machine's interpreter lives under /root (mode 0700), where no other account can run it.
 The units' unprivileged account and hardening are checked on units rendered for
-`nobody` (test_formula_apply.py).
+`daemon` (test_formula_apply.py).
 """
 
 from __future__ import annotations
