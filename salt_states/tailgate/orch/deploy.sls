@@ -39,9 +39,8 @@ tailgate-orch-deploy-bridges-state:
 {%- for minion in orch.gateways %}
 {%-   for port in tailgate.gateway.replicas %}
 {%-     set unit = 'tailgate-gateway-' ~ port %}
-{%-     set step = 'tailgate-orch-deploy-' ~ minion ~ '-' ~ port %}
 {%-     set ready_url = 'http://' ~ tailgate.gateway.ready_host ~ ':' ~ port ~ '/readyz' %}
-{{ step }}-drain-function:
+tailgate-orch-deploy-{{ minion }}-{{ port }}-drain-function:
   salt.function:
     - name: tailgate.drain
     - tgt: {{ minion | json }}
@@ -55,7 +54,7 @@ tailgate-orch-deploy-bridges-state:
         run_dir: {{ tailgate.run_dir }}
     - failhard: True
 
-{{ step }}-update-state:
+tailgate-orch-deploy-{{ minion }}-{{ port }}-update-state:
   salt.state:
     - tgt: {{ minion | json }}
     - tgt_type: list
@@ -65,7 +64,7 @@ tailgate-orch-deploy-bridges-state:
       - {{ tplroot }}.service.units
     - failhard: True
 
-{{ step }}-start-function:
+tailgate-orch-deploy-{{ minion }}-{{ port }}-start-function:
   salt.function:
     - name: tailgate.start
     - tgt: {{ minion | json }}
