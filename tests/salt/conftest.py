@@ -133,7 +133,7 @@ class Deployment:
             },
             secrets={"auth_secret": SECRET},
             master={
-                "config_file": str(self.pair.conf_dir / "master.d" / "tailgate.conf"),
+                "config_file": str(self.pair.conf_dir / "master.d" / "tailgate-engine.conf"),
                 "gateway_url": f"http://127.0.0.1:{self.ports[0]}",
             },
             orch={"gateways": [MINION]},
@@ -175,7 +175,7 @@ def deployed(salt_session: SaltSession) -> Iterator[Deployment]:
         with contextlib.suppress(SaltError):
             pair.call("state.apply", "tailgate.service.clean", timeout=120)
         with contextlib.suppress(FileNotFoundError):
-            (pair.conf_dir / "master.d" / "tailgate.conf").unlink()
+            (pair.conf_dir / "master.d" / "tailgate-engine.conf").unlink()
         shutil.rmtree(deployment.base, ignore_errors=True)
 
 

@@ -149,13 +149,13 @@ def test_the_master_state_writes_the_engine_and_runner_settings_root_only(local_
     try:
         pillar = service_pillar(
             base,
-            master={"config_file": str(base / "master.d" / "tailgate.conf")},
+            master={"config_file": str(base / "master.d" / "tailgate-engine.conf")},
             settings={"redis": {"url": "redis://10.0.0.4:6379/1", "prefix": "tg:"}},
             secrets={"redis_password": "pw"},
         )
         local_salt.set_pillar({"tailgate": yaml.safe_dump({"tailgate": pillar})})
         local_salt.apply("tailgate.master")
-        conf_file = base / "master.d" / "tailgate.conf"
+        conf_file = base / "master.d" / "tailgate-engine.conf"
         assert stat.S_IMODE(conf_file.stat().st_mode) == 0o600
         conf = yaml.safe_load(conf_file.read_text())
         engine = conf["engines"][0]["tailgate_events"]
