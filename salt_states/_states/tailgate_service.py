@@ -9,6 +9,7 @@ orchestration, never all at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -24,6 +25,25 @@ def _ret(name: str) -> dict[str, Any]:
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
+def _converge(name: str, want_running: bool, run_dir: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Leave `name` alone when it already is as wanted; else `act` (not in test mode)."""
+    ret = _ret(name)
+    verb = "started" if want_running else "stopped"
+    try:
+        if __salt__["tailgate.status"](name, manager="process", run_dir=run_dir)["running"] == want_running:  # noqa: F821
+            ret["comment"] = f"{name} is {'running' if want_running else 'not running'}"
+            return ret
+        if __opts__["test"]:  # noqa: F821
+            ret.update(result=None, comment=f"{name} would be {verb}")
+            return ret
+        done = act()
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    ret.update(changes={verb: done}, comment=f"{name} {verb}" + (f" (pid {done['pid']})" if done.get("pid") else ""))
+    return ret
+
+
 def running(
     name: str,
     unit_dir: str = "/etc/systemd/system",
@@ -33,23 +53,11 @@ def running(
     timeout: float = 30,
 ) -> dict[str, Any]:
     """`name` (a unit) runs; started (and, with `ready_url`, ready) when it did not."""
-    ret = _ret(name)
-    salt = __salt__  # noqa: F821 - injected by Salt's loader
-    try:
-        if salt["tailgate.status"](name, manager="process", run_dir=run_dir)["running"]:
-            ret["comment"] = f"{name} is running"
-            return ret
-        if __opts__["test"]:  # noqa: F821
-            ret.update(result=None, comment=f"{name} would be started")
-            return ret
-        dirs = {"unit_dir": unit_dir, "run_dir": run_dir, "log_dir": log_dir}
-        started = salt["tailgate.start"](name, manager="process", ready_url=ready_url, timeout=timeout, **dirs)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
-    ret["changes"] = {"started": started}
-    ret["comment"] = f"{name} started (pid {started['pid']})"
-    return ret
+    dirs = {"unit_dir": unit_dir, "run_dir": run_dir, "log_dir": log_dir}
+    start = __salt__["tailgate.start"]  # noqa: F821 - injected by Salt's loader
+    return _converge(
+        name, True, run_dir, lambda: start(name, manager="process", ready_url=ready_url, timeout=timeout, **dirs)
+    )
 
 
 def mod_watch(name: str, sfun: str = "", **kwargs: Any) -> dict[str, Any]:
@@ -65,19 +73,5 @@ def mod_watch(name: str, sfun: str = "", **kwargs: Any) -> dict[str, Any]:
 
 def dead(name: str, timeout: float = 30, run_dir: str = "/run/tailgate") -> dict[str, Any]:
     """`name` (a unit) is not running; stopped with SIGTERM when it was."""
-    ret = _ret(name)
-    salt = __salt__  # noqa: F821 - injected by Salt's loader
-    try:
-        if not salt["tailgate.status"](name, manager="process", run_dir=run_dir)["running"]:
-            ret["comment"] = f"{name} is not running"
-            return ret
-        if __opts__["test"]:  # noqa: F821
-            ret.update(result=None, comment=f"{name} would be stopped")
-            return ret
-        stopped = salt["tailgate.stop"](name, manager="process", timeout=timeout, run_dir=run_dir)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
-    ret["changes"] = {"stopped": stopped}
-    ret["comment"] = f"{name} stopped"
-    return ret
+    stop = __salt__["tailgate.stop"]  # noqa: F821 - injected by Salt's loader
+    return _converge(name, False, run_dir, lambda: stop(name, manager="process", timeout=timeout, run_dir=run_dir))
