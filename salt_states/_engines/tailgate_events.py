@@ -1,7 +1,8 @@
 """Salt master engine ``tailgate_events``: the master's event bus as Tailgate streams.
 
-Every event on the master's bus becomes one line of ``salt:events``; the ones an
-operator watches also become lines of the stream they belong to:
+Every event on the master's bus but the noise (jid announcements, publish echoes,
+accepted re-authentications) becomes one line of ``salt:events``; the ones an operator
+watches also become lines of the stream they belong to:
 
 * ``salt:jobs``: a job published (``salt/job/<jid>/new``) and each minion's return,
   with the states that failed when the job ran states;
