@@ -2,7 +2,8 @@
 # vim: ft=sls
 # The Tailgate service on this host: the code and its Python environment, the
 # configuration, the bridge and gateway units (running), and Redis and HAProxy where
-# the pillar asks for them. Only includes; each concern is its own state file.
+# the pillar asks for them, and the logtail formula (the tail agent) with tail_agent.
+# Only includes; each concern is its own state file.
 
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import tailgate with context %}
@@ -16,4 +17,7 @@ include:
 {%- endif %}
 {%- if tailgate.haproxy.manage %}
   - .haproxy
+{%- endif %}
+{%- if tailgate.tail_agent %}
+  - logtail
 {%- endif %}
