@@ -249,6 +249,17 @@ def _log_tail(log_dir: str, unit: str, lines: int = 5) -> str:
         return f"(no log: {exc})"
 
 
+def _exited(unit: str, run_dir: str, log_dir: str) -> Callable[[], str]:
+    """Why a fallback service is gone ("" while it runs): it need not be waited for."""
+
+    def why() -> str:
+        if _holder(run_dir, unit) is not None:
+            return ""
+        return f"{unit} exited before it was ready; its log ends: {_log_tail(log_dir, unit)}"
+
+    return why
+
+
 def _wait_ready(url: str, timeout: float, exited: Callable[[], str] | None = None) -> dict[str, Any]:
     started, last = time.monotonic(), "no answer"
     while True:
@@ -313,14 +324,7 @@ def start(
         ret = {"unit": unit, "started": running is None, "pid": pid}
     if not ready_url:
         return ret
-    exited = None
-    if manager == "process":
-
-        def exited() -> str:
-            if _holder(run_dir, unit) is not None:
-                return ""
-            return f"{unit} exited before it was ready; its log ends: {_log_tail(log_dir, unit)}"
-
+    exited = _exited(unit, run_dir, log_dir) if manager == "process" else None
     try:
         ret["ready"] = _wait_ready(ready_url, float(timeout), exited)
     except CommandExecutionError as exc:
