@@ -26,7 +26,7 @@ import yaml
 from embedded import free_port
 from embedded.salt import BIN, STATES, SaltError
 from tests.conftest import SaltSession
-from tests.support import ROOT, SECRET
+from tests.support import SECRET
 
 MINION = "tailgate-test-minion"
 
@@ -51,6 +51,7 @@ class LocalSalt:
             "log_file": str(base / "salt-call.log"),
         }
         (self.conf / "minion").write_text(yaml.safe_dump(minion))
+        self.synced = False
 
     def set_pillar(self, docs: dict[str, str]) -> None:
         """Pillar files by name, as text (so pillar.example can go in as shipped)."""
@@ -67,8 +68,11 @@ class LocalSalt:
             raise SaltError(f"salt-call {fun} {args}: {done.stdout[-1500:]} {done.stderr[-1500:]}") from None
 
     def apply(self, sls: str) -> dict[str, Any]:
-        """Sync the custom modules and states, apply `sls`; raise naming each failed state."""
-        self.call("saltutil.sync_all")
+        """Apply `sls` (the custom modules and states synced first, once); raise naming
+        each failed state."""
+        if not self.synced:
+            self.call("saltutil.sync_all")
+            self.synced = True
         result = self.call("state.apply", sls)
         failed = {k: v.get("comment") for k, v in result.items()} if isinstance(result, dict) else result
         if not isinstance(result, dict) or not all(v.get("result") for v in result.values()):
@@ -182,5 +186,3 @@ def deployed(salt_session: SaltSession) -> Iterator[Deployment]:
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
-
-__all__ = ["MINION", "ROOT", "Deployment", "LocalSalt", "service_pillar", "shared_dir", "unique"]
