@@ -249,11 +249,9 @@ class SaltPair:
 
     def jobs(self, fun: str) -> list[dict[str, Any]]:
         """Jobs the master issued for function `fun` (from its job cache)."""
-        argv = [str(BIN / "salt-run"), "-c", str(self.conf_dir), "--out=json", "jobs.list_jobs"]
-        argv.append(f"search_function={fun}")
-        done = subprocess.run(argv, capture_output=True, timeout=60, cwd=str(self.dir), check=False)
+        done = self.run("jobs.list_jobs", f"search_function={fun}", "--out=json", timeout=60)
         try:
-            jobs = json.loads(done.stdout or b"{}")
+            jobs = json.loads(done.stdout or "{}")
         except ValueError:
             raise SaltError(f"jobs.list_jobs: {done.stdout[-300:]!r} {done.stderr[-300:]!r}") from None
         return list(jobs.values()) if isinstance(jobs, dict) else []
