@@ -108,6 +108,8 @@ class Gateway:
 
     def refresh_gauges(self) -> None:
         """Bring gauges (and the hub's plain counters) up to date before a scrape."""
+        self.metrics.ready.set(int(self.live.ready and not self.draining))
+        self.metrics.reader_connected.set(int(self.live.connected))
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
         sessions = self.orchestrator.sessions

@@ -25,6 +25,12 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.connections = Gauge("tailgate_gateway_connections", "Open WebSocket connections", registry=r)
+        self.ready = Gauge(
+            "tailgate_gateway_ready", "1 while /readyz answers 200 (Redis subscribed, not draining)", registry=r
+        )
+        self.reader_connected = Gauge(
+            "tailgate_gateway_reader_connected", "1 while the live reader's Redis pub/sub connection is up", registry=r
+        )
         self.subscriptions = Gauge("tailgate_gateway_subscriptions", "Viewers per stream", ["stream"], registry=r)
         self.lines_dropped = Counter(
             "tailgate_gateway_lines_dropped", "Lines dropped for slow clients", ["stream"], registry=r

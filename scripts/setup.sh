@@ -22,6 +22,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kafka over TLS)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool: conf/monitoring/ alert rules
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies the tailgate formula's units
 fi
 [ ${#missing[@]} -gt 0 ] && apt_install "${missing[@]}"
 

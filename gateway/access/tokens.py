@@ -23,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from gateway.access.grants import PATTERN_PREFIXES
 from gateway.access.identity import MIN_SECRET_BYTES
 from settings import ConfigError, Settings, load
 
@@ -123,8 +124,8 @@ def token_main(argv: list[str]) -> int:
     if ttl > MAX_TTL:
         parser.error("--ttl is limited to 30 days: prefer short-lived tokens")
     for pattern in args.allow:
-        if not pattern.startswith(("kafka:", "file:")):
-            parser.error(f"--allow {pattern!r} grants nothing: patterns start with 'kafka:' or 'file:'")
+        if not pattern.startswith(PATTERN_PREFIXES):
+            parser.error(f"--allow {pattern!r} grants nothing: patterns start with 'kafka:', 'salt:' or 'file:'")
     if not args.sub.strip() or not args.sub.isprintable():
         parser.error("--sub must be a printable user name")
     try:
