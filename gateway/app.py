@@ -26,6 +26,7 @@ from gateway.fanout.history import History
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader
 from gateway.fanout.orchestrator import Orchestrator
+from gateway.fanout.stored import StoredLines
 from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
 from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
 from gateway.http.edge import EdgeApplication, make_server
@@ -54,14 +55,15 @@ class Gateway:
         self._lines_in_reported = 0
         self.metrics = GatewayMetrics()
         self.tasks = Tasks(self.metrics)
-        self.hub = Hub()
+        stored = StoredLines(self.metrics)
+        self.hub = Hub(stored)
         keys = Keys(settings.redis.prefix)
         self.commands = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
             )
         )
-        self.history = History(self.commands, keys, settings.redis.history_maxlen)
+        self.history = History(self.commands, keys, settings.redis.history_maxlen, stored)
         self.live = LiveReader(
             settings.redis.url,
             keys,

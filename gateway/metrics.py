@@ -45,6 +45,13 @@ class GatewayMetrics:
         )
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
+        self.repaired = Counter(
+            "tailgate_gateway_lines_repaired",
+            "Stored lines an older or foreign producer wrote, by what the gateway did: rewritten (made "
+            "canonical: lone surrogates, NaN, Infinity) or unreadable (sent as a notice under the line's id)",
+            ["how"],
+            registry=r,
+        )
         self.limited = Counter(
             "tailgate_gateway_limit_refusals",
             "Requests refused by an abuse limit (frame_size, subscriptions, backlog, pattern, rate, "
@@ -74,6 +81,9 @@ class GatewayMetrics:
 
     def dropped(self, stream: str, lines: int) -> None:
         self.lines_dropped.labels(stream).inc(lines)
+
+    def lines_repaired(self, how: str, lines: int) -> None:
+        self.repaired.labels(how).inc(lines)
 
     def refused(self, why: str) -> None:
         """One refusal: an access reason (ACCESS_REASONS) or the abuse limit that refused it."""

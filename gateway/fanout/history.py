@@ -3,35 +3,37 @@
 Uses the process's one command connection. Resume reads check, in the same MULTI as the
 XRANGE, what XINFO STREAM says about removed entries: if trimming removed lines newer
 than the client's cursor, the client gets `gap` (lines it will never see) instead of
-silence.
+silence. Entries are read through `StoredLines`, which makes what an older producer
+stored canonical and never raises for an entry it cannot read.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from gateway.fanout.stored import StoredLines
 from wire import Keys
-from wire.envelope import LineId, format_id, line_object, parse_id
+from wire.envelope import UNREADABLE_META, LineId, format_id, parse_id
 
 PAGE = 1000
-
-
-def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    return json.loads(line_object(entry_id, fields[b"d"]))
 
 
 class History:
     """History reads for the gateway."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, max_lines: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, max_lines: int, stored: StoredLines | None = None) -> None:
         self.client = client
         self.keys = keys
         self.max_lines = max_lines
+        self.stored = stored or StoredLines()
+
+    def _passes(self, line: dict[str, Any], match: Callable[[str], bool] | None) -> bool:
+        # a notice for an unreadable line passes every filter: that line might have matched
+        return match is None or match(line["text"]) or line.get("meta") is UNREADABLE_META
 
     async def head(self, stream: str) -> LineId | None:
         """The newest id in a stream's history, or None when it holds nothing."""
@@ -56,8 +58,8 @@ class History:
             if head is None:
                 head = parse_id(entries[0][0])
             for entry_id, fields in entries:
-                line = _decode(entry_id, fields)
-                if match is None or match(line["text"]):
+                line = self.stored.entry(stream, entry_id, fields)
+                if self._passes(line, match):
                     found.append(line)
                     if len(found) == count:
                         break
@@ -91,8 +93,8 @@ class History:
             if _lost_after(info, read_to):
                 gap = True
             for entry_id, fields in entries:
-                line = _decode(entry_id, fields)
-                if match is None or match(line["text"]):
+                line = self.stored.entry(stream, entry_id, fields)
+                if self._passes(line, match):
                     out.append(line)
             if len(entries) < PAGE:
                 return out, gap

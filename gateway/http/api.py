@@ -2,7 +2,8 @@
 
 Every answer carries the same headers (JSON, `Cache-Control: no-store`); an error is
 raised anywhere as `ApiError` and written once, by `ApiHandler.write_error`, as
-``{"error": <code>, "message": ...}`` with a contract error code (wire/codes.py).
+``{"error": <code>, "message": ...}`` with a contract error code (wire/codes.py). Every
+answer is strict, canonical JSON (wire.text.dumpb), whatever Salt or Redis handed over.
 A request carrying an `Origin` the gateway does not allow (the `/ws` rule) is refused
 before anything else: the API sends no CORS headers, and nothing another site's page
 makes a browser ask for may start work here.
@@ -10,7 +11,6 @@ makes a browser ask for may start work here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from gateway.tails.salt import SaltClient, SaltFailure
 from wire.codes import ErrorCode
 from wire.filepolicy import refusal
 from wire.names import StreamNameError, check_minion, file_stream
+from wire.text import dumpb
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class ApiHandler(tornado.web.RequestHandler):
             raise ApiError(401, ErrorCode.UNAUTHORIZED, str(exc)) from None
 
     def reply(self, body: dict[str, Any]) -> None:
-        self.finish(json.dumps(body, allow_nan=False))
+        self.finish(dumpb(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -93,7 +94,7 @@ class ApiHandler(tornado.web.RequestHandler):
             message = self._reason
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="tailgate"')
-        self.finish(json.dumps({"error": code.value, "message": message}))
+        self.finish(dumpb({"error": code.value, "message": message}))
 
     @property
     def grants(self) -> Grants:
