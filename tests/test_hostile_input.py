@@ -11,10 +11,7 @@ is what a browser's JSON.parse and UTF-8 need. The bridge's decoder, in process,
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,87 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from bridge.decode import Decoder
 from embedded import KafkaBroker, RedisServer, free_port, wait_until
-from tests.support import GatewayProc, Service, create_topic, http_get, service_env
+from tests.support import GatewayProc, Service, Viewer, create_topic, http_get, service_env
 from wire.text import MAX_DEPTH
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def strict_loads(raw: str | bytes) -> Any:
-    """Parse as a strict JSON parser does (a browser's JSON.parse, then UTF-8 text): no
-    NaN or Infinity token, no number too large for a double, no lone surrogate."""
-
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{token} is not JSON")
-
-    def finite(literal: str) -> float:
-        value = float(literal)
-        if value - value != 0:
-            raise ValueError(f"{literal} does not fit a double")
-        return value
-
-    obj = json.loads(raw, parse_constant=refuse, parse_float=finite)
-    if _SURROGATE.search(json.dumps(obj, ensure_ascii=False)):
-        raise ValueError("a lone surrogate")
-    return obj
-
-
-class Viewer:
-    """A /ws client on a thread of its own that keeps every frame it receives as text."""
-
-    def __init__(self, url: str, stream: str, **fields: Any) -> None:
-        self.stream = stream
-        self.ws: ClientConnection = connect(url, max_size=None)
-        self.frames: list[str] = []
-        self.close_code: int | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        self.ws.send(json.dumps({"op": "subscribe", "stream": stream, **fields}))
-        wait_until(lambda: self._typed("subscribed") or self._typed("error"), 10, what=f"subscribed to {stream}")
-
-    def _read(self) -> None:
-        try:
-            for raw in self.ws:
-                self.frames.append(raw if isinstance(raw, str) else raw.decode())
-        except ConnectionClosed:
-            pass
-        finally:
-            self.close_code = self.ws.close_code
-
-    def _parsed(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in list(self.frames):
-            with contextlib.suppress(ValueError):  # a frame a strict parser refuses: see not_strict
-                out.append(json.loads(raw))
-        return out
-
-    def _typed(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self._parsed() if f.get("type") == kind]
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [line for f in self._typed("lines") for line in f["lines"]]
-
-    def texts(self) -> list[str]:
-        return [line["text"] for line in self.lines()]
-
-    def not_strict(self) -> list[str]:
-        """The frames a strict JSON parser refuses (what a browser would lose)."""
-        bad = []
-        for raw in list(self.frames):
-            try:
-                strict_loads(raw)
-            except ValueError:
-                bad.append(raw[:200])
-        return bad
-
-    def close(self) -> None:
-        self.ws.close()
-        self._thread.join(5)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from wire.filepolicy import MAX_PATH_BYTES, control_char, path_problem
+from wire.text import has_lone_surrogate
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 MINION_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
@@ -95,8 +96,7 @@ def parse_stream(name: object) -> StreamName:
         raise StreamNameError("stream must be a non-empty string")
     if len(name) > MAX_NAME_CHARS:
         raise StreamNameError("stream name too long")
-    if not name.isascii() and any("\ud800" <= ch <= "\udfff" for ch in name):
-        # (not wire.text's check: the Salt execution module loads this file on its own)
+    if has_lone_surrogate(name):
         raise StreamNameError("stream must be Unicode text: it holds a lone surrogate (U+D800-U+DFFF)")
     kind, sep, rest = name.partition(":")
     if not sep:
