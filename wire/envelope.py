@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C quoter json.dumps uses
 from typing import Any, NamedTuple
 
-from wire.text import canonical, json_text, utf8
+from wire.text import canonical, canonical_str, dumpb, json_text, utf8
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 TRUNCATION_MARKER = " …[truncated {n} bytes]"
@@ -52,7 +52,7 @@ def encode_line(line: Line) -> bytes:
     body: dict[str, Any] = {"ts": round(line.ts, 6), "text": line.text}
     if line.meta:
         body["meta"] = line.meta
-    return utf8(json_text(body)[1:-1])
+    return dumpb(body)[1:-1]
 
 
 _last_head: tuple[float | None, str] = (None, "")
@@ -80,10 +80,17 @@ def encode_lines(ts: float, texts: Sequence[str], meta: dict[str, Any] | None = 
     Like `encode_line`, never a raw newline: `encode_basestring` escapes it."""
     head = _head(ts)
     tail = ',"meta":' + json_text(meta) if meta else ""
-    quote = encode_basestring
     if len(texts) == 1:
-        return [utf8(head + quote(texts[0]) + tail)]
-    return [utf8(head + quote(text) + tail) for text in texts]
+        return [_fragment(head, texts[0], tail, meta)]
+    return [_fragment(head, text, tail, meta) for text in texts]
+
+
+def _fragment(head: str, text: str, tail: str, meta: dict[str, Any] | None) -> bytes:
+    try:
+        return (head + encode_basestring(text) + tail).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: made canonical, as `dumpb` does
+        tail = ',"meta":' + json_text(canonical(meta)) if meta else ""
+        return (head + encode_basestring(canonical_str(text)) + tail).encode("utf-8")
 
 
 # The bytes JSON escapes inside a string (encode_basestring): control characters, '"', '\\'.
@@ -100,7 +107,7 @@ def verbatim_prefix(ts: float) -> bytes:
 
 def encode_text(ts: float, text: str) -> bytes:
     """`encode_line` for one line without meta, byte for byte the same; the cheapest form."""
-    return utf8(_head(ts) + encode_basestring(text))
+    return _fragment(_head(ts), text, "", None)
 
 
 def clean_text(raw: bytes | str, max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
@@ -182,8 +189,7 @@ def may_break_rule(data: bytes) -> bool:
     text that merely says NaN, which costs the reader a parse and nothing else. A number
     too large for a double is not looked for: no version of `wire` ever wrote one."""
     return (
-        b"\\ud" in data
-        or b"\\uD" in data
+        b"\\ud" in data  # backslashreplace, what wrote them, writes lowercase hex
         or b"NaN" in data
         or b"Infinity" in data
         or (b"\xed" in data and _RAW_SURROGATE.search(data) is not None)
@@ -225,18 +231,19 @@ def read_line(line_id: bytes, fragment: bytes | None) -> tuple[dict[str, Any], s
     return _read_object(line_object(line_id, fragment), text_id)
 
 
-def read_lines(array: bytes) -> tuple[list[dict[str, Any]], int, int]:
+def read_lines(array: bytes, clean: bool = False) -> tuple[list[dict[str, Any]], int, int]:
     """The lines of a live channel message's JSON array as canonical line objects, with
     how many were rewritten and how many were unreadable (see `read_line`). Lines whose
     object cannot even be found in the array are left out: no version of `wire` wrote
-    such an array, and the caller learns it from the count in the message's header."""
+    such an array, and the caller learns it from the count in the message's header.
+    `clean`: the caller found `may_break_rule(array)` false, so it is not looked at again."""
     lines: Any = None
     try:
         lines = json.loads(array)
         whole = isinstance(lines, list) and all(_is_line(line) for line in lines)
     except (ValueError, RecursionError):
         whole = False
-    if whole and not may_break_rule(array):
+    if whole and (clean or not may_break_rule(array)):
         return lines, 0, 0
     if whole:
         fixed = [canonical(line) for line in lines]

@@ -4,8 +4,9 @@ The rule (docs/PROTOCOL.md, "Canonical text"), applied to every string (keys inc
 and every number of a value:
 
 * a surrogate code point (U+D800-U+DFFF) that is not half of a pair becomes U+FFFD; a
-  pair held as two code points becomes the one character it encodes. (A JSON escape
-  such as ``\\ud800`` decodes to such a code point; UTF-8 cannot carry it.)
+  pair held as two code points becomes the one character it encodes; two object keys
+  that become equal keep the last one's value. (A JSON escape such as ``\\ud800``
+  decodes to such a code point; UTF-8 cannot carry it.)
 * a number JSON cannot hold (NaN, Infinity, -Infinity, which Python's json reads from
   the bare tokens and from a literal too large for a double such as ``1e999``) becomes
   the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``;
@@ -55,8 +56,8 @@ def canonical(value: Any) -> Any:
 def json_text(value: Any) -> str:
     """Compact JSON text of `value` with no number JSON cannot hold (per the rule).
 
-    Lone surrogates may remain, as characters: `utf8` replaces them when the text is
-    encoded, which is where a program first notices them."""
+    Lone surrogates may remain, as characters: the text cannot be encoded as UTF-8 then,
+    which is where `dumpb` and the envelope's encoders notice them."""
     try:
         return json.dumps(value, ensure_ascii=False, separators=_COMPACT, allow_nan=False)
     except ValueError:  # NaN or an infinity somewhere in it
@@ -73,7 +74,10 @@ def utf8(text: str) -> bytes:
 
 def dumpb(value: Any) -> bytes:
     """Strict, canonical, compact JSON of `value` as UTF-8: what every writer of JSON uses."""
-    return utf8(json_text(value))
+    try:
+        return json_text(value).encode("utf-8")
+    except UnicodeEncodeError:  # rewrite the value, not the text: two keys may become one
+        return json_text(canonical(value)).encode("utf-8")
 
 
 def nested_deeper(raw: bytes | str, value: Any, limit: int = MAX_DEPTH) -> bool:

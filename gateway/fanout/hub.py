@@ -66,8 +66,8 @@ class Batch:
     def lines(self) -> list[dict[str, Any]]:
         if self._lines is None:
             # the frame's array starts after the first ',"lines":', which the (JSON-quoted)
-            # stream name before it cannot hold
-            self._lines = read_lines(self.frame[self.frame.index(b',"lines":') + 9 : -1])[0]
+            # stream name before it cannot hold; a batch parsed for repair came with its lines
+            self._lines = read_lines(self.frame[self.frame.index(b',"lines":') + 9 : -1], clean=True)[0]
         return self._lines
 
     def after(self, cursor: LineId) -> Batch | None:
@@ -190,7 +190,8 @@ class Hub:
             array = b"[" + b",".join(p[3][1:-1] for p in parts) + b"]"
         self.lines_in += count
         parsed: list[dict[str, Any]] | None = None
-        if may_break_rule(array):
+        clean = not may_break_rule(array)
+        if not clean:
             parsed = self.stored.array(stream, array)
             array = dumpb(parsed)
         for group in list(channel.groups.values()):
@@ -198,7 +199,7 @@ class Hub:
                 batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed)
             else:
                 if parsed is None:
-                    parsed = self.stored.array(stream, array)
+                    parsed = self.stored.array(stream, array, clean)
                 match = group.filter.match
                 assert match is not None  # (not passes_all)
                 # a notice for an unreadable line passes every filter: that line might have matched

@@ -30,9 +30,9 @@ class StoredLines:
         self.metrics = metrics
         self._logged: set[tuple[str, str]] = set()
 
-    def array(self, stream: str, array: bytes) -> list[dict[str, Any]]:
-        """The lines of a live channel message's JSON array."""
-        lines, rewritten, unreadable = read_lines(array)
+    def array(self, stream: str, array: bytes, clean: bool = False) -> list[dict[str, Any]]:
+        """The lines of a live channel message's JSON array (`clean`: see `read_lines`)."""
+        lines, rewritten, unreadable = read_lines(array, clean)
         if rewritten:
             self._note(stream, "rewritten", rewritten)
         if unreadable:

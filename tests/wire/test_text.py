@@ -124,8 +124,16 @@ def test_a_live_array_an_old_version_wrote_reads_back_canonical(lines: list[tupl
     ]
     got, rewritten, unreadable = read_lines(_old_encoding(objects))
     assert got == canonical(objects) and unreadable == 0
-    assert rewritten == sum(1 for obj in objects if canonical(obj) != obj)
+    assert rewritten == sum(1 for obj in objects if not _strict(_old_encoding(obj)))
     assert strict_loads(dumpb(got)) == got
+
+
+def _strict(data: bytes) -> bool:
+    try:
+        strict_loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def test_unreadable_lines_become_notices_under_their_ids() -> None:
