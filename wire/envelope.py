@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C quoter json.dumps uses
 from typing import Any, NamedTuple
 
-from wire.text import canonical, canonical_str, dumpb, json_text, utf8
+from wire.text import canonical, canonical_str, dumpb, is_canonical, json_text, utf8
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 TRUNCATION_MARKER = " …[truncated {n} bytes]"
@@ -215,10 +215,9 @@ def _read_object(obj: bytes, line_id: str) -> tuple[dict[str, Any], str]:
         return _unreadable(line_id, "not JSON"), "unreadable"
     if not _is_line(line) or line["id"] != line_id:
         return _unreadable(line_id, "not a line"), "unreadable"
-    if not may_break_rule(obj):
+    if not may_break_rule(obj) or is_canonical(line):
         return line, ""
-    fixed = canonical(line)
-    return fixed, ("rewritten" if fixed != line else "")
+    return canonical(line), "rewritten"
 
 
 def read_line(line_id: bytes, fragment: bytes | None) -> tuple[dict[str, Any], str]:
@@ -243,10 +242,10 @@ def read_lines(array: bytes, clean: bool = False) -> tuple[list[dict[str, Any]],
         whole = isinstance(lines, list) and all(_is_line(line) for line in lines)
     except (ValueError, RecursionError):
         whole = False
-    if whole and (clean or not may_break_rule(array)):
+    if whole and (clean or not may_break_rule(array) or is_canonical(lines)):
         return lines, 0, 0
     if whole:
-        fixed = [canonical(line) for line in lines]
+        fixed = canonical(lines)
         return fixed, sum(a != b for a, b in zip(lines, fixed, strict=True)), 0
     # One line object at a time: each starts with its id (line_object), and that byte
     # sequence cannot occur inside a JSON string, where a quote is always escaped.

@@ -53,6 +53,15 @@ def canonical(value: Any) -> Any:
     return json.loads(canonical_str(text), parse_constant=str)
 
 
+def is_canonical(value: Any) -> bool:
+    """Whether the rule would change nothing in `value` (as fast as encoding it once)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError:  # NaN or an infinity, or a lone surrogate (UnicodeEncodeError)
+        return False
+    return True
+
+
 def json_text(value: Any) -> str:
     """Compact JSON text of `value` with no number JSON cannot hold (per the rule).
 

@@ -192,14 +192,15 @@ class Hub:
         parsed: list[dict[str, Any]] | None = None
         clean = not may_break_rule(array)
         if not clean:
-            parsed = self.stored.array(stream, array)
-            array = dumpb(parsed)
+            parsed, repaired = self.stored.array(stream, array)
+            if repaired:
+                array = dumpb(parsed)
         for group in list(channel.groups.values()):
             if group.filter.passes_all:
                 batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed)
             else:
                 if parsed is None:
-                    parsed = self.stored.array(stream, array, clean)
+                    parsed = self.stored.array(stream, array, clean)[0]
                 match = group.filter.match
                 assert match is not None  # (not passes_all)
                 # a notice for an unreadable line passes every filter: that line might have matched

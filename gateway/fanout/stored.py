@@ -30,14 +30,15 @@ class StoredLines:
         self.metrics = metrics
         self._logged: set[tuple[str, str]] = set()
 
-    def array(self, stream: str, array: bytes, clean: bool = False) -> list[dict[str, Any]]:
-        """The lines of a live channel message's JSON array (`clean`: see `read_lines`)."""
+    def array(self, stream: str, array: bytes, clean: bool = False) -> tuple[list[dict[str, Any]], bool]:
+        """The lines of a live channel message's JSON array (`clean`: see `read_lines`),
+        and whether any had to be repaired (so the array must be encoded again)."""
         lines, rewritten, unreadable = read_lines(array, clean)
         if rewritten:
             self._note(stream, "rewritten", rewritten)
         if unreadable:
             self._note(stream, "unreadable", unreadable)
-        return lines
+        return lines, bool(rewritten or unreadable)
 
     def entry(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
         """One history entry."""
