@@ -216,6 +216,11 @@ kafka_values = st.one_of(
     st.binary(max_size=200),
     st.builds(_object, json_values, st.dictionaries(st.text(max_size=6), json_values, max_size=4)),
     json_values.map(lambda v: json.dumps(v).encode()),
+    # a shipper's wrapper around the app's own JSON line, which the decoder opens too
+    st.builds(
+        lambda inner: _object(json.dumps(inner), {"pod": "p"}),
+        st.fixed_dictionaries({"message": json_values}, optional={"x": json_values}),
+    ),
     st.sampled_from([b"1e999", b"-1e999", b"NaN", b'"\\udfff"', b"[1e400, -Infinity]", b'{"message": 1e999}']),
     st.builds(
         lambda d, raw: b'{"message":"deep","m":' + b"[" * d + raw + b"]" * d + b"}",
