@@ -185,4 +185,3 @@ def deployed(salt_session: SaltSession) -> Iterator[Deployment]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
