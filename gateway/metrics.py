@@ -52,6 +52,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.handler_failures = Counter(
+            "tailgate_gateway_handler_failures",
+            "WebSocket connections closed with 1011 after an unexpected exception in open or on_message",
+            ["where"],
+            registry=r,
+        )
         self.task_failures = Counter(
             "tailgate_gateway_task_failures",
             "Background tasks that failed (a supervised loop is restarted), by task",

@@ -92,6 +92,16 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def assert_gateway_connections(rclient: Any, history_connections: int = 4) -> None:
+    """One gateway's Redis connections, whatever its number of clients and streams: one
+    pub/sub, one command connection, at most `gateway.history_connections` for history."""
+    names = [c.get("name", "") for c in rclient.client_list() if c.get("name", "").startswith("tailgate-gateway")]
+    assert names.count("tailgate-gateway-pubsub") == 1, names
+    assert names.count("tailgate-gateway-cmd") <= 1, names
+    assert names.count("tailgate-gateway-history") <= history_connections, names
+    assert set(names) <= {"tailgate-gateway-pubsub", "tailgate-gateway-cmd", "tailgate-gateway-history"}, names
+
+
 class GatewayProc(Service):
     """A gateway process on a free port, ready when /readyz says so."""
 

@@ -1,6 +1,11 @@
 """`/ws`: the WebSocket handler, one per client. It authenticates the handshake, parses
 each frame into a command, checks limits and access, and hands the work to the session
-and the subscription operations. Dependencies arrive through `initialize()`."""
+and the subscription operations. Dependencies arrive through `initialize()`.
+
+What a connection holds (gauge, per-user and per-address counts, expiry timer, session
+with its hub memberships, SUBSCRIBEs and leases) is given back in `_release`, whatever
+ends it: a close (`on_close`) or an unexpected exception in `open` or `on_message`,
+logged and answered with 1011 (Tornado would drop that socket without `on_close`)."""
 
 from __future__ import annotations
 
@@ -124,6 +129,13 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         return error_frame(ErrorCode.TOO_LARGE, f"frames are limited to {self.conf.max_frame_bytes} bytes").decode()
 
     def open(self) -> None:
+        try:
+            self._open()
+        except Exception:
+            log.exception("/ws open for %s failed; closing the connection with 1011", self.address)
+            self._failed("open")
+
+    def _open(self) -> None:
         if self.guard.enabled:
             refused = self.guard.connections.acquire(self.identity.user, self.address)
             if refused is not None:
@@ -136,7 +148,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             if self.identity.expires is not None:
                 delay = max(0.0, self.identity.expires - time.time())
                 self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
-        self.session = Session(
+        self.session = session = Session(
             self._send,
             self._close,
             self.conf.max_queue_bytes,
@@ -145,8 +157,8 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             peer=self.request.remote_ip or "",
             closed_errors=(tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError, OSError),
         )
-        self.orchestrator.join(self.session)
         self.metrics.connections.inc()
+        self.orchestrator.join(session)
 
     def get_compression_options(self) -> None:
         """No permessage-deflate: it would make every client's bytes different, and the
@@ -220,6 +232,14 @@ class TailSocket(tornado.websocket.WebSocketHandler):
                     "message", exc.limit, self.identity, self.address, stream=exc.stream, reason=exc.message
                 )
             session.send_raw(error_frame(exc.code, exc.message, exc.stream))
+        except Exception:
+            log.exception("/ws message from %s failed; closing the connection with 1011", self.address)
+            self._failed("message")
+
+    def _failed(self, where: str) -> None:
+        self.metrics.handler_failures.labels(where).inc()
+        self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        self._release()
 
     async def _subscribe(self, session: Session, command: Subscribe) -> None:
         name = command.stream.name
@@ -247,6 +267,10 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None
 
     def on_close(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Give back what this connection holds; the second call finds nothing left."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
