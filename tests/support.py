@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import redis
 import websockets
 
 from embedded import free_port, wait_until
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +94,53 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def assert_gateway_connections(rclient: Any, history_connections: int = 4) -> None:
+def metric(gw: GatewayProc, sample: str) -> float:
+    """The value of a gateway's metric sample (`name` or `name{labels}`), 0 when absent."""
+    body = http_get(gw.base + "/metrics")[1].decode()
+    values = [ln.rsplit(" ", 1)[1] for ln in body.splitlines() if ln.rsplit(" ", 1)[0] == sample]
+    return float(values[0]) if values else 0.0
+
+
+class NumberedPublisher(threading.Thread):
+    """Publishes 'n <i>' lines every few ms, retrying through Redis outages like a producer would.
+
+    `hold()` makes it finish the publish in hand and wait, so the test can stop Redis
+    between two publishes: a publish cut off mid-reply would be retried and doubled by
+    the producer itself, which is not what these tests are about."""
+
+    def __init__(self, url: str, prefix: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher(redis.Redis.from_url(url, socket_timeout=2), Keys(prefix))
+        self.stream = stream
+        self.stop = threading.Event()
+        self.held = threading.Event()
+        self.idle = threading.Event()
+        self.published = 0
+
+    def hold(self) -> None:
+        self.idle.clear()
+        self.held.set()
+        assert self.idle.wait(5), "the publisher did not pause"
+
+    def release(self) -> None:
+        self.held.clear()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.held.is_set():
+                self.idle.set()
+                self.stop.wait(0.003)
+                continue
+            line = encode_line(Line(time.time(), f"n {self.published}"))
+            try:
+                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
+                self.published += 1
+            except redis.ConnectionError:
+                pass
+            self.stop.wait(0.003)
+
+
+def assert_gateway_connections(rclient: redis.Redis, history_connections: int = 4) -> None:
     """One gateway's Redis connections, whatever its number of clients and streams: one
     pub/sub, one command connection, at most `gateway.history_connections` for history."""
     names = [c.get("name", "") for c in rclient.client_list() if c.get("name", "").startswith("tailgate-gateway")]
@@ -105,10 +153,10 @@ def assert_gateway_connections(rclient: Any, history_connections: int = 4) -> No
 class GatewayProc(Service):
     """A gateway process on a free port, ready when /readyz says so."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path | None = None, module: str = "gateway") -> None:
         self.port = free_port()
         env = dict(env, TAILGATE_GATEWAY_PORT=str(self.port))
-        super().__init__("gateway", env, log_dir=log_dir)
+        super().__init__(module, env, log_dir=log_dir)
 
     @property
     def base(self) -> str:

@@ -2,10 +2,9 @@
 each frame into a command, checks limits and access, and hands the work to the session
 and the subscription operations. Dependencies arrive through `initialize()`.
 
-What a connection holds (gauge, per-user and per-address counts, expiry timer, session
-with its hub memberships, SUBSCRIBEs and leases) is given back in `_release`, whatever
-ends it: a close (`on_close`) or an unexpected exception in `open` or `on_message`,
-logged and answered with 1011 (Tornado would drop that socket without `on_close`)."""
+What a connection holds (gauge, per-user and per-address counts, expiry timer, session with
+its hub memberships, SUBSCRIBEs, leases) is given back in `on_close` whatever ends it, even an
+exception in `open`/`on_message` (logged, answered with 1011; Tornado skips `on_close` then)."""
 
 from __future__ import annotations
 
@@ -202,6 +201,13 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         if session is None or session.closed:
             return
         try:
+            await self._command(session, message)
+        except Exception:  # also one raised while answering a ProtocolError
+            log.exception("/ws message from %s failed; closing the connection with 1011", self.address)
+            self._failed("message")
+
+    async def _command(self, session: Session, message: str | bytes) -> None:
+        try:
             verdict = self.limiter.admit()
             if verdict is ControlLimiter.ABUSIVE:
                 self.guard.refuse(
@@ -232,14 +238,11 @@ class TailSocket(tornado.websocket.WebSocketHandler):
                     "message", exc.limit, self.identity, self.address, stream=exc.stream, reason=exc.message
                 )
             session.send_raw(error_frame(exc.code, exc.message, exc.stream))
-        except Exception:
-            log.exception("/ws message from %s failed; closing the connection with 1011", self.address)
-            self._failed("message")
 
     def _failed(self, where: str) -> None:
         self.metrics.handler_failures.labels(where).inc()
         self.close(CloseCode.INTERNAL_ERROR, "internal error")
-        self._release()
+        self.on_close()
 
     async def _subscribe(self, session: Session, command: Subscribe) -> None:
         name = command.stream.name
@@ -267,10 +270,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None
 
     def on_close(self) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        """Give back what this connection holds; the second call finds nothing left."""
+        """Give back what this connection holds, whatever ended it; a second call finds nothing."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

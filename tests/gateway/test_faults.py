@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,16 @@ import redis
 import websockets
 
 from embedded import RedisServer
-from tests.support import GatewayProc, Service, WsClient, http_get, reader_that_stops, service_env
+from tests.support import (
+    GatewayProc,
+    NumberedPublisher,
+    Service,
+    WsClient,
+    http_get,
+    metric,
+    reader_that_stops,
+    service_env,
+)
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -23,41 +31,6 @@ def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisS
     server = RedisServer(workdir=str(tmp_path), appendonly=request.param).start()
     yield server
     server.stop()
-
-
-class NumberedPublisher(threading.Thread):
-    """Publishes 'n <i>' lines every few ms, retrying through Redis outages like a producer would.
-
-    `hold()` makes it finish the publish in hand and wait, so the test can stop Redis
-    between two publishes: a publish cut off mid-reply would be retried and doubled by
-    the producer itself, which is not what these tests are about."""
-
-    def __init__(self, url: str, prefix: str, stream: str) -> None:
-        super().__init__(daemon=True)
-        self.pub = Publisher(redis.Redis.from_url(url, socket_timeout=2), Keys(prefix))
-        self.stream = stream
-        self.stop = threading.Event()
-        self.held = threading.Event()
-        self.idle = threading.Event()
-        self.published = 0
-
-    def hold(self) -> None:
-        self.held.set()
-        self.idle.wait(5)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if self.held.is_set():
-                self.idle.set()
-                self.stop.wait(0.003)
-                continue
-            line = encode_line(Line(time.time(), f"n {self.published}"))
-            try:
-                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
-                self.published += 1
-            except redis.ConnectionError:
-                pass
-            self.stop.wait(0.003)
 
 
 async def test_redis_restart_mid_stream_loses_nothing_silently(
@@ -75,7 +48,7 @@ async def test_redis_restart_mid_stream_loses_nothing_silently(
     await clients[0].wait_for(lambda: len(clients[0].texts(s)) > 100, what="lines before the restart")
     await asyncio.to_thread(producer.hold)
     own_redis.stop()
-    producer.held.clear()  # it keeps trying while Redis is down, and publishes once it is back
+    producer.release()  # it keeps trying while Redis is down, and publishes once it is back
     await clients[0].wait_for(lambda: http_get(gw.base + "/readyz")[0] == 503, what="not ready while redis is down")
     own_redis.start()
     await clients[0].wait_for(lambda: http_get(gw.base + "/readyz")[0] == 200, timeout=20, what="ready again")
@@ -106,7 +79,7 @@ async def test_stuck_client_is_closed_with_1013_and_others_continue(
     stuck = await reader_that_stops(gw.ws_url, s)
     sent = 0
     deadline = time.monotonic() + 30
-    while not slow_closes(gw):
+    while not metric(gw, "tailgate_gateway_slow_clients_closed_total"):
         assert time.monotonic() < deadline, "the stuck client was never closed"
         lines = [(0, encode_line(Line(time.time(), f"{sent + i} " + "z" * 2000))) for i in range(100)]
         pub.publish([StreamBatch(s, lines)])
@@ -119,12 +92,6 @@ async def test_stuck_client_is_closed_with_1013_and_others_continue(
             await asyncio.wait_for(stuck.recv(), 10)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1013
     await ok.close()
-
-
-def slow_closes(gw: GatewayProc) -> float:
-    body = http_get(gw.base + "/metrics")[1].decode()
-    values = [ln.split()[-1] for ln in body.splitlines() if ln.startswith("tailgate_gateway_slow_clients_closed_total")]
-    return float(values[0]) if values else 0.0
 
 
 async def test_sigterm_drains_with_1001_within_5s(rclient: redis.Redis, prefix: str, start_gateway) -> None:
@@ -141,11 +108,6 @@ async def test_sigterm_drains_with_1001_within_5s(rclient: redis.Redis, prefix: 
     assert time.monotonic() - started < 5
 
 
-def connections(gw: GatewayProc) -> float:
-    body = http_get(gw.base + "/metrics")[1].decode()
-    return float(next(ln.split()[-1] for ln in body.splitlines() if ln.startswith("tailgate_gateway_connections ")))
-
-
 async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     gw: GatewayProc = start_gateway(TAILGATE_GATEWAY_PING_INTERVAL="0.3", TAILGATE_GATEWAY_PING_TIMEOUT="1")
     # A peer that completes the handshake and then goes silent (a laptop lid closed):
@@ -158,7 +120,7 @@ async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     alive = await WsClient.connect(gw.ws_url)  # answers pings (websockets does)
     deadline = time.monotonic() + 15
-    while connections(gw) != 1.0:
+    while metric(gw, "tailgate_gateway_connections") != 1.0:
         assert time.monotonic() < deadline, "the silent peer was never dropped"
         await asyncio.sleep(0.1)
     await alive.send({"op": "ping"})
