@@ -86,7 +86,7 @@ class History:
         """The last `count` lines up to `upper` (matching `match`), oldest first."""
         key = self.keys.hist(stream)
         budget = _Budget(self.max_bytes)
-        found: list[dict[str, Any]] = []  # newest first
+        found: list[tuple[dict[str, Any], int]] = []  # newest first, with their sizes
         top = format_id(upper)
         cut = False
         while len(found) < count and budget.lines < self.max_lines and not cut:
@@ -98,19 +98,23 @@ class History:
                     break
                 line = _decode(entry_id, fields)
                 if match is None or match(line["text"]):
-                    found.append(line)
+                    found.append((line, len(fields[b"d"])))
                     if len(found) == count:
                         break
             if len(entries) < asked:
                 break
             top = "(" + entries[-1][0].decode()
-        found.reverse()
         gap = GapReason.HISTORY_BYTES if cut else None
-        for i in range(0, len(found), PAGE_LINES):
-            yield Page(found[i : i + PAGE_LINES], gap)
-            gap = None
-        if gap is not None:
-            yield Page([], gap)
+        page: list[dict[str, Any]] = []
+        size = 0
+        for line, nbytes in reversed(found):
+            page.append(line)
+            size += nbytes
+            if size >= PAGE_BYTES or len(page) == PAGE_LINES:
+                yield Page(page, gap)
+                page, size, gap = [], 0, None
+        if page or gap is not None:
+            yield Page(page, gap)
 
     async def since(self, stream: str, cursor: LineId, match: Match) -> AsyncGenerator[Page, None]:
         """Every line after `cursor` (matching `match`), oldest first, a page at a time."""
