@@ -125,6 +125,12 @@ class NumberedPublisher(threading.Thread):
     def release(self) -> None:
         self.held.clear()
 
+    def publish_now(self, count: int = 1, pad: int = 0) -> None:
+        """While held: publish the next `count` lines in one publish step (one live message)."""
+        texts = [f"n {self.published + i}" + (" " + "p" * pad if pad else "") for i in range(count)]
+        self.pub.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+        self.published += count
+
     def run(self) -> None:
         while not self.stop.is_set():
             if self.held.is_set():

@@ -127,3 +127,99 @@ async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     await alive.wait_for(lambda: alive.of_type("pong"), what="the live client still served")
     writer.close()
     await alive.close()
+
+
+def every_line_once_or_told(client: WsClient, stream: str, expected: list[int]) -> None:
+    """`client` got the lines numbered `expected` in order, each once, except where a `gap`
+    or `dropped` frame for `stream` says lines are missing."""
+    position = {n: i for i, n in enumerate(expected)}
+    at, told = 0, False
+    for frame in client.frames:
+        if frame.get("stream") != stream:
+            continue
+        if frame["type"] in ("gap", "dropped"):
+            told = True
+        for line in frame.get("lines", []) if frame["type"] == "lines" else []:
+            i = position[int(line["text"].split()[1])]
+            assert i >= at, f"{line['text']!r} again or out of order"
+            assert i == at or told, f"lines {expected[at:i][:5]}... missing without a gap"
+            at, told = i + 1, False
+    assert at == len(expected), f"ended at {at} of {len(expected)}"
+
+
+def pubsub_client(r: redis.Redis) -> dict | None:
+    """The gateway's pub/sub connection, once it has resubscribed."""
+    found = [c for c in r.client_list() if c.get("name") == "tailgate-gateway-pubsub" and int(c["sub"]) > 0]
+    return found[0] if found else None
+
+
+async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
+    prefix: str, services: list[Service], tmp_path: Path
+) -> None:
+    """The pub/sub connection killed twice in quick succession, a batch over Redis's
+    pub/sub output-buffer limit, Redis SIGKILLed and restarted empty while it answers
+    LOADING (a slow load of another dataset): every client ends with every line once, or
+    an explicit gap."""
+    server = RedisServer(workdir=str(tmp_path)).start()
+    r = redis.Redis.from_url(server.url)
+    r.mset({f"filler:{i}": "x" for i in range(1000)})
+    r.save()  # the dataset the restart loads slowly; then the test starts from nothing
+    r.flushall()
+    gw = GatewayProc(
+        # a long coalescing window: lines read just before Redis dies wait in the reader
+        service_env(TAILGATE_REDIS_URL=server.url, TAILGATE_REDIS_PREFIX=prefix, TAILGATE_GATEWAY_COALESCE_MS="200"),
+        log_dir=tmp_path,
+    )
+    services.append(gw)
+    gw.start()
+    s = "kafka:faulty"
+    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
+    await live.subscribe(s)
+    await even.subscribe(s, regex=r"^n \d*[02468]\b")
+    producer = NumberedPublisher(server.url, prefix, s)
+    producer.start()
+
+    async def progress(what: str) -> None:
+        seen = len(live.texts(s))
+        await live.wait_for(lambda: len(live.texts(s)) > seen + 30, timeout=15, what=what)
+
+    await progress("lines flowing")
+    await late.subscribe(s, backlog=20)
+
+    # 1. the subscriber killed, and killed again as soon as it is back
+    first = pubsub_client(r)
+    r.client_kill_filter(_type="pubsub")
+    await live.wait_for(lambda: (c := pubsub_client(r)) is not None and c["id"] != first["id"], what="resubscribed")
+    r.client_kill_filter(_type="pubsub")
+    await progress("lines after two kills")
+
+    # 2. one batch bigger than the subscriber's output-buffer limit: Redis drops the connection
+    reconnects = metric(gw, "tailgate_gateway_redis_reconnects_total")
+    r.config_set("client-output-buffer-limit", "pubsub 262144 131072 60")
+    producer.hold()
+    producer.publish_now(300, pad=1000)
+    producer.release()
+    await live.wait_for(lambda: metric(gw, "tailgate_gateway_redis_reconnects_total") > reconnects, what="dropped")
+    r.config_set("client-output-buffer-limit", "pubsub 33554432 8388608 60")
+    await progress("lines after the overflow")
+
+    # 3. SIGKILL between two publishes, one line still in the reader's coalescing window;
+    # the restart has none of the history and answers LOADING for about a second
+    producer.hold()
+    producer.publish_now()
+    server.kill()
+    server.start(extra=("--key-load-delay", "1000", "--loading-process-events-interval-bytes", "1024"))
+    producer.release()
+    await progress("lines after the restart")
+
+    producer.stop.set()
+    producer.join()
+    total = producer.published
+    for client, expected in ((live, range(total)), (even, range(0, total, 2))):
+        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
+        every_line_once_or_told(client, s, list(expected))
+    await late.wait_for(lambda: late.texts(s)[-1:] == [f"n {total - 1}"], what="the last line")
+    every_line_once_or_told(late, s, list(range(int(late.texts(s)[0].split()[1]), total)))
+    for client in (live, even, late):
+        await client.close()
+    server.stop()
