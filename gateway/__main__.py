@@ -77,6 +77,8 @@ POSITIVE = (
     "max_frame_bytes",
     "max_subscriptions",
     "max_backlog",
+    "max_history_bytes",
+    "history_connections",
     "max_pattern_chars",
     "control_rate",
     "control_burst",

@@ -63,7 +63,21 @@ class Gateway:
                 settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
             )
         )
-        self.history = History(self.commands, keys, settings.redis.history_maxlen, stored)
+        # History reads get connections of their own: a long one must not delay file-stream
+        # leases or the catalogue on the command connection.
+        self.history_client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.redis.url,
+                max_connections=settings.gateway.history_connections,
+                timeout=10,
+                socket_timeout=10,
+                socket_connect_timeout=3,
+                client_name="tailgate-gateway-history",
+            )
+        )
+        self.history = History(
+            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
+        )
         self.live = LiveReader(
             settings.redis.url,
             keys,
@@ -140,7 +154,11 @@ class Gateway:
             [
                 (r"/ws", TailSocket, socket),
                 (r"/healthz", HealthHandler),
-                (r"/readyz", ReadyHandler, {"live": self.live, "draining": lambda: self.draining}),
+                (
+                    r"/readyz",
+                    ReadyHandler,
+                    {"live": self.live, "draining": lambda: self.draining, "tasks": self.tasks},
+                ),
                 (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
                 (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
@@ -170,7 +188,7 @@ class Gateway:
         server = make_server(self.application(), conf)
         server.listen(conf.port, conf.host)
         log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
-        self.tasks.supervise("live-reader", self.live.run)
+        self.tasks.supervise("live-reader", self.live.run, ready=lambda: self.live.ready)
         self.tasks.supervise("slow-client-sweep", self._sweep)
         self.tasks.supervise("stream-rates", self.catalog.run)
         stop = asyncio.Event()
@@ -188,6 +206,7 @@ class Gateway:
         await self.tasks.close()
         await self.tails.close()
         await self.commands.aclose()
+        await self.history_client.aclose()
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
         """Stop accepting, close every client with 1001, wait briefly for them to go."""

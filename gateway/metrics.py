@@ -68,6 +68,12 @@ class GatewayMetrics:
         self.salt_calls = Gauge(
             "tailgate_gateway_salt_calls", "Salt calls running, and waiting for a worker", ["state"], registry=r
         )
+        self.handler_failures = Counter(
+            "tailgate_gateway_handler_failures",
+            "WebSocket connections closed with 1011 after an unexpected exception in open or on_message",
+            ["where"],
+            registry=r,
+        )
         self.task_failures = Counter(
             "tailgate_gateway_task_failures",
             "Background tasks that failed (a supervised loop is restarted), by task",

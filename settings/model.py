@@ -90,6 +90,8 @@ class GatewaySettings:
     max_frame_bytes: int = 64 * 1024
     max_subscriptions: int = 50
     max_backlog: int = 10_000
+    max_history_bytes: int = 8 * 1024 * 1024
+    history_connections: int = 4
     max_pattern_chars: int = 1_000
     control_rate: float = 20.0
     control_burst: int = 40

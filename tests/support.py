@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from embedded import free_port, wait_until
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,15 +105,85 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def metric(gw: GatewayProc, sample: str, label: str | None = None) -> float:
+    """A gateway's current value of a metric sample, 0 when absent: the exact sample
+    (`name` or `name{labels}`), or with `label`, the first series of `name` whose labels
+    hold it."""
+    for line in http_get(gw.base + "/metrics")[1].decode().splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == sample if label is None else (series.startswith(sample + "{") and label in series):
+            return float(value)
+    return 0.0
+
+
+class NumberedPublisher(threading.Thread):
+    """Publishes 'n <i>' lines every few ms, retrying through Redis outages like a producer would.
+
+    `hold()` makes it finish the publish in hand and wait, so the test can stop Redis
+    between two publishes: a publish cut off mid-reply would be retried and doubled by
+    the producer itself, which is not what these tests are about."""
+
+    def __init__(self, url: str, prefix: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher(redis.Redis.from_url(url, socket_timeout=2), Keys(prefix))
+        self.stream = stream
+        self.stop = threading.Event()
+        self.held = threading.Event()
+        self.idle = threading.Event()
+        self.published = 0
+
+    def hold(self) -> None:
+        self.idle.clear()
+        self.held.set()
+        assert self.idle.wait(5), "the publisher did not pause"
+
+    def release(self) -> None:
+        self.held.clear()
+
+    def publish_now(self, count: int = 1, pad: int = 0) -> None:
+        """While held: publish the next `count` lines in one publish step (one live message)."""
+        texts = [f"n {self.published + i}" + (" " + "p" * pad if pad else "") for i in range(count)]
+        self.pub.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+        self.published += count
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.held.is_set():
+                self.idle.set()
+                self.stop.wait(0.003)
+                continue
+            line = encode_line(Line(time.time(), f"n {self.published}"))
+            try:
+                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
+                self.published += 1
+            except redis.ConnectionError:
+                pass
+            self.stop.wait(0.003)
+
+
+def assert_gateway_connections(rclient: redis.Redis, history_connections: int = 4) -> None:
+    """One gateway's Redis connections, whatever its number of clients and streams: one
+    pub/sub, one command connection, at most `gateway.history_connections` for history."""
+    names = [c.get("name", "") for c in rclient.client_list() if c.get("name", "").startswith("tailgate-gateway")]
+    assert names.count("tailgate-gateway-pubsub") == 1, names
+    assert names.count("tailgate-gateway-cmd") <= 1, names
+    assert names.count("tailgate-gateway-history") <= history_connections, names
+    assert set(names) <= {"tailgate-gateway-pubsub", "tailgate-gateway-cmd", "tailgate-gateway-history"}, names
+
+
 class GatewayProc(Service):
     """A gateway process on a free port, ready when /readyz says so."""
 
     def __init__(
-        self, env: dict[str, str], log_dir: Path | None = None, preexec: Callable[[], None] | None = None
+        self,
+        env: dict[str, str],
+        log_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+        module: str = "gateway",
     ) -> None:
         self.port = free_port()
         env = dict(env, TAILGATE_GATEWAY_PORT=str(self.port))
-        super().__init__("gateway", env, log_dir=log_dir, preexec=preexec)
+        super().__init__(module, env, log_dir=log_dir, preexec=preexec)
 
     @property
     def base(self) -> str:
@@ -324,15 +396,6 @@ def audit_records(gw: GatewayProc) -> list[dict[str, Any]]:
         if sep:
             out.append(json.loads(body))
     return out
-
-
-def metric(gw: GatewayProc, name: str, label: str) -> float:
-    """A gateway's current value of metric `name` on the series whose labels hold `label`."""
-    _, _, body = http(gw.base + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(f"{name}{{") and label in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 # Strict JSON, as a browser takes it (issue 12: text is canonical past wire/).

@@ -104,3 +104,13 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
                 ErrorCode.BAD_REQUEST, "since must be a line id such as '1700000000000-0'", name
             ) from None
     return Subscribe(stream, keyword or "", regex or "", ignore_case, backlog, since_id)
+
+
+def peek_stream(message: str | bytes) -> str | None:
+    """The `stream` a refused frame names, if it is readable, to echo in the error."""
+    try:
+        msg = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    stream = msg.get("stream") if isinstance(msg, dict) else None
+    return stream[:512] if isinstance(stream, str) else None
