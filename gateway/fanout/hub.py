@@ -192,9 +192,11 @@ class Hub:
 
     def _fan_out(self, stream: str, channel: _Channel, parts: list[LiveMessage]) -> None:
         first, last, count, array, epoch = parts[0]
-        epoch = self.stored.epoch(stream, epoch)
         if epoch != channel.epoch:
-            channel.prefix, channel.epoch = lines_prefix(stream, epoch), epoch
+            epoch = self.stored.epoch(stream, epoch)  # checked once per change: frames carry it as it is
+            if epoch != channel.epoch:
+                channel.prefix, channel.epoch = lines_prefix(stream, epoch), epoch
+        epoch = channel.epoch  # one object for every batch of an epoch: sessions compare it at once
         if len(parts) > 1:
             last = parts[-1][1]
             count = sum(p[2] for p in parts)

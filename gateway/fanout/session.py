@@ -76,7 +76,7 @@ class Session:
         else:
             sub.catching_up, sub.held, sub.held_bytes = True, [], 0
             if cursor is not None:
-                sub.cursor = cursor
+                sub.cursor, sub.epoch = cursor, epoch
         self._generations += 1
         sub.generation = self._generations
         return sub.generation
