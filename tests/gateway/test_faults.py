@@ -153,6 +153,32 @@ def pubsub_client(r: redis.Redis) -> dict | None:
     return found[0] if found else None
 
 
+async def numbered_viewers(gw: GatewayProc, url: str, prefix: str, s: str) -> tuple[list[WsClient], NumberedPublisher]:
+    """Three viewers of `s` (every line; the even ones; a backlog of 20 joining once lines
+    flow) and a started producer of its numbered lines."""
+    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
+    await live.subscribe(s)
+    await even.subscribe(s, regex=r"^n \d*[02468]\b")
+    producer = NumberedPublisher(url, prefix, s)
+    producer.start()
+    await live.wait_for(lambda: len(live.texts(s)) > 30, what="lines flowing")
+    await late.subscribe(s, backlog=20)
+    return [live, even, late], producer
+
+
+async def each_got_every_line_once_or_was_told(viewers: list[WsClient], s: str, producer: NumberedPublisher) -> None:
+    """Stop `producer`; then each of the `numbered_viewers` ends with every line it asked
+    for, in order, once, or a `gap` or `dropped` where lines are missing."""
+    producer.stop.set()
+    producer.join()
+    total = producer.published
+    live, even, late = viewers
+    first_late = int(late.texts(s)[0].split()[1])
+    for client, expected in ((live, range(total)), (even, range(0, total, 2)), (late, range(first_late, total))):
+        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
+        every_line_once_or_told(client, s, list(expected))
+
+
 async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     prefix: str, services: list[Service], tmp_path: Path
 ) -> None:
@@ -173,18 +199,12 @@ async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     services.append(gw)
     gw.start()
     s = "kafka:faulty"
-    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
-    await live.subscribe(s)
-    await even.subscribe(s, regex=r"^n \d*[02468]\b")
-    producer = NumberedPublisher(server.url, prefix, s)
-    producer.start()
+    viewers, producer = await numbered_viewers(gw, server.url, prefix, s)
+    live = viewers[0]
 
     async def progress(what: str) -> None:
         seen = len(live.texts(s))
         await live.wait_for(lambda: len(live.texts(s)) > seen + 30, timeout=15, what=what)
-
-    await progress("lines flowing")
-    await late.subscribe(s, backlog=20)
 
     # 1. the subscriber killed, and killed again as soon as it is back
     first = pubsub_client(r)
@@ -212,15 +232,8 @@ async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     producer.release()
     await progress("lines after the restart")
 
-    producer.stop.set()
-    producer.join()
-    total = producer.published
-    for client, expected in ((live, range(total)), (even, range(0, total, 2))):
-        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
-        every_line_once_or_told(client, s, list(expected))
-    await late.wait_for(lambda: late.texts(s)[-1:] == [f"n {total - 1}"], what="the last line")
-    every_line_once_or_told(late, s, list(range(int(late.texts(s)[0].split()[1]), total)))
-    for client in (live, even, late):
+    await each_got_every_line_once_or_was_told(viewers, s, producer)
+    for client in viewers:
         await client.close()
     server.stop()
 
@@ -250,13 +263,8 @@ async def test_redis_killed_under_live_clients_is_a_reset_when_it_comes_back_emp
     services.append(gw)
     gw.start()
     s = "kafka:lost"
-    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
-    await live.subscribe(s)
-    await even.subscribe(s, regex=r"^n \d*[02468]\b")
-    producer = NumberedPublisher(own_redis.url, prefix, s)
-    producer.start()
-    await live.wait_for(lambda: len(live.texts(s)) > 50, what="lines flowing")
-    await late.subscribe(s, backlog=20)
+    viewers, producer = await numbered_viewers(gw, own_redis.url, prefix, s)
+    live = viewers[0]
     await live.wait_for(lambda: len(live.texts(s)) > 100, what="more lines")
 
     producer.hold()
@@ -268,16 +276,10 @@ async def test_redis_killed_under_live_clients_is_a_reset_when_it_comes_back_emp
     producer.release()
     seen = producer.published
     await live.wait_for(lambda: len(live.texts(s)) > seen + 50, timeout=15, what="lines after the restart")
-    producer.stop.set()
-    producer.join()
 
-    total = producer.published
-    first_late = int(late.texts(s)[0].split()[1])
-    for client, expected in ((live, range(total)), (even, range(0, total, 2)), (late, range(first_late, total))):
-        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
-        every_line_once_or_told(client, s, list(expected))
+    await each_got_every_line_once_or_was_told(viewers, s, producer)
+    for client in viewers:
         assert gap_reasons(client, s) == ([] if own_redis.appendonly else ["reset"])
-    for client in (live, even, late):
         await client.close()
 
 
