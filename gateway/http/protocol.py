@@ -113,7 +113,9 @@ def _epoch(msg: dict[str, Any], name: str, since: LineId | None) -> str | None:
     if epoch is None:
         return None
     if since is None:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "epoch goes with since: the epoch of the line since names", name)
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "epoch is taken only with since: the epoch of the lines frame that id came in", name
+        )
     try:
         return parse_epoch(epoch)
     except ValueError as exc:
