@@ -259,3 +259,43 @@ def read_lines(array: bytes, clean: bool = False) -> tuple[list[dict[str, Any]],
         out.append(line)
         counts[how] += 1
     return out, counts["rewritten"], counts["unreadable"]
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def split_lines(array: bytes) -> tuple[list[dict[str, Any]], list[bytes]] | None:
+    """The lines of a live channel message's JSON array, each with its own bytes as they
+    stand in `array` (an element's exact slice), so a frame of some of them is a join of
+    slices instead of an encoding; None when `array` is not an array of lines (then
+    `read_lines` reads it). Parses the array once, as `json.loads` would. It does not
+    apply the canonical rule: the caller does that (`may_break_rule`) before trusting it."""
+    try:
+        text = array.decode("utf-8")
+        lines: list[dict[str, Any]] = []
+        spans: list[tuple[int, int]] = []
+        at = _SPACE.match(text).end()
+        if text[at : at + 1] != "[":
+            return None
+        at = _SPACE.match(text, at + 1).end()
+        closed = text[at : at + 1] == "]"
+        while not closed:
+            line, end = _DECODER.raw_decode(text, at)
+            if not _is_line(line):
+                return None
+            lines.append(line)
+            spans.append((at, end))
+            at = _SPACE.match(text, end).end()
+            closed = text[at : at + 1] == "]"
+            if not closed:
+                if text[at : at + 1] != ",":
+                    return None
+                at = _SPACE.match(text, at + 1).end()
+        if _SPACE.match(text, at + 1).end() != len(text):
+            return None
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    if len(text) == len(array):  # ASCII: character offsets are byte offsets
+        return lines, [array[start:end] for start, end in spans]
+    return lines, [text[start:end].encode("utf-8") for start, end in spans]

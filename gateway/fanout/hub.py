@@ -25,13 +25,24 @@ from typing import Any, Protocol
 from gateway.fanout.filters import LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
+from gateway.fanout.onepass import FilterSet
 from gateway.fanout.stored import StoredLines
-from wire.envelope import UNREADABLE_META, LineId, LiveMessage, frame_ids, may_break_rule, parse_id, read_lines
+from wire.envelope import (
+    UNREADABLE_META,
+    LineId,
+    LiveMessage,
+    frame_ids,
+    may_break_rule,
+    parse_id,
+    read_lines,
+    split_lines,
+)
 from wire.text import dumpb
 
 log = logging.getLogger(__name__)
 
 MERGE_BYTES = 256 * 1024
+PASS_ALL = LineFilter().key
 
 
 @dataclass(slots=True)
@@ -105,6 +116,8 @@ class _Channel:
     epoch: str | None = None  # the epoch `prefix` says
     groups: dict[tuple[str, str, bool], _Group] = field(default_factory=dict)
     member_filter: dict[Member, tuple[str, str, bool]] = field(default_factory=dict)
+    # the groups with a filter and their filters compiled together; None: to be built again
+    onepass: tuple[list[_Group], FilterSet] | None = None
 
 
 class Hub:
@@ -125,6 +138,7 @@ class Hub:
         group = channel.groups.get(line_filter.key)
         if group is None:
             group = channel.groups[line_filter.key] = _Group(line_filter)
+            channel.onepass = None
         group.members.add(member)
         channel.member_filter[member] = line_filter.key
         return first
@@ -149,6 +163,7 @@ class Hub:
         group.members.discard(member)
         if not group.members:
             del channel.groups[key]
+            channel.onepass = None
 
     def streams(self) -> list[str]:
         """Every stream with at least one viewer."""
@@ -208,26 +223,51 @@ class Hub:
             parsed, repaired = self.stored.array(stream, array)
             if repaired:
                 array = dumpb(parsed)
-        for group in list(channel.groups.values()):
-            if group.filter.passes_all:
-                batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed, epoch=epoch)
-            else:
-                if parsed is None:
-                    parsed = self.stored.array(stream, array, clean)[0]
-                match = group.filter.match
-                assert match is not None  # (not passes_all)
-                # a notice for an unreadable line passes every filter: that line might have matched
-                kept = [line for line in parsed if match(line["text"]) or line.get("meta") is UNREADABLE_META]
-                if not kept:
-                    continue
-                batch = Batch(
-                    stream,
-                    parse_id(kept[0]["id"]),
-                    parse_id(kept[-1]["id"]),
-                    len(kept),
-                    lines_frame(stream, kept, epoch),
-                    kept,
-                    epoch=epoch,
-                )
+        whole = channel.groups.get(PASS_ALL)
+        if whole is not None:
+            batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed, epoch=epoch)
+            for member in list(whole.members):
+                member.deliver(batch)
+        if channel.onepass is None:
+            groups = [group for key, group in channel.groups.items() if key != PASS_ALL]
+            channel.onepass = (groups, FilterSet([group.filter for group in groups]))
+        if channel.onepass[0]:
+            self._fan_out_filtered(stream, channel, array, clean, parsed)
+
+    def _fan_out_filtered(
+        self,
+        stream: str,
+        channel: _Channel,
+        array: bytes,
+        clean: bool,
+        parsed: list[dict[str, Any]] | None,
+    ) -> None:
+        """Every filtered group's share of a batch: all verdicts in one pass over the lines
+        (gateway.fanout.onepass), each group's frame joined from the lines' own bytes."""
+        split = split_lines(array) if clean else None
+        if split is None:  # lines repaired or unreadable: each encoded once, strictly, for every group
+            lines = parsed if parsed is not None else self.stored.array(stream, array, clean)[0]
+            encoded = [dumpb(line) for line in lines]
+        else:
+            lines, encoded = split
+        assert channel.onepass is not None  # (built by the caller)
+        groups, filter_set = channel.onepass
+        # a notice for an unreadable line passes every filter: that line might have matched
+        notices = {i for i, line in enumerate(lines) if line.get("meta") is UNREADABLE_META} if split is None else set()
+        for group, kept in zip(groups, filter_set.select(lines), strict=True):
+            if notices:
+                kept = sorted(notices.union(kept))
+            if not kept:
+                continue
+            frame = channel.prefix + b"[" + b",".join([encoded[i] for i in kept]) + b"]}"
+            batch = Batch(
+                stream,
+                parse_id(lines[kept[0]]["id"]),
+                parse_id(lines[kept[-1]]["id"]),
+                len(kept),
+                frame,
+                [lines[i] for i in kept],
+                epoch=channel.epoch,
+            )
             for member in list(group.members):
                 member.deliver(batch)

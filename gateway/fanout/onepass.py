@@ -1,0 +1,173 @@
+"""All of a stream's distinct filters evaluated against each line in one pass (live fan-out).
+
+Each distinct term is an *atom*: a keyword (exact, or case-folded) or a regex (case
+sensitive, or not). A line is scanned once per kind of atom: one Aho-Corasick automaton
+for the exact keywords over the text, one for the folded keywords over `text.casefold()`
+(folded once per line, as `LineFilter.match` folds it), and one RE2 `Set` per case mode for
+the regexes. A filter becomes a `Plan`: the atoms that must all hit (`need`), the atoms
+none of which may hit (`veto`), and a predicate on the line for what no atom expresses
+(`extra`), so a filter's further parts (excluded terms, fields on meta) slot in as `veto`
+and `extra` without another pass over the line.
+
+Invariant: `FilterSet(filters).select(lines)[k]` holds exactly the indices of the lines
+`filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks it for random filters
+and lines). Where one pass cannot be trusted it is not used: RE2's `Set` has only the DFA,
+which may run out of memory where a single regex would go on with the NFA, and says so
+only by answering no match. Each set therefore holds a pattern that matches every text;
+an answer without it is a failure, and that line's regexes are searched one by one. A set
+that does not compile (too large for its memory budget) is always searched one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ahocorasick
+import re2
+
+from gateway.fanout.filters import LineFilter
+
+log = logging.getLogger(__name__)
+
+# the memory budget of one regex set (RE2's default is 8 MiB); past it, the slow path above
+SET_MAX_MEM = 32 << 20
+
+Line = Mapping[str, Any]
+Atom = tuple[str, str, bool]  # ("keyword" | "regex", term, ignore_case)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One filter as atoms: passes when every `need` atom hits, no `veto` atom does, and
+    `extra` (if any) accepts the line."""
+
+    need: tuple[Atom, ...]
+    veto: tuple[Atom, ...] = ()
+    extra: Callable[[Line], bool] | None = None
+
+
+def plan_of(line_filter: LineFilter) -> Plan:
+    """The plan of a filter that does not pass everything."""
+    need: list[Atom] = []
+    if line_filter.keyword:
+        need.append(("keyword", line_filter.keyword, line_filter.ignore_case))
+    if line_filter.regex:
+        need.append(("regex", line_filter.regex, line_filter.ignore_case))
+    return Plan(tuple(need))
+
+
+class _Keywords:
+    """An Aho-Corasick automaton over some keywords; `hits` names the ones in a text."""
+
+    def __init__(self, words: dict[str, int]) -> None:
+        self.automaton = ahocorasick.Automaton()
+        for word, atom in words.items():
+            self.automaton.add_word(word, atom)
+        self.automaton.make_automaton()
+
+    def hits(self, text: str) -> set[int]:
+        return {atom for _, atom in self.automaton.iter(text)}
+
+
+class _Regexes:
+    """An RE2 set over the regexes of one case mode, searched one by one when it fails."""
+
+    def __init__(self, patterns: dict[str, int], ignore_case: bool, max_mem: int) -> None:
+        options = re2.Options()
+        options.log_errors = False
+        options.case_sensitive = not ignore_case
+        self.atoms = list(patterns.values())
+        self.searches = [re2.compile(pattern, options).search for pattern in patterns]
+        self.failures = 0  # lines searched one by one after the set failed on them
+        options.max_mem = max_mem
+        self.set: re2.Set | None = re2.Set.SearchSet(options)
+        self.set.Add("")  # matches every text: an answer without it (index 0) is a failure
+        for pattern in patterns:
+            self.set.Add(pattern)
+        try:
+            self.set.Compile()
+        except re2.error:
+            self.set = None
+            log.warning("%d regexes are too large for one RE2 set; each is searched on its own", len(patterns))
+
+    def hits(self, text: str) -> set[int]:
+        if self.set is not None:
+            found = self.set.Match(text)
+            if found:  # holds index 0 whenever the set did not fail
+                atoms = self.atoms
+                return {atoms[k - 1] for k in found if k}
+            self.failures += 1
+        return {atom for atom, search in zip(self.atoms, self.searches, strict=True) if search(text) is not None}
+
+
+class FilterSet:
+    """Distinct filters of one stream, compiled to decide all their verdicts in one pass."""
+
+    def __init__(self, filters: Sequence[LineFilter], max_mem: int = SET_MAX_MEM) -> None:
+        plans = [plan_of(f) for f in filters]
+        ids: dict[Atom, int] = {}
+        for plan in plans:
+            for atom in (*plan.need, *plan.veto):
+                ids.setdefault(atom, len(ids))
+        words = {term: i for (kind, term, fold), i in ids.items() if kind == "keyword" and not fold}
+        folded = {term.casefold(): i for (kind, term, fold), i in ids.items() if kind == "keyword" and fold}
+        # two folded atoms can be one word ("STRASSE", "straße"): the word hits both
+        self._aliases = {
+            i: folded[term.casefold()] for (kind, term, fold), i in ids.items() if kind == "keyword" and fold
+        }
+        self._exact = _Keywords(words) if words else None
+        self._folded = _Keywords(folded) if folded else None
+        self._regexes = [
+            _Regexes(patterns, fold, max_mem)
+            for fold in (False, True)
+            if (patterns := {term: i for (kind, term, f), i in ids.items() if kind == "regex" and f == fold})
+        ]
+        # a plan with a `need` atom is looked at only for lines where that atom hit
+        self._size = len(plans)
+        self._triggered: dict[int, list[tuple[int, frozenset[int], frozenset[int], Callable[[Line], bool] | None]]] = {}
+        self._always: list[tuple[int, frozenset[int], Callable[[Line], bool] | None]] = []
+        for k, plan in enumerate(plans):
+            need = [self._word(ids[a]) for a in plan.need]
+            veto = frozenset(self._word(ids[a]) for a in plan.veto)
+            if need:
+                self._triggered.setdefault(need[0], []).append((k, frozenset(need[1:]), veto, plan.extra))
+            else:
+                self._always.append((k, veto, plan.extra))
+
+    def _word(self, atom: int) -> int:
+        """The atom that stands for `atom` in hits (a folded keyword: its folded word's)."""
+        return self._aliases.get(atom, atom)
+
+    @property
+    def failures(self) -> int:
+        """Lines whose regexes had to be searched one by one (the set's DFA failed on them)."""
+        return sum(r.failures for r in self._regexes)
+
+    def hits(self, text: str) -> set[int]:
+        """The atoms that hit `text`."""
+        hits: set[int] = set()
+        if self._exact is not None:
+            hits |= self._exact.hits(text)
+        if self._folded is not None:
+            hits |= self._folded.hits(text.casefold())
+        for regexes in self._regexes:
+            hits |= regexes.hits(text)
+        return hits
+
+    def select(self, lines: Sequence[Line]) -> list[list[int]]:
+        """For each filter, in the order given, the indices of the lines it keeps."""
+        kept: list[list[int]] = [[] for _ in range(self._size)]
+        triggered, always = self._triggered, self._always
+        for i, line in enumerate(lines):
+            hits = self.hits(line["text"])
+            for atom in hits:
+                for k, rest, veto, extra in triggered.get(atom, ()):
+                    if rest <= hits and not veto & hits and (extra is None or extra(line)):
+                        kept[k].append(i)
+            for k, veto, extra in always:
+                if not veto & hits and (extra is None or extra(line)):
+                    kept[k].append(i)
+        return kept
