@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from gateway.fanout.filters import LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
-from gateway.fanout.onepass import FilterSet
+from gateway.fanout.onepass import FilterSet, plan_of
 from gateway.fanout.stored import StoredLines
 from wire.envelope import (
     UNREADABLE_META,
@@ -230,7 +230,7 @@ class Hub:
                 member.deliver(batch)
         if channel.onepass is None:
             groups = [group for key, group in channel.groups.items() if key != PASS_ALL]
-            channel.onepass = (groups, FilterSet([group.filter for group in groups]))
+            channel.onepass = (groups, FilterSet([plan_of(group.filter) for group in groups]))
         if channel.onepass[0]:
             self._fan_out_filtered(stream, channel, array, clean, parsed)
 

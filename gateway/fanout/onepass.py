@@ -9,8 +9,8 @@ none of which may hit (`veto`), and a predicate on the line for what no atom exp
 (`extra`), so a filter's further parts (excluded terms, fields on meta) slot in as `veto`
 and `extra` without another pass over the line.
 
-Invariant: `FilterSet(filters).select(lines)[k]` holds exactly the indices of the lines
-`filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks it for random filters
+Invariant: `FilterSet([plan_of(f) for f in filters]).select(lines)[k]` holds exactly the
+indices of the lines `filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks it for random filters
 and lines). Where one pass cannot be trusted it is not used: RE2's `Set` has only the DFA,
 which may run out of memory where a single regex would go on with the NFA, and says so
 only by answering no match. Each set therefore holds a pattern that matches every text;
@@ -104,10 +104,9 @@ class _Regexes:
 
 
 class FilterSet:
-    """Distinct filters of one stream, compiled to decide all their verdicts in one pass."""
+    """Distinct filters of one stream (as plans), compiled to decide all their verdicts in one pass."""
 
-    def __init__(self, filters: Sequence[LineFilter], max_mem: int = SET_MAX_MEM) -> None:
-        plans = [plan_of(f) for f in filters]
+    def __init__(self, plans: Sequence[Plan], max_mem: int = SET_MAX_MEM) -> None:
         ids: dict[Atom, int] = {}
         for plan in plans:
             for atom in (*plan.need, *plan.veto):
