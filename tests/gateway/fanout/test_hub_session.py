@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from gateway.fanout.filters import compile_filter
+from gateway.fanout.frames import lines_frame
 from gateway.fanout.history import Page
 from gateway.fanout.hub import MERGE_BYTES, Batch, Hub
 from gateway.fanout.session import Session
 from wire.codes import GapReason
+from wire.envelope import parse_id
+from wire.text import dumpb
 
 pytestmark = pytest.mark.unit
 
@@ -219,3 +222,27 @@ async def test_resume_point_of_an_idle_live_subscription_is_where_it_started() -
     session = Session(wire.send, wire.close, 1 << 20, 30)
     session.finish("kafka:x", session.begin("kafka:x"), start=(42, 0))
     assert session.resume_point("kafka:x") == ((42, 0), None)
+
+
+def test_each_filter_group_gets_its_lines_own_bytes_and_new_filters_join() -> None:
+    """Frames of filtered groups are the stored lines' bytes, joined: byte for byte what
+    encoding the kept lines gives; a filter added or dropped mid-stream takes effect at once."""
+    hub = Hub()
+    lines = [{"id": f"{100 + i}-0", "ts": 1.5, "text": t} for i, t in enumerate(["ok 1", "err café", "ERR ☕ 2", "x"])]
+    filters = [compile_filter("err"), compile_filter("ERR", ignore_case=True), compile_filter(regex=r"\d$")]
+    viewers = [Recorder() for _ in filters]
+    for viewer, line_filter in zip(viewers, filters, strict=True):
+        hub.add("kafka:x", viewer, line_filter)
+    hub.dispatch("kafka:x", [b"100-0 103-0 4 e1\n" + dumpb(lines)])
+    for viewer, line_filter in zip(viewers, filters, strict=True):
+        (batch,) = viewer.batches
+        kept = [line for line in lines if line_filter.match(line["text"])]  # type: ignore[misc]
+        assert batch.frame == lines_frame("kafka:x", kept, "e1")
+        assert (batch.first, batch.last, batch.count) == (parse_id(kept[0]["id"]), parse_id(kept[-1]["id"]), len(kept))
+    late = Recorder()
+    hub.add("kafka:x", late, compile_filter("café"))
+    hub.dispatch("kafka:x", [b"104-0 104-0 1 e1\n" + dumpb([{"id": "104-0", "ts": 2.0, "text": "err café 3"}])])
+    assert [[x["text"] for x in json.loads(b.frame)["lines"]] for b in late.batches] == [["err café 3"]]
+    hub.remove("kafka:x", viewers[1])
+    hub.dispatch("kafka:x", [b"105-0 105-0 1 e1\n" + dumpb([{"id": "105-0", "ts": 2.0, "text": "ERR 4"}])])
+    assert [len(v.batches) for v in viewers] == [2, 2, 3]
