@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+from typing import Any
 
 import redis
 
@@ -84,3 +86,48 @@ async def wait_for_rate(streams, check, timeout: float = 10.0) -> float:
             return rate
         assert time.monotonic() < deadline, f"rate of kafka:app/web-1 still {rate}"
         await asyncio.sleep(0.1)
+
+
+NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
+
+
+def distinct_filter(k: int) -> dict[str, Any]:
+    """The k-th of 200 distinct filters: keywords, regexes, both, either case mode."""
+    if k % 4 == 0:
+        return {"keyword": f"line {k // 4}"}
+    if k % 4 == 1:
+        return {"keyword": f"USER={NAMES[k % 7].upper()}", "regex": rf"code={k % 13}\b", "ignore_case": True}
+    if k % 4 == 2:
+        return {"regex": rf"line \d*{k % 10}\d* code={k % 13}\b"}
+    return {"keyword": str(k), "regex": rf"ß{k % 3}$", "ignore_case": True}
+
+
+def oracle(spec: dict[str, Any], text: str) -> bool:
+    """What the filter selects, by Python's own `in` and `re` (they agree with RE2 on these)."""
+    fold = spec.get("ignore_case", False)
+    keyword = spec.get("keyword", "")
+    if (keyword.casefold() not in text.casefold()) if fold else (keyword not in text):
+        return False
+    return not spec.get("regex") or re.search(spec["regex"], text, re.I if fold else 0) is not None
+
+
+async def test_200_clients_with_distinct_filters_each_get_exactly_their_lines(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
+    gw = start_gateway()
+    stream = "kafka:filtered"
+    specs = [distinct_filter(k) for k in range(200)]
+    clients = await asyncio.gather(*(WsClient.connect(gw.ws_url) for _ in range(201)))
+    await asyncio.gather(*(c.subscribe(stream, **spec) for c, spec in zip(clients, specs, strict=False)))
+    await clients[200].subscribe(stream)  # and one unfiltered viewer
+    assert all(c.of_type("subscribed") for c in clients)
+    texts = [f"line {i} code={i % 13} user={NAMES[i % 7]} Ünïcode ß{i % 3}" for i in range(400)]
+    expected = [[t for t in texts if oracle(spec, t)] for spec in specs] + [texts]
+    assert all(expected)  # every filter selects something, so every client can be waited for
+    pub = Publisher(rclient, Keys(prefix))
+    for start in range(0, 400, 20):
+        pub.publish([StreamBatch(stream, [(0, encode_line(Line(time.time(), t))) for t in texts[start : start + 20]])])
+    for c, want in zip(clients, expected, strict=True):
+        await c.wait_for(lambda c=c, want=want: len(c.texts(stream)) >= len(want), timeout=20, what="its lines")
+    assert [c.texts(stream) for c in clients] == expected
+    await asyncio.gather(*(c.close() for c in clients))
