@@ -40,8 +40,8 @@ def pinned(core: str, args: list[str]) -> list[str]:
     return ["taskset", "-c", core, *args]
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, **kw)
+def spawn(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT, **kw) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=root, env={**os.environ, "PYTHONPATH": str(root), **(env or {})}, **kw)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -60,11 +60,13 @@ def wsload(port: int, clients: int, streams: str, *args: str, **kw: Any) -> subp
     return spawn(pinned(LOAD_CORE, [*cmd, "--streams", streams, *args]), stdout=subprocess.PIPE, text=True, **kw)
 
 
-def start_gateway(kind: str, redis_url: str, prefix: str, port: int, log: Path) -> subprocess.Popen:
+def start_gateway(kind: str, redis_url: str, prefix: str, port: int, log: Path, root: Path = ROOT) -> subprocess.Popen:
+    """The gateway under test (from the tree at `root`: another commit's, for a before/after)."""
     out = open(log, "ab")  # noqa: SIM115
     if kind == "tailgate":
         env = {"TAILGATE_REDIS_URL": redis_url, "TAILGATE_REDIS_PREFIX": prefix, "TAILGATE_GATEWAY_PORT": str(port)}
-        proc = spawn(pinned(GATEWAY_CORE, [PY, "-m", "gateway", "--log-level", "WARNING"]), env, stdout=out, stderr=out)
+        args = pinned(GATEWAY_CORE, [PY, "-m", "gateway", "--log-level", "WARNING"])
+        proc = spawn(args, env, root, stdout=out, stderr=out)
         wait_until(lambda: gateway_ready(port), 20, what="gateway ready")
     else:
         args = [PY, "-m", "bench.naive_gateway", "--redis", redis_url, "--prefix", prefix, "--port", str(port)]
@@ -93,14 +95,16 @@ def load_run(
     seconds: float,
     tmp: Path,
     infra_core: str = GATEWAY_CORE,
+    load_args: tuple[str, ...] = (),
+    root: Path = ROOT,
 ) -> dict:
     prefix = f"b{time.monotonic_ns()}:"
     port = free_port()
-    gw = start_gateway(kind, server.url, prefix, port, tmp / f"{kind}-{port}.log")
+    gw = start_gateway(kind, server.url, prefix, port, tmp / f"{kind}-{port}.log", root)
     r = redis.Redis.from_url(server.url)
     warmup = 3.0
     try:
-        load = wsload(port, clients, ",".join(streams), "--seconds", str(seconds), "--warmup", str(warmup))
+        load = wsload(port, clients, ",".join(streams), "--seconds", str(seconds), "--warmup", str(warmup), *load_args)
         ready = json.loads(load.stdout.readline())
         assert ready["event"] == "ready", ready
         publisher = spawn(

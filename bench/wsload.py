@@ -21,6 +21,7 @@ import resource
 import struct
 import sys
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 ID_MARK = b'"id":"'
@@ -56,10 +57,19 @@ class Stats:
 
 
 class LoadClient(asyncio.Protocol):
-    def __init__(self, host: str, path: str, streams: list[str], stats: Stats, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        host: str,
+        path: str,
+        streams: list[str],
+        stats: Stats,
+        ready: asyncio.Future[None],
+        line_filter: dict[str, Any] | None = None,
+    ) -> None:
         self.host = host
         self.path = path
         self.streams = streams
+        self.line_filter = line_filter or {}
         self.stats = stats
         self.ready = ready
         self.buf = bytearray()
@@ -89,7 +99,8 @@ class LoadClient(asyncio.Protocol):
             self.handshaken = True
             self.stats.connected += 1
             for stream in self.streams:
-                self.transport.write(client_frame(json.dumps({"op": "subscribe", "stream": stream}).encode()))
+                command = {"op": "subscribe", "stream": stream, **self.line_filter}
+                self.transport.write(client_frame(json.dumps(command).encode()))
             if not self.streams and not self.ready.done():
                 self.ready.set_result(None)
         self._frames()
@@ -156,7 +167,15 @@ class LoadClient(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(str(exc)))
 
 
-async def run(url: str, clients: int, streams: list[str], per_client: int, seconds: float, warmup: float) -> dict:
+async def run(
+    url: str,
+    clients: int,
+    streams: list[str],
+    per_client: int,
+    seconds: float,
+    warmup: float,
+    filters: list[dict[str, Any]] | None = None,
+) -> dict:
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     stats = Stats()
@@ -167,7 +186,8 @@ async def run(url: str, clients: int, streams: list[str], per_client: int, secon
     for i in range(clients):
         mine = [streams[(i * per_client + k) % len(streams)] for k in range(per_client)] if streams else []
         ready = loop.create_future()
-        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready)
+        line_filter = filters[i % len(filters)] if filters else None
+        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready, line_filter)
         await loop.create_connection(lambda proto=proto: proto, host, port)
         waits.append(ready)
         protos.append(proto)
@@ -220,6 +240,9 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=1, help="streams each client subscribes to")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument(
+        "--filters", default="", help="a JSON list of filters (subscribe fields), given to the clients in turn"
+    )
     parser.add_argument("--hold", action="store_true", help="idle mode: connect, report ready, wait for stdin EOF")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -228,7 +251,8 @@ def main() -> None:
     if args.hold:
         asyncio.run(hold(args.url, args.clients, streams))
         return
-    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup))
+    filters = json.loads(args.filters) if args.filters else None
+    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup, filters))
     print(json.dumps(result), flush=True)
 
 
