@@ -72,16 +72,23 @@ class _Keywords:
         return {atom for _, atom in self.automaton.iter(text)}
 
 
+def _options(ignore_case: bool) -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = not ignore_case
+    return options
+
+
 class _Regexes:
     """An RE2 set over the regexes of one case mode, searched one by one when it fails."""
 
     def __init__(self, patterns: dict[str, int], ignore_case: bool, max_mem: int) -> None:
-        options = re2.Options()
-        options.log_errors = False
-        options.case_sensitive = not ignore_case
+        self.patterns = patterns
         self.atoms = list(patterns.values())
-        self.searches = [re2.compile(pattern, options).search for pattern in patterns]
+        self.ignore_case = ignore_case
         self.failures = 0  # lines searched one by one after the set failed on them
+        self._searches: list[tuple[int, Callable[[str], Any]]] | None = None  # compiled when first needed
+        options = _options(ignore_case)
         options.max_mem = max_mem
         self.set: re2.Set | None = re2.Set.SearchSet(options)
         self.set.Add("")  # matches every text: an answer without it (index 0) is a failure
@@ -100,7 +107,10 @@ class _Regexes:
                 atoms = self.atoms
                 return {atoms[k - 1] for k in found if k}
             self.failures += 1
-        return {atom for atom, search in zip(self.atoms, self.searches, strict=True) if search(text) is not None}
+        if self._searches is None:
+            options = _options(self.ignore_case)  # as `compile_filter` compiles each regex
+            self._searches = [(atom, re2.compile(p, options).search) for p, atom in self.patterns.items()]
+        return {atom for atom, search in self._searches if search(text) is not None}
 
 
 class FilterSet:
