@@ -1,10 +1,12 @@
 """The hub: which clients watch which stream, and fan-out of live batches to them.
 
 Pure core, no I/O. The Redis reader hands each channel message to `Hub.dispatch`, which
-filters the batch once per distinct filter, encodes one frame per filter and gives the
-same bytes to every member of that group. `add` and `remove` report a stream's first
-viewer and last viewer, so the I/O shell issues SUBSCRIBE/UNSUBSCRIBE only then; after a
-Redis reconnect, `streams()` is the truth to resubscribe from.
+gives unfiltered viewers the batch as it came, and for the filtered ones decides every
+distinct filter's verdict on each line in one pass (gateway.fanout.onepass) and joins one
+frame per filter from the lines' own bytes; every member of a group gets the same bytes.
+`add` and `remove` report a stream's first viewer and last viewer, so the I/O shell issues
+SUBSCRIBE/UNSUBSCRIBE only then; after a Redis reconnect, `streams()` is the truth to
+resubscribe from.
 
 A batch is forwarded as Redis holds it, unparsed, unless it may break the canonical text
 rule (wire.envelope.may_break_rule: an older producer's lone surrogate or NaN): then it

@@ -86,7 +86,6 @@ class _Regexes:
         self.patterns = patterns
         self.atoms = list(patterns.values())
         self.ignore_case = ignore_case
-        self.failures = 0  # lines searched one by one after the set failed on them
         self._searches: list[tuple[int, Callable[[str], Any]]] | None = None  # compiled when first needed
         options = _options(ignore_case)
         options.max_mem = max_mem
@@ -106,8 +105,9 @@ class _Regexes:
             if found:  # holds index 0 whenever the set did not fail
                 atoms = self.atoms
                 return {atoms[k - 1] for k in found if k}
-            self.failures += 1
         if self._searches is None:
+            if self.set is not None:
+                log.warning("an RE2 set failed on a line (%d regexes); such lines searched one by one", len(self.atoms))
             options = _options(self.ignore_case)  # as `compile_filter` compiles each regex
             self._searches = [(atom, re2.compile(p, options).search) for p, atom in self.patterns.items()]
         return {atom for atom, search in self._searches if search(text) is not None}
@@ -149,11 +149,6 @@ class FilterSet:
     def _word(self, atom: int) -> int:
         """The atom that stands for `atom` in hits (a folded keyword: its folded word's)."""
         return self._aliases.get(atom, atom)
-
-    @property
-    def failures(self) -> int:
-        """Lines whose regexes had to be searched one by one (the set's DFA failed on them)."""
-        return sum(r.failures for r in self._regexes)
 
     def hits(self, text: str) -> set[int]:
         """The atoms that hit `text`."""
