@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.gateway_bench import ROOT, load_run
+from bench.gateway_bench import ROOT, load_run, write_results
 from bench.publisher import WORDS, text
 from embedded import RedisServer
 
@@ -108,16 +105,7 @@ def main() -> None:
             run(tree, root, "none", 0, [])  # the baseline again: the machine may have changed meanwhile
     finally:
         server.stop()
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    meta = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
-        "python": platform.python_version(),
-        "at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "load_average": os.getloadavg(),
-    }
-    (out / "filters.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    print(f"written {out / 'filters.json'}")
+    write_results("filters.json", results)
 
 
 if __name__ == "__main__":

@@ -209,15 +209,21 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     finally:
         server.stop()
+    write_results("gateway.json", results)
+
+
+def write_results(name: str, results: list[dict]) -> None:
+    """bench/results/<name>: the results with the machine, the time and its load average."""
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     meta = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
         "python": platform.python_version(),
         "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": os.getloadavg(),
     }
-    (out / "gateway.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    print(f"written {out / 'gateway.json'}")
+    (out / name).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    print(f"written {out / name}")
 
 
 if __name__ == "__main__":
