@@ -10,10 +10,10 @@ none of which may hit (`veto`), and a predicate on the line for what no atom exp
 and `extra` without another pass over the line.
 
 Invariant: `FilterSet([plan_of(f) for f in filters]).select(lines)[k]` holds exactly the
-indices of the lines `filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks it for random filters
-and lines). Where one pass cannot be trusted it is not used: RE2's `Set` has only the DFA,
-which may run out of memory where a single regex would go on with the NFA, and says so
-only by answering no match. Each set therefore holds a pattern that matches every text;
+indices of the lines `filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks
+it for random filters and lines). Where one pass cannot be trusted it is not used: RE2's
+`Set` has only the DFA, which may run out of memory where a single regex would go on with
+the NFA, and says so only by answering no match. Each set therefore holds a pattern that matches every text;
 an answer without it is a failure, and that line's regexes are searched one by one. A set
 that does not compile (too large for its memory budget) is always searched one by one.
 """
