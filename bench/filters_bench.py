@@ -1,6 +1,6 @@
 """Many viewers, each with their own filter (issue 17): one stream at 1,000 lines/s to 200 clients.
 
-    .venv/bin/python -m bench.filters_bench                    # about 4 minutes
+    .venv/bin/python -m bench.filters_bench                    # about 6 minutes
     .venv/bin/python -m bench.filters_bench --distinct 200 --kinds regex --seconds 10
     .venv/bin/python -m bench.filters_bench --before /path/to/older/tree   # that tree's gateway too
 
@@ -8,9 +8,11 @@ Same method as bench/gateway_bench.py (gateway pinned to core 0 with Redis and t
 publisher, the load generator alone on core 1, 3 s warm-up, then measured). In one run:
 the 200 clients unfiltered (the baseline), then with 1, 10, 100 and 200 distinct filters
 given to the clients in turn, for each kind: regexes, keywords (half of them case-folded),
-and both mixed (regexes, keywords, a keyword and a regex together; both case modes).
+both mixed (regexes, keywords, a keyword and a regex together; both case modes), and broad
+regexes (each selects about 90% of the lines: nearly every line goes to every client, each
+client's frames its own).
 
-Every filter selects a few percent of the publisher's lines (its lines are deterministic,
+Every filter but the broad ones selects a few percent of the publisher's lines (its lines are deterministic,
 bench/publisher.py), so the lines the clients should get per second can be estimated (from
 the first 20,000 lines; a 10 s window sees other ones, a few percent apart): the report
 gives it beside what arrived. Loss is what the gateway says it dropped (`dropped`, `gap`):
@@ -57,7 +59,13 @@ def mixed_filter(k: int) -> dict[str, Any]:
     return {"keyword": WORDS[k % 16], **regex_filter(k)}  # both must match
 
 
-KINDS = {"regex": regex_filter, "keyword": keyword_filter, "mixed": mixed_filter}
+def broad_filter(k: int) -> dict[str, Any]:
+    """Hosts but one last digit, or two words in a row: about 90% of lines; distinct for k < 256."""
+    pair = f"{re.escape(WORDS[k % 16])} {re.escape(WORDS[(k // 16) % 16])}"
+    return {"regex": rf"10\.0\.0\.\d*[^{k % 10}\D] |{pair}"}
+
+
+KINDS = {"regex": regex_filter, "keyword": keyword_filter, "mixed": mixed_filter, "broad": broad_filter}
 
 
 def selects(spec: dict[str, Any], line: str) -> bool:
@@ -78,7 +86,7 @@ def expected_lines_per_s(filters: list[dict[str, Any]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--distinct", default="1,10,100,200")
-    parser.add_argument("--kinds", default="regex,keyword,mixed")
+    parser.add_argument("--kinds", default="regex,keyword,mixed,broad")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--before", type=Path, help="also run the gateway of this tree (same load, same run)")
     args = parser.parse_args()
