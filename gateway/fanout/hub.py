@@ -256,6 +256,7 @@ class Hub:
         groups, filter_set = channel.onepass
         # a notice for an unreadable line passes every filter: that line might have matched
         notices = {i for i, line in enumerate(lines) if line.get("meta") is UNREADABLE_META} if split is None else set()
+        ids = [parse_id(line["id"]) for line in lines]  # once per line, not twice per group
         for group, kept in zip(groups, filter_set.select(lines), strict=True):
             if notices:
                 kept = sorted(notices.union(kept))
@@ -264,8 +265,8 @@ class Hub:
             frame = channel.prefix + b"[" + b",".join([encoded[i] for i in kept]) + b"]}"
             batch = Batch(
                 stream,
-                parse_id(lines[kept[0]]["id"]),
-                parse_id(lines[kept[-1]]["id"]),
+                ids[kept[0]],
+                ids[kept[-1]],
                 len(kept),
                 frame,
                 [lines[i] for i in kept],

@@ -134,14 +134,18 @@ class FilterSet:
             for fold in (False, True)
             if (patterns := {term: i for (kind, term, f), i in ids.items() if kind == "regex" and f == fold})
         ]
-        # a plan with a `need` atom is looked at only for lines where that atom hit
+        # a plan with a `need` atom is looked at only for lines where that atom hit; one that
+        # is that atom alone (the commonest filter) keeps every such line without more ado
         self._size = len(plans)
+        self._single: dict[int, list[int]] = {}
         self._triggered: dict[int, list[tuple[int, frozenset[int], frozenset[int], Callable[[Line], bool] | None]]] = {}
         self._always: list[tuple[int, frozenset[int], Callable[[Line], bool] | None]] = []
         for k, plan in enumerate(plans):
             need = [self._word(ids[a]) for a in plan.need]
             veto = frozenset(self._word(ids[a]) for a in plan.veto)
-            if need:
+            if len(set(need)) == 1 and not veto and plan.extra is None:
+                self._single.setdefault(need[0], []).append(k)
+            elif need:
                 self._triggered.setdefault(need[0], []).append((k, frozenset(need[1:]), veto, plan.extra))
             else:
                 self._always.append((k, veto, plan.extra))
@@ -164,11 +168,13 @@ class FilterSet:
     def select(self, lines: Sequence[Line]) -> list[list[int]]:
         """For each filter, in the order given, the indices of the lines it keeps."""
         kept: list[list[int]] = [[] for _ in range(self._size)]
-        triggered, always = self._triggered, self._always
+        single, triggered, always = self._single, self._triggered, self._always
         for i, line in enumerate(lines):
             hits = self.hits(line["text"])
             for atom in hits:
-                for k, rest, veto, extra in triggered.get(atom, ()):
+                for k in single.get(atom, ()):
+                    kept[k].append(i)
+                for k, rest, veto, extra in triggered.get(atom, ()) if triggered else ():
                     if rest <= hits and not veto & hits and (extra is None or extra(line)):
                         kept[k].append(i)
             for k, veto, extra in always:
