@@ -14,6 +14,13 @@ holds no offset at all, the one committed to Kafka stands in (bridge.positions).
 being unreachable only makes polls come back empty (the client reconnects by itself); a
 partition whose log started over or was truncated is handled by bridge.positions.
 SIGTERM (the `stop` event) ends the loop after the batch in hand has been published.
+
+With Redis Sentinel (wire.connect) a failover is such a fault: the bridge asks the
+sentinels where the master is every housekeeping turn (and after a step no replica
+acknowledged), its connection to the old primary is made again to the new one, and the
+positions are re-read there. With `redis.min_replicas_acked`, each publish step is
+followed by WAIT, and its offsets are committed to Kafka only once a replica has them
+(bridge.offsets).
 """
 
 from __future__ import annotations
@@ -34,12 +41,13 @@ from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
-from bridge.redislink import RedisLink
+from bridge.redislink import SOCKET_TIMEOUT, RedisLink
 from bridge.route import Router
 from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
 from wire import Keys, Publisher
+from wire.connect import RedisTarget
 from wire.names import StreamNameError
 
 log = logging.getLogger(__name__)
@@ -61,13 +69,19 @@ class Bridge:
             raise ValueError(f"bridge.instance must be in 0..{b.instances - 1} (instances: {b.instances})")
         if b.batch_max_lines < 1 or b.max_line_bytes < 256:
             raise ValueError("bridge.batch_max_lines must be >= 1 and bridge.max_line_bytes >= 256")
+        r = settings.redis
+        if r.min_replicas_acked < -1:
+            raise ValueError("redis.min_replicas_acked must be a number of replicas, 0 (off) or -1 (by redis.mode)")
+        if not 0 < r.replica_ack_timeout < SOCKET_TIMEOUT:
+            raise ValueError(f"redis.replica_ack_timeout must be above 0 and below {SOCKET_TIMEOUT:g} s")
         self.settings = settings
         self.stop = stop or threading.Event()
         self.metrics = metrics or BridgeMetrics()
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        self.link = RedisLink(settings.redis.url)
+        self.link = RedisLink(RedisTarget.of(settings.redis))
+        self.unacked_since: float | None = None  # the first of the steps no replica has acknowledged yet
         self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
@@ -222,14 +236,42 @@ class Bridge:
             self.positions.reset(tp, work.resets[tp])
             self.commits.moved((tp.topic, tp.partition), work.resets.pop(tp) + 1)
         _, skipped = self.publisher.publish_many(work.calls)
+        work.acked = self._replicated()
         return skipped
+
+    def _replicated(self) -> bool:
+        """After a publish step: whether `redis.min_replicas_acked` replicas have everything
+        written so far (WAIT, at most `redis.replica_ack_timeout`). When they do not, the
+        step's offsets wait (bridge.offsets), and the sentinels are asked at once whether
+        the master moved: a replica promoted away leaves the old primary without one."""
+        conf = self.settings.redis
+        wanted = conf.replicas_to_ack
+        if not wanted:
+            return True
+        acked = int(self.link.client.wait(wanted, int(conf.replica_ack_timeout * 1000)))
+        if acked >= wanted:
+            if self.unacked_since is not None:
+                log.info("a replica acknowledged again after %.1fs", time.monotonic() - self.unacked_since)
+                self.unacked_since = None
+            return True
+        self.metrics.unacked_publishes.inc()
+        if self.unacked_since is None:
+            self.unacked_since = time.monotonic()
+            log.warning(
+                "%d of %d replicas acknowledged a publish step within %gs; its Kafka offsets wait until they do",
+                acked,
+                wanted,
+                conf.replica_ack_timeout,
+            )
+        self.link.redis.follow(at_once=True)
+        return False
 
     def _published(self, work: Work, skipped: int, seconds: float) -> None:
         self.metrics.publish_seconds.observe(seconds)
         self.metrics.record(work, skipped)
         if skipped:
             log.info("%d lines were already published (redelivered offsets); skipped", skipped)
-        self.commits.published(work.spans)
+        self.commits.published(work.spans, work.acked)
 
     def _take_back(self, extra: list[Work] | None = None) -> None:
         """After a failed publish: rewind every partition of the unpublished works to its
@@ -257,6 +299,7 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None
         self.metrics.redis_errors.inc()
         self.positions.recheck(self.consumer.assignment())
+        self.commits.forget_unacked()
         if self.health.redis_down:
             log.debug("Redis still failing: %s", exc)
             return
@@ -302,6 +345,7 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None and self.watcher is not None
         self.health.update_lag(self.consumer, self.positions.expected)
         self.health.watch_kafka(self.watcher)
+        self.link.redis.follow()
         self.commits.commit(self.consumer)
 
     def _shutdown(self) -> None:

@@ -40,6 +40,7 @@ from gateway.tasks import Tasks
 from settings import Settings
 from wire import Keys
 from wire.codes import CloseCode
+from wire.connect import AsyncConnector, RedisTarget
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +59,27 @@ class Gateway:
         stored = StoredLines(self.metrics)
         self.hub = Hub(stored)
         keys = Keys(settings.redis.prefix)
-        self.commands = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
-            )
+        # Every Redis connection comes from one connector: one node, or whichever node the
+        # sentinels name master (wire.connect), followed across failovers.
+        self.redis = AsyncConnector(RedisTarget.of(settings.redis))
+        self.commands = self.redis.client(
+            "tailgate-gateway-cmd", aioredis.BlockingConnectionPool, max_connections=1, timeout=10
         )
         # History reads get connections of their own: a long one must not delay file-stream
         # leases or the catalogue on the command connection.
-        self.history_client = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url,
-                max_connections=settings.gateway.history_connections,
-                timeout=10,
-                socket_timeout=10,
-                socket_connect_timeout=3,
-                client_name="tailgate-gateway-history",
-            )
+        self.history_client = self.redis.client(
+            "tailgate-gateway-history",
+            aioredis.BlockingConnectionPool,
+            max_connections=settings.gateway.history_connections,
+            timeout=10,
+            socket_timeout=10,
+            socket_connect_timeout=3,
         )
         self.history = History(
             self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
         )
         self.live = LiveReader(
-            settings.redis.url,
+            self.redis,
             keys,
             self.hub,
             self._on_lost,
@@ -207,6 +207,7 @@ class Gateway:
         await self.tails.close()
         await self.commands.aclose()
         await self.history_client.aclose()
+        await self.redis.aclose()
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
         """Stop accepting, close every client with 1001, wait briefly for them to go."""

@@ -10,11 +10,26 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RedisSettings:
-    """Where Redis is and how the wire keys are laid out in it."""
+    """Where Redis is (one node, or the master a set of Sentinels names: wire.connect turns
+    these into connections and checks them) and how the wire keys are laid out in it."""
 
-    url: str = "redis://127.0.0.1:6379/0"
+    mode: str = "single"  # "single" (url) or "sentinel" (sentinels + master_name); "cluster" is reserved
+    url: str = "redis://127.0.0.1:6379/0"  # sentinel mode: its scheme, credentials and db only
+    sentinels: list[str] = field(default_factory=list)  # host:port of each sentinel
+    master_name: str = ""
+    sentinel_username: str = ""
+    sentinel_password: str = ""  # a secret: set it with TAILGATE_REDIS_SENTINEL_PASSWORD, not in the file
+    min_replicas_acked: int = -1  # the bridge's WAIT after each publish step; -1: 1 in sentinel mode, else 0
+    replica_ack_timeout: float = 0.5  # seconds that WAIT may take
     prefix: str = "tailgate:"
     history_maxlen: int = 10_000
+
+    @property
+    def replicas_to_ack(self) -> int:
+        """Replicas the bridge waits for after each publish step (0: it does not wait)."""
+        if self.min_replicas_acked >= 0:
+            return self.min_replicas_acked
+        return 1 if self.mode == "sentinel" else 0
 
 
 @dataclass

@@ -28,6 +28,7 @@ from gateway.tails.minions import Minions
 from gateway.tasks import Tasks
 from settings import SaltSettings
 from wire import Keys
+from wire.connect import AsyncConnector, RedisTarget
 
 FILE = "file:m1:/var/log/app.log"
 
@@ -85,7 +86,8 @@ async def gateway(redis_server: RedisServer, prefix: str) -> AsyncIterator[Gatew
     keys, hub, tasks, salt = Keys(prefix), Hub(), Tasks(), GatedSalt()
     commands = aioredis.Redis.from_url(redis_server.url)
     holder: list[Orchestrator] = []
-    live = LiveReader(redis_server.url, keys, hub, lambda: holder[0].hold_all(), lambda: holder[0].resume_all(), tasks)
+    redis_at = AsyncConnector(RedisTarget(url=redis_server.url))
+    live = LiveReader(redis_at, keys, hub, lambda: holder[0].hold_all(), lambda: holder[0].resume_all(), tasks)
     conf = SaltSettings(wanted_ttl=3.0, status_interval=0.1)
     notify = lambda s, f: holder[0].notify(s, f)  # noqa: E731
     tails = Tails(commands, keys, notify, tasks, salt, Minions(salt, 30), conf, ["/var/log/**"])
