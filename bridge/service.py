@@ -82,6 +82,7 @@ class Bridge:
         self.group = b.group_id
         self.link = RedisLink(RedisTarget.of(settings.redis))
         self.unacked_since: float | None = None  # the first of the steps no replica has acknowledged yet
+        self.publishing = True  # the last publish went through
         self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
@@ -161,12 +162,15 @@ class Bridge:
                 self.health.turned()
                 if self.assigner is not None:
                     self.assigner.maintain()
-                self._take_back()
-                if not self._resolve():
+                # A failed publish waits too, not only failed reads: a Redis that answers
+                # reads but refuses writes (NOREPLICAS while a failover settles) must not be
+                # tried again at poll speed. The wait shrinks once a publish went through.
+                if self._take_back() or not self._resolve():
                     self._idle(delay)
                     delay = min(delay * 2, self.settings.bridge.retry_max)
                     continue
-                delay = self.settings.bridge.retry_initial
+                if self.publishing:
+                    delay = self.settings.bridge.retry_initial
                 try:
                     polled = self.consumer.poll(timeout_ms=POLL_MS)
                 except KafkaError as exc:
@@ -272,14 +276,17 @@ class Bridge:
         if skipped:
             log.info("%d lines were already published (redelivered offsets); skipped", skipped)
         self.commits.published(work.spans, work.acked)
+        self.publishing = True
 
-    def _take_back(self, extra: list[Work] | None = None) -> None:
+    def _take_back(self, extra: list[Work] | None = None) -> bool:
         """After a failed publish: rewind every partition of the unpublished works to its
-        oldest unpublished offset and pause everything until Redis is read again."""
+        oldest unpublished offset and pause everything until Redis is read again. False
+        when there was nothing to take back."""
         assert self.worker is not None and self.positions is not None
         if self.worker.error is None and not extra:
-            return
+            return False
         error, failed = self.worker.take_failed()
+        self.publishing = False  # after take_failed: what the worker published before the failure is in
         failed += extra or []
         first: dict[TopicPartition, int] = {}
         for work in failed:
@@ -290,6 +297,7 @@ class Bridge:
         for tp, offset in first.items():
             self.positions.rewind(tp, offset)
         self._redis_failed(error or redis.ConnectionError("publish failed"))
+        return True
 
     # --- faults -------------------------------------------------------------------------
 

@@ -45,10 +45,9 @@ from urllib.parse import urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
-from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
 from redis.connection import SSLConnection, parse_url
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import SentinelManagedConnection
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +353,26 @@ class _Follower:
             )
         return address
 
+    def _named(self, sentinel: Address, answer: Any, why: list[str]) -> Address | None:
+        """The master in one sentinel's SENTINEL MASTERS `answer` (or the error it gave),
+        if it sees it up; else why not, added to `why` (no secret: redis-py's own error
+        prints the connection's password)."""
+        where = f"{sentinel[0]}:{sentinel[1]}"
+        if isinstance(answer, Exception):
+            why.append(f"{where}: {answer}")
+            return None
+        state = answer.get(self.target.master_name)
+        if not state:
+            why.append(f"{where} monitors no master named {self.target.master_name!r}")
+        elif not state["is_master"] or state["is_sdown"] or state["is_odown"]:
+            why.append(f"{where} sees the master {state['ip']}:{state['port']} down")
+        else:
+            return str(state["ip"]), int(state["port"])
+        return None
+
+    def _not_found(self, why: list[str]) -> redis.ConnectionError:
+        return redis.ConnectionError(f"no sentinel names a master for {self.target.master_name!r}: {'; '.join(why)}")
+
     def _due(self, at_once: bool) -> bool:
         now = time.monotonic()
         if not self.sentinel or (now < self._next_follow and not at_once):
@@ -385,17 +404,14 @@ class Connector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
-        self._sentinel = (
-            Sentinel(target.sentinel_addresses(), sentinel_kwargs=target.sentinel_options())
-            if target.sentinel
-            else None
-        )
+        options = target.sentinel_options() if target.sentinel else {}
+        self._sentinels = [(at, redis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()]
 
     def client(
         self, name: str, pool_class: type[redis.ConnectionPool] = redis.ConnectionPool, **options: Any
     ) -> redis.Redis:
         """A client named `name` (CLIENT SETNAME) on a pool of `pool_class` with `options`."""
-        if self._sentinel is None:
+        if not self.sentinel:
             pool = pool_class.from_url(self.target.url, client_name=name, **options)
         else:
             kind = MasterTLSConnection if self.target.tls else MasterConnection
@@ -405,10 +421,18 @@ class Connector(_Follower):
         return redis.Redis(connection_pool=pool)
 
     def master(self) -> Address:
-        """The master the sentinels name now (sentinel mode); raises redis.ConnectionError
-        (MasterNotFoundError) when none of them names one."""
-        assert self._sentinel is not None, "single mode has no master to ask for"
-        return self._settle(self._sentinel.discover_master(self.target.master_name))
+        """The master the sentinels name now (sentinel mode: the first that sees it up);
+        raises redis.ConnectionError saying why when none does."""
+        why: list[str] = []
+        for at, sentinel in self._sentinels:
+            try:
+                answer = sentinel.sentinel_masters()
+            except redis.RedisError as exc:
+                answer = exc
+            address = self._named(at, answer, why)
+            if address is not None:
+                return self._settle(address)
+        raise self._not_found(why)
 
     def follow(self, at_once: bool = False) -> Address | None:
         """Sentinel mode: ask the sentinels where the master is (at most once a
@@ -424,13 +448,13 @@ class Connector(_Follower):
 
     def node(self) -> Node:
         """Where a raw connection goes now (the master, in sentinel mode)."""
-        return self._master_node(self.master()) if self._sentinel is not None else self._single_node()
+        return self._master_node(self.master()) if self.sentinel else self._single_node()
 
     def close(self) -> None:
         """Disconnect every client built here, and the sentinels."""
         for pool in list(self._pools):
             pool.disconnect()
-        for sentinel in self._sentinel.sentinels if self._sentinel is not None else ():
+        for _, sentinel in self._sentinels:
             sentinel.close()
 
 
@@ -441,17 +465,16 @@ class AsyncConnector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[aioredis.ConnectionPool] = weakref.WeakSet()
-        self._sentinel = (
-            AsyncSentinel(target.sentinel_addresses(), sentinel_kwargs=target.sentinel_options())
-            if target.sentinel
-            else None
-        )
+        options = target.sentinel_options() if target.sentinel else {}
+        self._sentinels = [
+            (at, aioredis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()
+        ]
 
     def client(
         self, name: str, pool_class: type[aioredis.ConnectionPool] = aioredis.ConnectionPool, **options: Any
     ) -> aioredis.Redis:
         """A client named `name` (CLIENT SETNAME) on a pool of `pool_class` with `options`."""
-        if self._sentinel is None:
+        if not self.sentinel:
             pool = pool_class.from_url(self.target.url, client_name=name, **options)
         else:
             kind = AsyncMasterTLSConnection if self.target.tls else AsyncMasterConnection
@@ -462,8 +485,16 @@ class AsyncConnector(_Follower):
 
     async def master(self) -> Address:
         """`Connector.master`, awaited."""
-        assert self._sentinel is not None, "single mode has no master to ask for"
-        return self._settle(await self._sentinel.discover_master(self.target.master_name))
+        why: list[str] = []
+        for at, sentinel in self._sentinels:
+            try:
+                answer = await sentinel.sentinel_masters()
+            except redis.RedisError as exc:
+                answer = exc
+            address = self._named(at, answer, why)
+            if address is not None:
+                return self._settle(address)
+        raise self._not_found(why)
 
     async def follow(self, at_once: bool = False) -> Address | None:
         """`Connector.follow`, awaited."""
@@ -477,11 +508,11 @@ class AsyncConnector(_Follower):
 
     async def node(self) -> Node:
         """Where a raw connection goes now (the master, in sentinel mode)."""
-        return self._master_node(await self.master()) if self._sentinel is not None else self._single_node()
+        return self._master_node(await self.master()) if self.sentinel else self._single_node()
 
     async def aclose(self) -> None:
         """Disconnect every client built here, and the sentinels."""
         for pool in list(self._pools):
             await pool.disconnect()
-        for sentinel in self._sentinel.sentinels if self._sentinel is not None else ():
+        for _, sentinel in self._sentinels:
             await sentinel.aclose()
