@@ -16,7 +16,8 @@ previous commit: published again.
 
 With replicas to wait for (`redis.min_replicas_acked`), a published offset is due only
 once a replica has acknowledged its publish step (or a later one: WAIT covers every
-earlier write of the connection). Until then it waits in `unacked`, and a Redis failure
+earlier write of the connection; so does one the bridge sends between steps, for a
+partition that has gone quiet). Until then it waits in `unacked`, and a Redis failure
 forgets it: the partition resumes from what the (maybe new) primary holds, and what it
 publishes from there is committed as it is acknowledged. Kafka's stand-in is then never
 ahead of what a promoted replica can hold.
@@ -58,6 +59,20 @@ class OffsetCommits:
             if acked:
                 self.due.update(self.unacked)
                 self.unacked.clear()
+
+    def unacked_now(self) -> dict[Key, int]:
+        """What waits for a replica, as it is now (hand it to `acked` after a WAIT)."""
+        with self.lock:
+            return dict(self.unacked)
+
+    def acked(self, held: dict[Key, int]) -> None:
+        """A WAIT sent after `held` was taken succeeded: those offsets are due, unless a
+        newer step of the partition (not covered) replaced them meanwhile."""
+        with self.lock:
+            for key, nxt in held.items():
+                if self.unacked.get(key) == nxt:
+                    del self.unacked[key]
+                    self.due[key] = nxt
 
     def forget_unacked(self) -> None:
         """Redis failed: what no replica acknowledged may be gone with the primary."""

@@ -56,6 +56,7 @@ POLL_MS = 100
 HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
 KAFKA_PROBE = 5.0  # longest interval between metadata reads (they tell whether Kafka answers)
 SHUTDOWN_COMMIT_MS = 1000  # the last commit's wait: SIGTERM must end the bridge within 5 s
+CATCH_UP_WAIT_MS = 50  # a housekeeping turn's WAIT for offsets still unacknowledged (blocks the loop)
 
 
 class Bridge:
@@ -270,6 +271,20 @@ class Bridge:
         self.link.redis.follow(at_once=True)
         return False
 
+    def _acked_since(self) -> None:
+        """Offsets still waiting for a replica (their step's WAIT timed out): WAIT again,
+        briefly, so that a partition that published nothing since does not keep its
+        Kafka commit behind for good. The WAIT covers every step published before it."""
+        held = self.commits.unacked_now()
+        if not held:
+            return
+        wanted = self.settings.redis.replicas_to_ack
+        try:
+            if int(self.link.client.wait(wanted, CATCH_UP_WAIT_MS)) >= wanted:
+                self.commits.acked(held)
+        except redis.RedisError as exc:
+            log.debug("WAIT for held offsets failed: %s", exc)
+
     def _published(self, work: Work, skipped: int, seconds: float) -> None:
         self.metrics.publish_seconds.observe(seconds)
         self.metrics.record(work, skipped)
@@ -354,6 +369,7 @@ class Bridge:
         self.health.update_lag(self.consumer, self.positions.expected)
         self.health.watch_kafka(self.watcher)
         self.link.redis.follow()
+        self._acked_since()
         self.commits.commit(self.consumer)
 
     def _shutdown(self) -> None:
