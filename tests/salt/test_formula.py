@@ -44,6 +44,14 @@ def test_the_agent_loads_the_whole_map_and_refuses_a_config_missing_a_key(tmp_pa
     assert agent.main(["--config", str(path), "--minion-id", "m", "--path", "/var/log/a.log"]) == agent.EXIT_USAGE
 
 
+def test_the_agent_refuses_a_config_naming_no_redis(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agent = load_agent()
+    path = tmp_path / "logtail.json"
+    path.write_text(json.dumps({**defaults(), "redis_mode": "sentinel", "redis_master_name": "tailgate"}))
+    assert agent.main(["--config", str(path), "--minion-id", "m", "--path", "/var/log/a.log"]) == agent.EXIT_USAGE
+    assert "logtail:redis_mode is sentinel but logtail:redis_sentinels is empty" in caplog.text
+
+
 def test_config_sls_hands_the_whole_map_over() -> None:
     text = (FORMULA / "config.sls").read_text()
     assert "- dataset: {{ logtail | json }}" in text
