@@ -268,21 +268,21 @@ def replica_costs(
     r: redis.Redis, server: RedisServer, urls: tuple[str, str], plain: str, args: argparse.Namespace, work: Path
 ) -> None:
     """With a replica attached: the bridge without and with a WAIT for it after each publish
-    step, throughput (the filled topic) and latency (linger_ms 5), in the same run."""
+    step, in turn `--runs` times: throughput (the filled topic) and latency (linger_ms 5)."""
     replica = RedisServer(workdir=str(work)).start(extra=("--replicaof", "127.0.0.1", str(server.port)))
     assert replica.proc is not None
     pin(REST_CORE, replica.proc.pid)
     try:
         online = lambda: r.info("replication").get("slave0", {}).get("state") == "online"  # noqa: E731
         wait_until(online, 30, what="the replica in sync")
-        for acked in (0, 1):
+        for run, acked in enumerate([0, 1] * args.runs):  # in turn, so drift on a shared machine hits both
             extra = {"TAILGATE_REDIS_MIN_REPLICAS_ACKED": str(acked)}
             what = f"with a replica, redis.min_replicas_acked={acked}"
-            rate = bridge_rate(r, *urls, plain, args.lines, work / f"replica{acked}.log", extra)
+            rate = bridge_rate(r, *urls, plain, args.lines, work / f"replica{run}.log", extra)
             print(f"{what}: bridge {rate:,.0f} lines/s, 1 line/message")
             live = f"replica{acked}-{uuid.uuid4().hex[:6]}"
             create(urls[1], live)
-            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, 5, work / f"rlive{acked}.log", extra)
+            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, 5, work / f"rlive{run}.log", extra)
             print(f"{what}: at {args.rate} lines/s, linger_ms=5: produce -> PUBLISH {summary(lat)}")
     finally:
         replica.stop()
