@@ -11,7 +11,9 @@ the only one to know what it adds later, checks after each wait and undoes its o
 (hub membership, SUBSCRIBE, a file stream's lease). A subscribe that fails leaves
 nothing behind either.
 
-After a Redis reconnect every held subscription is resumed from history. A read that
+After a Redis reconnect every held subscription is resumed from history, from its cursor
+and the epoch of its history: a Redis that lost the history (restarted empty, flushed) or
+came back behind the cursor is announced there (`gap`, history.py). A read that
 fails (Redis still loading its data, no history connection free in time) is retried with
 backoff; the client is told `unavailable` when it keeps failing, and after RESUME_GIVE_UP
 seconds the subscription goes live after a `gap` instead of staying held.
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.fanout.filters import LineFilter
-from gateway.fanout.history import History, Page
+from gateway.fanout.history import Head, History, Page
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader, Unavailable
 from gateway.fanout.session import Session
@@ -75,8 +77,10 @@ class Orchestrator:
         line_filter: LineFilter,
         backlog: int = 0,
         since: LineId | None = None,
+        epoch: str | None = None,
     ) -> None:
-        """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
+        """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down.
+        `epoch`: the epoch of the history `since` is from, if the client said it."""
         if self.hooks is not None:
             await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
         if session not in self.sessions:
@@ -84,7 +88,7 @@ class Orchestrator:
         if not self.live.connected:
             raise Unavailable("not connected to redis")
         session.forget(stream)
-        generation = session.begin(stream, since)
+        generation = session.begin(stream, since, epoch)
         self.filters[(session, stream)] = line_filter
         first = self.hub.add(stream, session, line_filter)
         done = False
@@ -99,7 +103,7 @@ class Orchestrator:
             session.control({"type": "subscribed", "stream": stream})
             if self.hooks is not None:
                 self.hooks.viewer_joined(session, stream)
-            await self._catch_up(session, stream, generation, backlog, since, line_filter)
+            await self._catch_up(session, stream, generation, backlog, since, epoch, line_filter)
             done = True
         except (Unavailable, RedisError, OSError) as exc:
             raise Unavailable(str(exc)) from None
@@ -114,28 +118,32 @@ class Orchestrator:
         generation: int,
         backlog: int,
         since: LineId | None,
+        epoch: str | None,
         line_filter: LineFilter,
     ) -> None:
         """Send history as it is read, then let the session go live."""
         match = line_filter.match
-        head = None
+        head = Head(None, None)
         pages: AsyncGenerator[Page, None] | None = None
         if since is not None:
-            pages = self.history.since(stream, since, match)
+            pages = self.history.since(stream, since, match, epoch)
         else:
             head = await self.history.head(stream)
-            if backlog and head is not None:
-                pages = self.history.backlog(stream, backlog, match, head)
+            # no lines, but the epoch the subscription starts in
+            if not session.history(stream, generation, Page([], epoch=head.epoch)):
+                return
+            if backlog and head.last is not None:
+                pages = self.history.backlog(stream, backlog, match, head.last, head.epoch)
         if pages is not None:
             async with contextlib.aclosing(pages):
                 async for page in pages:
-                    if not session.history(stream, generation, page.lines, page.gap):
+                    if not session.history(stream, generation, page):
                         return  # superseded, or the client left
                     await session.room()
         if backlog:
-            session.finish(stream, generation, head=head)
+            session.finish(stream, generation, head=head.last)
         else:
-            session.finish(stream, generation, start=head)
+            session.finish(stream, generation, start=head.last)
 
     async def unsubscribe(self, session: Session, stream: str) -> None:
         session.forget(stream)
@@ -184,8 +192,8 @@ class Orchestrator:
         pause, failures = RESUME_PAUSES[0], 0
         while session.catching_up(stream, generation) and (session, stream) in self.filters:
             try:
-                cursor = session.resume_point(stream)
-                await self._catch_up(session, stream, generation, 0, cursor, self.filters[(session, stream)])
+                cursor, epoch = session.resume_point(stream)
+                await self._catch_up(session, stream, generation, 0, cursor, epoch, self.filters[(session, stream)])
                 return True
             except (RedisError, OSError) as exc:
                 failures += 1
@@ -203,6 +211,7 @@ class Orchestrator:
                 break
             await asyncio.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, RESUME_PAUSES[1])
-        if session.history(stream, generation, [], GapReason.UNAVAILABLE):
+        # (the epoch is not known now: the next live batch's is taken without a gap, after this one)
+        if session.history(stream, generation, Page([], GapReason.UNAVAILABLE)):
             session.finish(stream, generation)
         return False

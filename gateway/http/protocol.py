@@ -16,6 +16,7 @@ from typing import Any
 from wire import StreamName, StreamNameError, parse_id, parse_stream
 from wire.codes import ErrorCode, ProtocolError
 from wire.envelope import LineId
+from wire.epoch import parse_epoch
 from wire.text import has_lone_surrogate
 
 
@@ -27,6 +28,7 @@ class Subscribe:
     ignore_case: bool = False
     backlog: int = 0
     since: LineId | None = None
+    epoch: str | None = None  # the epoch of the history `since` is from (the `epoch` of its lines frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,21 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, "since must be a line id such as '1700000000000-0'", name
             ) from None
-    return Subscribe(stream, keyword or "", regex or "", ignore_case, backlog, since_id)
+    return Subscribe(stream, keyword or "", regex or "", ignore_case, backlog, since_id, _epoch(msg, name, since_id))
+
+
+def _epoch(msg: dict[str, Any], name: str, since: LineId | None) -> str | None:
+    epoch = msg.get("epoch")
+    if epoch is None:
+        return None
+    if since is None:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "epoch is taken only with since: the epoch of the lines frame that id came in", name
+        )
+    try:
+        return parse_epoch(epoch)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid epoch: {exc}", name) from None
 
 
 def peek_stream(message: str | bytes) -> str | None:

@@ -264,7 +264,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), name) from None
         self.guard.admit_file_stream(self.identity, session, name)
         try:
-            await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since)
+            await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since, command.epoch)
         except Unavailable as exc:
             log.warning("subscribe %s for %s: redis unavailable: %s", name, session.peer, exc)
             raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None

@@ -7,8 +7,13 @@
 // that stream that arrive before the answer belong to the old filter and are held; they
 // are discarded on `subscribed` (the view is refilled from `backlog`), or released when
 // the server refuses the new filter and keeps the old one.
+//
+// With the cursor it keeps the epoch of the history that id is from (the `epoch` of the
+// lines frame) and sends both on resume, so the gateway can tell when Redis lost the
+// history. After a `gap` saying the history was recreated (`reset`) or ends before the
+// cursor (`behind`), ids start a new sequence: the next lines are taken whatever their ids.
 
-import { CLOSE, ERROR } from './codes.js';
+import { CLOSE, ERROR, GAP } from './codes.js';
 import { filterFields, sameFilter } from './filters.js';
 
 const PING_EVERY_MS = 15000;
@@ -16,6 +21,7 @@ const PONG_TIMEOUT_MS = 10000;
 const RETRY_AFTER_MS = 2000;
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
 const ABNORMAL_CLOSURE = 1006; // set by the browser when a connection drops; no server sends it
+const NEW_SEQUENCE = new Set([GAP.RESET, GAP.BEHIND]);
 
 export function parseId(id) {
   const dash = typeof id === 'string' ? id.indexOf('-') : -1;
@@ -153,7 +159,7 @@ export class Connection {
     let sub = this.subs.get(stream);
     if (sub && sameFilter(sub.filter, filter) && !sub.failed) return;
     if (!sub) {
-      sub = { stream, lastId: null, applied: null, active: false, held: [], awaiting: false, retry: null };
+      sub = { stream, lastId: null, epoch: null, applied: null, active: false, held: [], awaiting: false, retry: null };
       this.subs.set(stream, sub);
     }
     sub.filter = { ...filter };
@@ -177,6 +183,7 @@ export class Connection {
     sub.resumeFrom = null;
     if (!sub.fresh && sub.lastId) {
       msg.since = sub.lastId;
+      if (sub.epoch) msg.epoch = sub.epoch;
       sub.resumeFrom = sub.lastId;
     } else if (sub.backlog > 0) {
       msg.backlog = sub.backlog;
@@ -197,10 +204,10 @@ export class Connection {
       case 'lines':
         if (!sub) return;
         if (sub.awaiting) {
-          if (sub.active) sub.held.push(frame.lines);
+          if (sub.active) sub.held.push(frame);
           return;
         }
-        this.accept(sub, frame.lines);
+        this.accept(sub, frame.lines, frame.epoch);
         return;
       case 'subscribed':
         if (sub) this.subscribed(sub);
@@ -213,13 +220,21 @@ export class Connection {
       case 'error':
         this.error(frame, sub);
         return;
+      case 'gap':
+        if (sub && NEW_SEQUENCE.has(frame.reason)) sub.restart = true;
+        if (sub) this.on.notice(frame);
+        return;
       default:
         if (frame.stream === undefined || sub) this.on.notice(frame);
     }
   }
 
-  accept(sub, lines) {
+  accept(sub, lines, epoch) {
     if (!Array.isArray(lines) || !lines.length) return;
+    if (sub.restart) {
+      sub.restart = false;
+      sub.lastId = null;
+    }
     let last = sub.lastId === null ? null : parseId(sub.lastId);
     let fresh = lines;
     if (last !== null && compareIds(parseId(lines[0].id), last) <= 0) {
@@ -234,6 +249,7 @@ export class Connection {
       if (!fresh.length) return;
     }
     sub.lastId = fresh[fresh.length - 1].id;
+    sub.epoch = epoch ?? null;
     this.on.lines(sub.stream, fresh);
   }
 
@@ -246,6 +262,8 @@ export class Connection {
     if (reset) {
       sub.fresh = false;
       sub.lastId = null;
+      sub.epoch = null;
+      sub.restart = false;
     }
     this.on.subscribed(sub.stream, { reset, resumedAfter: sub.resumeFrom });
   }
@@ -268,7 +286,7 @@ export class Connection {
       const rejected = sub.filter;
       sub.filter = { ...sub.applied };
       sub.fresh = false;
-      for (const lines of held) this.accept(sub, lines);
+      for (const f of held) this.accept(sub, f.lines, f.epoch);
       this.on.error(frame, { rejectedFilter: rejected, kept: sub.applied });
       return;
     }

@@ -32,6 +32,7 @@ from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command
 from tests.support import GatewayProc, WsClient, service_env
 from wire import Keys, Line, Publisher, StreamBatch, StreamNameError, encode_line, parse_stream
 from wire.codes import ProtocolError
+from wire.epoch import parse_epoch
 from wire.names import MAX_NAME_CHARS, StreamName
 
 pytestmark = pytest.mark.unit
@@ -90,6 +91,7 @@ commands = st.fixed_dictionaries(
         "ignore_case": json_values,
         "backlog": st.integers(-5, MAX_BACKLOG + 5) | json_values,
         "since": st.sampled_from(["0-0", "1-1", "99999999999999-0", "-1-1", "1-", "a-b"]) | json_values,
+        "epoch": st.sampled_from(["18c2f1a0b3c4d5e6f", "", "A", "x" * 33, "a b", "\ud800"]) | json_values,
     },
 )
 frames = st.one_of(
@@ -118,6 +120,7 @@ def test_parse_command_raises_only_protocol_errors_and_accepts_only_well_formed_
         assert parse_stream(command.stream.name) == command.stream
     if isinstance(command, Subscribe):
         assert 0 <= command.backlog <= MAX_BACKLOG
+        assert command.epoch is None or (command.since is not None and parse_epoch(command.epoch))
         assert len(command.keyword) <= MAX_PATTERN and len(command.regex) <= MAX_PATTERN
         try:  # the handler compiles the filter next: it too may only refuse, with its own error
             compile_filter(command.keyword, command.regex, command.ignore_case)
