@@ -45,8 +45,11 @@ from urllib.parse import urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
+from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
+from redis.retry import Retry
 from redis.sentinel import SentinelManagedConnection
 
 log = logging.getLogger(__name__)
@@ -331,6 +334,7 @@ class _Follower:
         self._master: Address | None = None
         self._lock = threading.Lock()
         self._next_follow = 0.0
+        self._unanswered = False  # the last `follow` found no master (said once, not every second)
 
     @property
     def sentinel(self) -> bool:
@@ -373,6 +377,13 @@ class _Follower:
     def _not_found(self, why: list[str]) -> redis.ConnectionError:
         return redis.ConnectionError(f"no sentinel names a master for {self.target.master_name!r}: {'; '.join(why)}")
 
+    def _followed(self, failure: redis.RedisError | None) -> None:
+        if failure is not None and not self._unanswered:
+            log.warning("redis: no sentinel names the master of %r: %s", self.target.master_name, failure)
+        elif failure is None and self._unanswered:
+            log.info("redis: the sentinels name the master of %r again", self.target.master_name)
+        self._unanswered = failure is not None
+
     def _due(self, at_once: bool) -> bool:
         now = time.monotonic()
         if not self.sentinel or (now < self._next_follow and not at_once):
@@ -404,7 +415,8 @@ class Connector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
-        options = target.sentinel_options() if target.sentinel else {}
+        # No retry: a sentinel that does not answer at once is skipped for the next one.
+        options = {**target.sentinel_options(), "retry": Retry(NoBackoff(), 0)} if target.sentinel else {}
         self._sentinels = [(at, redis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()]
 
     def client(
@@ -441,14 +453,12 @@ class Connector(_Follower):
         if not self._due(at_once):
             return None
         try:
-            return self.master()
+            master = self.master()
         except redis.RedisError as exc:
-            log.warning("redis: no sentinel named the master of %r: %s", self.target.master_name, exc)
+            self._followed(exc)
             return None
-
-    def node(self) -> Node:
-        """Where a raw connection goes now (the master, in sentinel mode)."""
-        return self._master_node(self.master()) if self.sentinel else self._single_node()
+        self._followed(None)
+        return master
 
     def close(self) -> None:
         """Disconnect every client built here, and the sentinels."""
@@ -465,7 +475,7 @@ class AsyncConnector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[aioredis.ConnectionPool] = weakref.WeakSet()
-        options = target.sentinel_options() if target.sentinel else {}
+        options = {**target.sentinel_options(), "retry": AsyncRetry(NoBackoff(), 0)} if target.sentinel else {}
         self._sentinels = [
             (at, aioredis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()
         ]
@@ -501,10 +511,12 @@ class AsyncConnector(_Follower):
         if not self._due(at_once):
             return None
         try:
-            return await self.master()
+            master = await self.master()
         except redis.RedisError as exc:
-            log.warning("redis: no sentinel named the master of %r: %s", self.target.master_name, exc)
+            self._followed(exc)
             return None
+        self._followed(None)
+        return master
 
     async def node(self) -> Node:
         """Where a raw connection goes now (the master, in sentinel mode)."""
