@@ -1,9 +1,9 @@
 """A Redis primary, its replicas and three Sentinels watching them, on loopback ports.
 
 The topology docs/REDIS.md describes, as real processes: data nodes with
-``min-replicas-to-write 1`` (a primary without a replica refuses writes, so nothing is
-written to an old primary once its replica was promoted away) and no delay before a
-diskless sync (a demoted primary rejoins at once), and Sentinels on short timers
+``min-replicas-to-write 1`` (a primary without a replica refuses writes: with one
+replica, an old primary takes nothing once its replica was promoted away) and no delay
+before a diskless sync (a demoted primary rejoins at once), and Sentinels on short timers
 (``down-after-milliseconds``, ``failover-timeout``, and through ``SENTINEL DEBUG`` how
 often they ping, read INFO and announce themselves), so a test sees a failover in about
 a second rather than Sentinel's production pace. How often they announce themselves
