@@ -9,7 +9,8 @@ often they ping, read INFO and announce themselves), so a test sees a failover i
 a second rather than Sentinel's production pace. How often they announce themselves
 (`announce_ms`, Sentinel's 2000 by default) also sets how long an old primary that is
 still up after a failover stays a master: four times that, then Sentinel demotes it.
-Passwords are optional, and separate for the data nodes and the Sentinels.
+Passwords are optional, and separate for the data nodes and the Sentinels; `tls` (a
+certificate for 127.0.0.1 and its key) makes every node and Sentinel speak TLS only.
 
 Production never uses this module.
 """
@@ -43,6 +44,7 @@ class SentinelGroup:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 2000,
         announce_ms: int = 500,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.workdir = workdir
         self.master_name = master_name
@@ -51,6 +53,7 @@ class SentinelGroup:
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.announce_ms = announce_ms
+        self.tls = tls
         self.nodes = [RedisServer(workdir=str(self._dir(f"node{i}"))) for i in range(1 + replicas)]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.sentinel_procs: list[subprocess.Popen[bytes]] = []
@@ -68,27 +71,55 @@ class SentinelGroup:
 
     def env(self) -> dict[str, str]:
         """The TAILGATE_REDIS_* settings of a component using this group. The URL's host
-        and port name nothing that listens: in sentinel mode only its password and
-        database count."""
+        and port name nothing that listens: in sentinel mode only its scheme, password,
+        database and TLS options count."""
         auth = f":{self.password}@" if self.password else ""
+        url = (
+            f"rediss://{auth}unused.invalid:1/0?ssl_ca_certs={self.tls[0]}"
+            if self.tls
+            else f"redis://{auth}unused.invalid:1/0"
+        )
         return {
             "TAILGATE_REDIS_MODE": "sentinel",
-            "TAILGATE_REDIS_URL": f"redis://{auth}unused.invalid:1/0",
+            "TAILGATE_REDIS_URL": url,
             "TAILGATE_REDIS_SENTINELS": ",".join(self.sentinels),
             "TAILGATE_REDIS_MASTER_NAME": self.master_name,
             "TAILGATE_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
         }
 
+    def _tls_options(self) -> dict[str, object]:
+        return {"ssl": True, "ssl_ca_certs": str(self.tls[0])} if self.tls else {}
+
     def client(self, node: RedisServer) -> redis.Redis:
-        return redis.Redis(port=node.port, password=self.password or None, socket_timeout=2)
+        options = self._tls_options()
+        return redis.Redis("127.0.0.1", node.port, password=self.password or None, socket_timeout=2, **options)
 
     def sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=self.sentinel_password or None, socket_timeout=2)
+        options = self._tls_options()
+        return redis.Redis("127.0.0.1", port, password=self.sentinel_password or None, socket_timeout=2, **options)
+
+    def _tls_lines(self, port: int) -> list[str]:
+        """Configuration (as `name value` lines) for TLS only on `port`."""
+        if not self.tls:
+            return [f"port {port}"]
+        cert, key = self.tls
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {cert}",
+            f"tls-key-file {key}",
+            f"tls-ca-cert-file {cert}",
+            "tls-auth-clients no",
+            "tls-replication yes",
+        ]
 
     # --- life ----------------------------------------------------------------------------
 
-    def _node_args(self, primary: RedisServer | None) -> tuple[str, ...]:
+    def _node_args(self, node: RedisServer, primary: RedisServer | None) -> tuple[str, ...]:
         args = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "10", "--repl-diskless-sync-delay", "0"]
+        for line in self._tls_lines(node.port):
+            name, value = line.split(" ", 1)
+            args += [f"--{name}", value]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if primary is not None:
@@ -97,9 +128,9 @@ class SentinelGroup:
 
     def start(self) -> SentinelGroup:
         primary, replicas = self.nodes[0], self.nodes[1:]
-        primary.start(extra=self._node_args(None))
+        primary.start(extra=self._node_args(primary, None))
         for node in replicas:
-            node.start(extra=self._node_args(primary))
+            node.start(extra=self._node_args(node, primary))
         self._wait_replicas(primary, len(replicas))
         for port in self.sentinel_ports:
             self._start_sentinel(port, primary)
@@ -111,7 +142,7 @@ class SentinelGroup:
     def _start_sentinel(self, port: int, primary: RedisServer) -> None:
         name, home = self.master_name, self._dir(f"sentinel{port}")
         lines = [
-            f"port {port}",
+            *self._tls_lines(port),
             "bind 127.0.0.1",
             f"dir {home}",
             f"logfile {home / 'sentinel.log'}",
@@ -204,5 +235,5 @@ class SentinelGroup:
         """Start a stopped node again as a replica of the master (its data gone, as after
         a crash without persistence), and wait until the master has it."""
         master = self.master()
-        node.start(extra=self._node_args(master))
+        node.start(extra=self._node_args(node, master))
         self._wait_replicas(master, len(self.nodes) - 1)

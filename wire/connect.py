@@ -34,6 +34,7 @@ client and `parse_url`.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import weakref
@@ -193,12 +194,13 @@ class RedisTarget:
 @dataclass(frozen=True)
 class Node:
     """Where one raw connection (the gateway's RESP pub/sub connection) goes, and how it
-    logs in: a host and port, or a unix socket path; `master_only`: check ROLE."""
+    logs in: a host and port, or a unix socket path; TLS (None: none); `master_only`:
+    check ROLE."""
 
     host: str
     port: int
     path: str
-    tls: bool
+    tls: ssl.SSLContext | None
     username: str | None
     password: str | None
     master_only: bool
@@ -219,6 +221,15 @@ def not_master_error(role: str, address: Address) -> redis.ConnectionError:
     return redis.ConnectionError(
         f"{address[0]}:{address[1]} is a {role}, not the master (a sentinel had not seen the failover yet)"
     )
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """TLS for a raw connection as redis-py makes it from the URL: its CA file
+    (``ssl_ca_certs``, else the system's CAs) and client certificate, if given."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    return context
 
 
 def _no_replicas(exc: redis.ResponseError) -> bool:
@@ -391,21 +402,19 @@ class _Follower:
         self._next_follow = now + self.follow_interval
         return True
 
-    def _single_node(self) -> Node:
+    def _node(self, master: Address | None) -> Node:
+        """The URL's node (single mode), or `master` with the URL's credentials and TLS."""
         options = parse_url(self.target.url)
+        host, port = master or (options.get("host", "127.0.0.1"), int(options.get("port", 6379)))
         return Node(
-            options.get("host", "127.0.0.1"),
-            int(options.get("port", 6379)),
-            options.get("path", ""),
-            self.target.tls,
+            host,
+            port,
+            "" if master else options.get("path", ""),
+            _tls_context(options) if self.target.tls else None,
             options.get("username"),
             options.get("password"),
-            master_only=False,
+            master_only=master is not None,
         )
-
-    def _master_node(self, address: Address) -> Node:
-        options = self.target.data_options()
-        return Node(*address, "", self.target.tls, options.get("username"), options.get("password"), master_only=True)
 
 
 class Connector(_Follower):
@@ -520,7 +529,7 @@ class AsyncConnector(_Follower):
 
     async def node(self) -> Node:
         """Where a raw connection goes now (the master, in sentinel mode)."""
-        return self._master_node(await self.master()) if self.sentinel else self._single_node()
+        return self._node(await self.master() if self.sentinel else None)
 
     async def aclose(self) -> None:
         """Disconnect every client built here, and the sentinels."""

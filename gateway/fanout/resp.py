@@ -15,7 +15,6 @@ connection went).
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import Any
 
 import hiredis
@@ -46,15 +45,15 @@ class RespConnection:
 
     @classmethod
     async def open(cls, redis: AsyncConnector, client_name: str, connect_timeout: float = 3.0) -> RespConnection:
-        """Connect to the Redis `redis` names now (TLS, credentials and all)."""
+        """Connect to the Redis `redis` names now (TLS, credentials and all: ``rediss://``
+        with the URL's ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile``, as redis-py)."""
         node = await redis.node()
-        context = ssl.create_default_context() if node.tls else None
         try:
             if node.path:
                 reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(node.path), connect_timeout)
             else:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(node.host, node.port, ssl=context), connect_timeout
+                    asyncio.open_connection(node.host, node.port, ssl=node.tls), connect_timeout
                 )
         except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to redis: {exc}") from None

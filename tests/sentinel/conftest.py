@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from embedded.sentinel import SentinelGroup
-from tests.support import ROOT, service_env
+from tests.support import ROOT, self_signed, service_env
 
 AGENT = ROOT / "salt_states" / "logtail" / "files" / "logtail_agent.py"
 
@@ -23,8 +23,10 @@ AGENT = ROOT / "salt_states" / "logtail" / "files" / "logtail_agent.py"
 @pytest.fixture
 def sentinel_group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelGroup]:
     """One primary, one replica and three Sentinels; an indirect parameter gives other
-    SentinelGroup arguments (say two replicas)."""
+    SentinelGroup arguments (say two replicas, or `tls: True`)."""
     options = {"password": "data-secret", "sentinel_password": "sentinel-secret", **getattr(request, "param", {})}
+    if options.get("tls"):  # True: TLS only, with a certificate made here
+        options["tls"] = self_signed(tmp_path, "redis")
     group = SentinelGroup(tmp_path / "sentinel", **options)
     try:
         yield group.start()
