@@ -54,6 +54,7 @@ class SentinelGroup:
         self.failover_timeout_ms = failover_timeout_ms
         self.announce_ms = announce_ms
         self.tls = tls
+        self._clients: dict[int, redis.Redis] = {}
         self.nodes = [RedisServer(workdir=str(self._dir(f"node{i}"))) for i in range(1 + replicas)]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.sentinel_procs: list[subprocess.Popen[bytes]] = []
@@ -87,16 +88,17 @@ class SentinelGroup:
             "TAILGATE_REDIS_SENTINEL_PASSWORD": self.sentinel_password,
         }
 
-    def _tls_options(self) -> dict[str, object]:
-        return {"ssl": True, "ssl_ca_certs": str(self.tls[0])} if self.tls else {}
+    def _client(self, port: int, password: str) -> redis.Redis:
+        if port not in self._clients:  # one each: they reconnect by themselves after a restart
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls[0])} if self.tls else {}
+            self._clients[port] = redis.Redis("127.0.0.1", port, password=password or None, socket_timeout=2, **tls)
+        return self._clients[port]
 
     def client(self, node: RedisServer) -> redis.Redis:
-        options = self._tls_options()
-        return redis.Redis("127.0.0.1", node.port, password=self.password or None, socket_timeout=2, **options)
+        return self._client(node.port, self.password)
 
     def sentinel(self, port: int) -> redis.Redis:
-        options = self._tls_options()
-        return redis.Redis("127.0.0.1", port, password=self.sentinel_password or None, socket_timeout=2, **options)
+        return self._client(port, self.sentinel_password)
 
     def _tls_lines(self, port: int) -> list[str]:
         """Configuration (as `name value` lines) for TLS only on `port`."""
@@ -115,20 +117,20 @@ class SentinelGroup:
 
     # --- life ----------------------------------------------------------------------------
 
-    def _node_args(self, node: RedisServer, primary: RedisServer | None) -> tuple[str, ...]:
+    def _node_args(self, node: RedisServer, replica_of: RedisServer | None = None) -> tuple[str, ...]:
         args = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "10", "--repl-diskless-sync-delay", "0"]
         for line in self._tls_lines(node.port):
             name, value = line.split(" ", 1)
             args += [f"--{name}", value]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
-        if primary is not None:
-            args += ["--replicaof", "127.0.0.1", str(primary.port)]
+        if replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(replica_of.port)]
         return tuple(args)
 
     def start(self) -> SentinelGroup:
         primary, replicas = self.nodes[0], self.nodes[1:]
-        primary.start(extra=self._node_args(primary, None))
+        primary.start(extra=self._node_args(primary))
         for node in replicas:
             node.start(extra=self._node_args(node, primary))
         self._wait_replicas(primary, len(replicas))
@@ -183,6 +185,8 @@ class SentinelGroup:
         wait_until(linked, 15, 0.05, what=f"{count} replicas of {primary.port}")
 
     def stop(self) -> None:
+        for client in self._clients.values():
+            client.close()
         for proc in self.sentinel_procs:
             stop_process(proc)
         for node in self.nodes:
