@@ -7,15 +7,19 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
 from embedded.sentinel import SentinelGroup
-from tests.support import ROOT, self_signed, service_env
+from tests.support import ROOT, GatewayProc, Service, WsClient, self_signed, service_env
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire.connect import Connector, RedisTarget
 
 AGENT = ROOT / "salt_states" / "logtail" / "files" / "logtail_agent.py"
 
@@ -38,6 +42,61 @@ def sentinel_group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
 def sentinel_env(sentinel_group: SentinelGroup, prefix: str) -> dict[str, str]:
     """A gateway's or bridge's environment in sentinel mode, file streams off."""
     return service_env(**sentinel_group.env(), TAILGATE_REDIS_PREFIX=prefix, TAILGATE_SALT_MODE="off")
+
+
+Watched = Callable[[str], Awaitable[tuple[GatewayProc, WsClient]]]
+
+
+@pytest.fixture
+def watched(sentinel_env: dict[str, str], services: list[Service], tmp_path: Path) -> Watched:
+    """watched(stream) -> a gateway in sentinel mode, and a viewer of `stream` on it."""
+
+    async def start(stream: str) -> tuple[GatewayProc, WsClient]:
+        gateway = GatewayProc(sentinel_env, log_dir=tmp_path)
+        services.append(gateway)
+        gateway.start()
+        viewer = await WsClient.connect(gateway.ws_url)
+        await viewer.subscribe(stream)
+        return gateway, viewer
+
+    return start
+
+
+class SentinelPublisher(threading.Thread):
+    """Publishes 'n <i>' every few ms through a `wire.connect.Connector`, as the tail agent
+    and the engine do; a refused publish (NOREPLICAS from the old primary, or no master
+    named yet) is tried again, never skipped."""
+
+    def __init__(self, group: SentinelGroup, prefix: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        target = RedisTarget(
+            "sentinel",
+            group.env()["TAILGATE_REDIS_URL"],
+            group.sentinels,
+            group.master_name,
+            sentinel_password=group.sentinel_password,
+        )
+        self.redis = Connector(target)
+        self.pub = Publisher(self.redis.client("test-publisher", socket_timeout=2), Keys(prefix))
+        self.stream = stream
+        self.published = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.005):
+            self.redis.follow()
+            line = encode_line(Line(time.time(), f"n {self.published:05d}"))
+            try:
+                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
+            except redis.RedisError:
+                continue
+            self.published += 1
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join(5)
+        self.redis.close()
+        return self.published
 
 
 class Agent:

@@ -14,8 +14,8 @@ import redis
 from embedded import KafkaBroker, wait_until
 from embedded.sentinel import SentinelGroup
 from tests.bridge.test_faults import Feeder
-from tests.sentinel.conftest import Agent, Writer
-from tests.support import GatewayProc, Service, WsClient, create_topic
+from tests.sentinel.conftest import Agent, Watched, Writer
+from tests.support import Service, create_topic
 from wire import Keys
 from wire.names import file_stream
 
@@ -40,6 +40,7 @@ async def test_a_failover_and_a_killed_primary_lose_and_double_nothing(
     sentinel_group: SentinelGroup,
     sentinel_env: dict[str, str],
     agent: Agent,
+    watched: Watched,
     services: list[Service],
     prefix: str,
     tmp_path: Path,
@@ -48,11 +49,7 @@ async def test_a_failover_and_a_killed_primary_lose_and_double_nothing(
     topic = f"sentinel-{uuid.uuid4().hex[:6]}"
     create_topic(kafka.bootstrap, topic, partitions=1)
     stream, file = f"kafka:{topic}", file_stream(agent.minion, str(agent.path)).name
-    gateway = GatewayProc(sentinel_env, log_dir=tmp_path)
-    services.append(gateway)
-    gateway.start()
-    viewer = await WsClient.connect(gateway.ws_url)
-    await viewer.subscribe(stream)
+    _, viewer = await watched(stream)
     bridge_env = dict(
         sentinel_env,
         TAILGATE_CONFIG=str(tmp_path / "none.yaml"),

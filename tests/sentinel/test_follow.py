@@ -4,67 +4,20 @@ disconnects them."""
 
 from __future__ import annotations
 
-import threading
-import time
-from pathlib import Path
-
 import pytest
-import redis
 
 from embedded import wait_until
 from embedded.sentinel import SentinelGroup
-from tests.support import GatewayProc, Service, WsClient
-from wire import Keys, Line, Publisher, StreamBatch, encode_line
-from wire.connect import Connector, RedisTarget
-
-
-class SentinelPublisher(threading.Thread):
-    """Publishes 'n <i>' every few ms through a `wire.connect.Connector`, as the tail agent
-    and the engine do; a refused publish (NOREPLICAS from the old primary, or no master
-    named yet) is tried again, never skipped."""
-
-    def __init__(self, group: SentinelGroup, prefix: str, stream: str) -> None:
-        super().__init__(daemon=True)
-        target = RedisTarget(
-            "sentinel",
-            group.env()["TAILGATE_REDIS_URL"],
-            group.sentinels,
-            group.master_name,
-            sentinel_password=group.sentinel_password,
-        )
-        self.redis = Connector(target)
-        self.pub = Publisher(self.redis.client("test-publisher", socket_timeout=2), Keys(prefix))
-        self.stream = stream
-        self.published = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.005):
-            self.redis.follow()
-            line = encode_line(Line(time.time(), f"n {self.published:05d}"))
-            try:
-                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
-            except redis.RedisError:
-                continue
-            self.published += 1
-
-    def stop(self) -> int:
-        self.done.set()
-        self.join(5)
-        self.redis.close()
-        return self.published
+from tests.sentinel.conftest import SentinelPublisher, Watched
+from wire import Keys
 
 
 @pytest.mark.parametrize("sentinel_group", [{"replicas": 2, "announce_ms": 2000}], indirect=True)
 async def test_the_gateway_and_a_writer_leave_the_old_primary_before_it_is_demoted(
-    sentinel_group: SentinelGroup, sentinel_env: dict[str, str], services: list[Service], prefix: str, tmp_path: Path
+    sentinel_group: SentinelGroup, watched: Watched, prefix: str
 ) -> None:
     group, stream = sentinel_group, "kafka:follow"
-    gateway = GatewayProc(sentinel_env, log_dir=tmp_path)
-    services.append(gateway)
-    gateway.start()
-    viewer = await WsClient.connect(gateway.ws_url)
-    await viewer.subscribe(stream)
+    gateway, viewer = await watched(stream)
     publisher = SentinelPublisher(group, prefix, stream)
     publisher.start()
     await viewer.wait_for(lambda: len(viewer.lines.get(stream, [])) >= 100, 10, "lines before the failover")

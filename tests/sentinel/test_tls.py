@@ -4,30 +4,23 @@ sentinels and to the master, trusting the URL's `ssl_ca_certs`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import redis
 
 from embedded.sentinel import SentinelGroup
-from tests.sentinel.test_follow import SentinelPublisher
-from tests.support import GatewayProc, Service, WsClient
+from tests.sentinel.conftest import SentinelPublisher, Watched
 
 
 @pytest.mark.parametrize("sentinel_group", [{"tls": True}], indirect=True)
 async def test_sentinels_and_master_over_tls_only(
-    sentinel_group: SentinelGroup, sentinel_env: dict[str, str], services: list[Service], prefix: str, tmp_path: Path
+    sentinel_group: SentinelGroup, sentinel_env: dict[str, str], watched: Watched, prefix: str
 ) -> None:
     group, stream = sentinel_group, "kafka:tls"
     assert sentinel_env["TAILGATE_REDIS_URL"].startswith("rediss://")
     master = group.master()
     with pytest.raises(redis.ConnectionError):  # nothing speaks plain RESP
         redis.Redis(port=master.port, socket_timeout=1).ping()
-    gateway = GatewayProc(sentinel_env, log_dir=tmp_path)
-    services.append(gateway)
-    gateway.start()
-    viewer = await WsClient.connect(gateway.ws_url)
-    await viewer.subscribe(stream)
+    _, viewer = await watched(stream)
     publisher = SentinelPublisher(group, prefix, stream)
     publisher.start()
     await viewer.wait_for(lambda: len(viewer.lines.get(stream, [])) >= 50, 10, "lines over TLS")
