@@ -1,5 +1,6 @@
 """A primary, a replica and three Sentinels per test (embedded.sentinel), and the pieces
-that run against them: the services' environment, a tail agent process, a file writer."""
+that run against them: the services' environment, a gateway with a viewer, a writer
+through wire.connect, a tail agent process, a file writer."""
 
 from __future__ import annotations
 
