@@ -34,7 +34,7 @@ PAGE_LINES = 1000
 PAGE_BYTES = 256 * 1024
 FIRST_PAGE_LINES = 100
 
-Match = Callable[[str], bool] | None
+Match = Callable[[dict[str, Any]], bool] | None
 
 
 @dataclass(slots=True)
@@ -81,7 +81,7 @@ class History:
     @staticmethod
     def _passes(line: dict[str, Any], match: Match) -> bool:
         # a notice for an unreadable line passes every filter: that line might have matched
-        return match is None or match(line["text"]) or line.get("meta") is UNREADABLE_META
+        return match is None or match(line) or line.get("meta") is UNREADABLE_META
 
     async def head(self, stream: str) -> LineId | None:
         """The newest id in a stream's history, or None when it holds nothing."""
@@ -122,16 +122,21 @@ class History:
         if page or gap is not None:
             yield Page(page, gap)
 
-    async def since(self, stream: str, cursor: LineId, match: Match) -> AsyncGenerator[Page, None]:
-        """Every line after `cursor` (matching `match`), oldest first, a page at a time."""
+    async def since(
+        self, stream: str, cursor: LineId, match: Match, until: LineId | None = None, limit: int | None = None
+    ) -> AsyncGenerator[Page, None]:
+        """Every line after `cursor` (matching `match`), oldest first, a page at a time;
+        with `until`, only those before it; with `limit`, at most that many."""
         key = self.keys.hist(stream)
         budget = _Budget(self.max_bytes)
         read_to = cursor
+        top = "+" if until is None else "(" + format_id(until)
+        left = limit
         while True:
-            asked = budget.page()
+            asked = budget.page(left if left is not None and match is None else PAGE_LINES)
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xinfo_stream(key)
-                pipe.xrange(key, min="(" + format_id(read_to), count=asked)
+                pipe.xrange(key, min="(" + format_id(read_to), max=top, count=asked)
                 info, entries = await pipe.execute(raise_on_error=False)
             if isinstance(info, ResponseError) and not entries:
                 return  # no such key: nothing was ever kept, nothing lost
@@ -148,8 +153,14 @@ class History:
                 line = self.stored.entry(stream, entry_id, fields)
                 if self._passes(line, match):
                     lines.append(line)
+                    if left is not None and len(lines) == left:
+                        break
             if lines or gap:
                 yield Page(lines, gap)
+            if left is not None:
+                left -= len(lines)
+                if left <= 0:
+                    return
             if cut:
                 # The lines after the last one sent are skipped: the client is told, then goes live.
                 yield Page([], GapReason.HISTORY_BYTES)

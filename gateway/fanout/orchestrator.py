@@ -32,6 +32,7 @@ from gateway.fanout.filters import LineFilter
 from gateway.fanout.history import History, Page
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader, Unavailable
+from gateway.fanout.query import Query, id_before
 from gateway.fanout.session import Session
 from wire.codes import ErrorCode, GapReason
 from wire.envelope import LineId
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 RESUME_PAUSES = (0.1, 5.0)  # the first and the longest pause between two attempts
 RESUME_TELL_AFTER = 3  # failed attempts before the client is told
 RESUME_GIVE_UP = 30.0  # seconds of failing before the subscription goes live after a gap
+NO_QUERY = Query()
 
 
 class StreamHooks(Protocol):
@@ -49,7 +51,8 @@ class StreamHooks(Protocol):
     async def admit(self, name: str) -> None:
         """Raise `wire.codes.ProtocolError` when this stream must not be opened."""
 
-    def viewer_joined(self, session: Session, name: str) -> None: ...
+    def viewers_joined(self, session: Session, names: list[str]) -> None:
+        """`session` now watches every stream of `names` (those joined together: one glob)."""
 
     def last_viewer_left(self, name: str) -> None: ...
 
@@ -68,44 +71,87 @@ class Orchestrator:
         self.all_left = asyncio.Event()
         self.all_left.set()
 
-    async def subscribe(
-        self,
-        session: Session,
-        stream: str,
-        line_filter: LineFilter,
-        backlog: int = 0,
-        since: LineId | None = None,
-    ) -> None:
+    async def subscribe(self, session: Session, stream: str, line_filter: LineFilter, query: Query = NO_QUERY) -> None:
         """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
+        await self.subscribe_group(session, [stream], line_filter, query)
+
+    async def subscribe_group(
+        self, session: Session, streams: list[str], line_filter: LineFilter, query: Query = NO_QUERY
+    ) -> None:
+        """Subscribe `session` to every stream of `streams` with one filter and query (the
+        members of a minion glob): each is registered and confirmed before any history is
+        read, so their viewers join together (one Salt target for the file streams' agents).
+        Raises `Unavailable` when Redis is down."""
         if self.hooks is not None:
-            await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
+            for stream in streams:
+                await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
         if session not in self.sessions:
             return  # it left during admission, before anything was added
         if not self.live.connected:
             raise Unavailable("not connected to redis")
-        session.forget(stream)
-        generation = session.begin(stream, since)
-        self.filters[(session, stream)] = line_filter
-        first = self.hub.add(stream, session, line_filter)
+        if query.finite:
+            for stream in streams:
+                await self._finite(session, stream, line_filter, query)
+            return
+        generations: dict[str, int] = {}
         done = False
         try:
-            if first:
-                await self.live.subscribe(stream)
-            else:
-                await self.live.wait_subscribed(stream)
-            # Checked before the viewer joins: a lease taken now would outlive the client.
-            if session not in self.sessions:
-                return
-            session.control({"type": "subscribed", "stream": stream})
+            for stream in streams:
+                session.forget(stream)
+                generations[stream] = session.begin(stream, query.since)
+                self.filters[(session, stream)] = line_filter
+                if self.hub.add(stream, session, line_filter):
+                    await self.live.subscribe(stream)
+                else:
+                    await self.live.wait_subscribed(stream)
+                # Checked before the viewers join: a lease taken now would outlive the client.
+                if session not in self.sessions:
+                    return
+            for stream in streams:
+                session.control({"type": "subscribed", "stream": stream})
             if self.hooks is not None:
-                self.hooks.viewer_joined(session, stream)
-            await self._catch_up(session, stream, generation, backlog, since, line_filter)
+                self.hooks.viewers_joined(session, streams)
+            for stream in streams:
+                await self._catch_up(session, stream, generations[stream], query.backlog, query.since, line_filter)
             done = True
         except (Unavailable, RedisError, OSError) as exc:
             raise Unavailable(str(exc)) from None
         finally:
             if not done:
-                await self.unsubscribe(session, stream)
+                for stream in generations:
+                    await self.unsubscribe(session, stream)
+
+    async def _finite(self, session: Session, stream: str, line_filter: LineFilter, query: Query) -> None:
+        """A query with an end (`until`, `around`): history only, then `complete`. It holds
+        no hub membership, no SUBSCRIBE and no file-stream lease; a live subscription of the
+        same stream on this session is replaced by it."""
+        if stream in session.subs:
+            await self.unsubscribe(session, stream)
+        generation = session.begin(stream)
+        session.control({"type": "subscribed", "stream": stream})
+        match = line_filter.match
+        reads: list[AsyncGenerator[Page, None]] = []
+        if query.around is not None:
+            before = id_before(query.around)
+            if query.context:
+                reads.append(self.history.backlog(stream, query.context, match, before))
+            reads.append(self.history.since(stream, before, match, limit=query.context + 1))
+        elif query.since is not None or not query.backlog:
+            reads.append(self.history.since(stream, query.since or (0, 0), match, until=query.until))
+        else:
+            assert query.until is not None  # (finite)
+            reads.append(self.history.backlog(stream, query.backlog, match, id_before(query.until)))
+        try:
+            for pages in reads:
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        if not session.history(stream, generation, page.lines, page.gap):
+                            return  # superseded, or the client left
+                        await session.room()
+        except (RedisError, OSError) as exc:
+            session.forget(stream)
+            raise Unavailable(str(exc)) from None
+        session.complete(stream, generation)
 
     async def _catch_up(
         self,

@@ -19,7 +19,7 @@ from gateway.fanout.frames import encode, lines_frame
 from gateway.fanout.hub import Batch
 from gateway.fanout.outbox import CloseFn, DeliveryMetrics, Outbox, SendFn
 from wire.codes import GapReason
-from wire.envelope import LineId, parse_id
+from wire.envelope import LineId, format_id, parse_id
 
 HISTORY_FRAME_LINES = 500
 
@@ -123,9 +123,20 @@ class Session:
         if start is not None:
             sub.start = start
         sub.catching_up = False
+        # Before the held lines: what follows is live, and `after` is where to resume from
+        # when nothing more arrives (a client merging streams by time waits for this).
+        after = format_id(sub.cursor or sub.start or (0, 0))
+        self.control({"type": "caught_up", "stream": stream, "after": after})
         held, sub.held, sub.held_bytes = sub.held, [], 0
         for batch in held:
             self.deliver(batch)
+
+    def complete(self, stream: str, generation: int) -> None:
+        """End a finite query (its history already sent): `complete`, and the subscription
+        is gone."""
+        if self.catching_up(stream, generation):
+            self.control({"type": "complete", "stream": stream})
+            self.forget(stream)
 
     def forget(self, stream: str) -> None:
         """Forget a subscription (unsubscribe or replaced). Queued frames still go out."""
