@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.fanout.filters import FilterError, LineFilter, compile_filter
@@ -31,6 +31,7 @@ from wire.text import has_lone_surrogate
 
 MAX_TIME = 253402300800.0  # 10000-01-01T00:00:00Z, in epoch seconds
 MAX_TIME_TEXT = 64
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,19 +144,21 @@ def _id(what: str, value: Any, stream: str) -> LineId | None:
 
 
 def parse_time(value: Any) -> int:
-    """Epoch seconds (a number) or ISO 8601 text as epoch milliseconds; ValueError if neither."""
+    """Epoch seconds (a number) or ISO 8601 text as epoch milliseconds (a part of a
+    millisecond dropped); ValueError if neither."""
     if isinstance(value, bool):
         raise ValueError("not a time")
     if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and len(value) <= MAX_TIME_TEXT:
+        if not 0 <= value < MAX_TIME:
+            raise ValueError("out of range")
+        return math.floor(round(value * 1000, 3))  # 1.001 s is 1001 ms, whatever the float says
+    if isinstance(value, str) and len(value) <= MAX_TIME_TEXT:
         when = datetime.fromisoformat(value)
-        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    else:
-        raise ValueError("not a time")
-    if not 0 <= seconds < MAX_TIME:
-        raise ValueError("out of range")
-    return int(seconds * 1000)
+        ms = (when if when.tzinfo else when.replace(tzinfo=UTC)) - EPOCH
+        if not timedelta(0) <= ms < timedelta(seconds=MAX_TIME):
+            raise ValueError("out of range")
+        return ms // timedelta(milliseconds=1)
+    raise ValueError("not a time")
 
 
 def _time(what: str, value: Any, stream: str) -> int | None:
