@@ -98,7 +98,7 @@ class Orchestrator:
         try:
             for stream in streams:
                 session.forget(stream)
-                generations[stream] = session.begin(stream, query.since)
+                generations[stream] = session.begin(stream, query.since, query.caught_up)
                 self.filters[(session, stream)] = line_filter
                 if self.hub.add(stream, session, line_filter):
                     await self.live.subscribe(stream)

@@ -6,6 +6,7 @@ id; a `from` time arrives here as the id just before its first millisecond: ids 
 time-ordered), `until` (an exclusive upper bound: the query is finite, history only, and
 ends with `complete`), `around` (a line and `context` lines either side, then
 `complete`). Precedence: `around` stands alone; `since` wins over `backlog`.
+`caught_up`: the client wants a `caught_up` frame where history ends and live begins.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Query:
     until: LineId | None = None
     around: LineId | None = None
     context: int = 0
+    caught_up: bool = False  # send `caught_up` when history is over and live lines follow
 
     @property
     def finite(self) -> bool:

@@ -32,6 +32,7 @@ class _Sub:
     held: list[Batch] = field(default_factory=list)
     held_bytes: int = 0
     generation: int = 0
+    tell_caught_up: bool = False  # the client asked for `caught_up` frames
 
 
 class Session:
@@ -55,15 +56,17 @@ class Session:
 
     # Subscription lifecycle -------------------------------------------------------
 
-    def begin(self, stream: str, cursor: LineId | None = None) -> int:
+    def begin(self, stream: str, cursor: LineId | None = None, caught_up: bool = False) -> int:
         """Start (or restart) catching up on `stream`; live batches are held meanwhile.
+        `caught_up`: a new subscription whose client wants a `caught_up` frame each time
+        it goes live.
 
         Returns a generation number that `history` and `finish` must present, so a
         catch-up that a newer subscribe or a reconnect superseded is ignored.
         """
         sub = self.subs.get(stream)
         if sub is None:
-            sub = self.subs[stream] = _Sub(cursor=cursor)
+            sub = self.subs[stream] = _Sub(cursor=cursor, tell_caught_up=caught_up)
         else:
             sub.catching_up, sub.held, sub.held_bytes = True, [], 0
             if cursor is not None:
@@ -123,10 +126,11 @@ class Session:
         if start is not None:
             sub.start = start
         sub.catching_up = False
-        # Before the held lines: what follows is live, and `after` is where to resume from
-        # when nothing more arrives (a client merging streams by time waits for this).
-        after = format_id(sub.cursor or sub.start or (0, 0))
-        self.control({"type": "caught_up", "stream": stream, "after": after})
+        if sub.tell_caught_up:
+            # Before the held lines: what follows is live, and `after` is where to resume
+            # from when nothing more arrives (a client merging streams by time waits for it).
+            after = format_id(sub.cursor or sub.start or (0, 0))
+            self.control({"type": "caught_up", "stream": stream, "after": after})
         held, sub.held, sub.held_bytes = sub.held, [], 0
         for batch in held:
             self.deliver(batch)

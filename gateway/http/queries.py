@@ -8,8 +8,9 @@ subscribe holds at most `gateway.max_filter_terms` keyword terms, excluded terms
 fields together (`too_large`, limit ``filter_terms``).
 
 History: `backlog`, `since` (a line id), `from` and `until` (epoch seconds, or ISO 8601
-text; without an offset, UTC), `around` (a line id) with `context`. Times become ids
-here (ids are time-ordered: `<ms>-<seq>`), so the rest of the gateway only knows ids.
+text; without an offset, UTC), `around` (a line id) with `context`; `caught_up` (true:
+say where history ends). Times become ids here (ids are time-ordered: `<ms>-<seq>`), so
+the rest of the gateway only knows ids.
 
 Text is canonical from here on: a term, path, value or regex holding a lone surrogate is
 refused with `bad_request`, never repaired, since a repaired one would match something
@@ -173,6 +174,9 @@ def _time(what: str, value: Any, stream: str) -> int | None:
 
 
 def parse_query(msg: dict[str, Any], stream: str, limits: Limits) -> Query:
+    caught_up = msg.get("caught_up", False)
+    if not isinstance(caught_up, bool):
+        raise _bad("caught_up must be true or false", stream)
     backlog = _count("backlog", msg.get("backlog"), stream, limits)
     since = _id("since", msg.get("since"), stream)
     around = _id("around", msg.get("around"), stream)
@@ -189,4 +193,4 @@ def parse_query(msg: dict[str, Any], stream: str, limits: Limits) -> Query:
     if since is None and start is not None:
         since = id_before(time_id(start))  # from a time: everything after the id just before it
     until = time_id(end) if end is not None else None
-    return Query(backlog=backlog, since=since, until=until)
+    return Query(backlog=backlog, since=since, until=until, caught_up=caught_up)

@@ -52,7 +52,7 @@ async def test_from_a_time_then_live_and_a_finite_range_ending_with_complete(
     middle, late = [f"middle {i}" for i in range(5)], [f"late {i}" for i in range(5)]
 
     live = await WsClient.connect(gw.ws_url)
-    await live.subscribe(s, **{"from": t1 / 1000})  # epoch seconds
+    await live.subscribe(s, caught_up=True, **{"from": t1 / 1000})  # epoch seconds
     await live.wait_for(lambda: live.of_type("caught_up"), what="history from t1")
     publish(pub, s, ["after"])
     await live.wait_for(lambda: "after" in live.texts(s), what="a live line")
@@ -106,13 +106,18 @@ async def test_keyword_terms_excluded_terms_and_meta_fields(rclient: redis.Redis
     ]
     publish(pub, s, texts, metas)
     c = await WsClient.connect(gw.ws_url)
-    await c.subscribe(s, keyword=["error", "/api"], exclude=["502"], backlog=100)
+    await c.subscribe(s, keyword=["error", "/api"], exclude=["502"], backlog=100, caught_up=True)
     d = await WsClient.connect(gw.ws_url)
-    await d.subscribe(s, fields={"level": "error", "meta.service": "checkout"}, ignore_case=True, backlog=100)
+    await d.subscribe(
+        s, fields={"level": "error", "meta.service": "checkout"}, ignore_case=True, backlog=100, caught_up=True
+    )
     e = await WsClient.connect(gw.ws_url)
-    await e.subscribe(s, fields={"http.status": 200}, exclude=["healthz"], backlog=100)
+    await e.subscribe(s, fields={"http.status": 200}, exclude=["healthz"], backlog=100, caught_up=True)
     for client in (c, d, e):
         await client.wait_for(lambda client=client: client.of_type("caught_up"), what="history read")
+    assert [f["after"] for f in d.of_type("caught_up")] == [
+        rclient.xrevrange(Keys(prefix).hist(s), count=1)[0][0].decode()
+    ]
     assert c.texts(s) == ["GET /api error 500"]
     assert d.texts(s) == ["GET /api error 500"]
     assert e.texts(s) == ["GET /api ok"]

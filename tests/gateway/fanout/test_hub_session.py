@@ -144,17 +144,17 @@ async def test_gap_is_announced_before_the_lines() -> None:
     session.history("kafka:x", gen, [{"id": "50-0", "ts": 1.0, "text": "l50"}], GapReason.TRIMMED)
     session.finish("kafka:x", gen)
     await settle()
-    assert [f["type"] for f in wire.frames] == ["gap", "lines", "caught_up"]
+    assert [f["type"] for f in wire.frames] == ["gap", "lines"]
     assert wire.frames[0]["reason"] == "trimmed"
 
 
 async def test_caught_up_comes_between_history_and_live_lines_and_says_where_to_resume() -> None:
-    """A client merging streams by time knows when history is over; one that got no line
-    at all still knows where to resume without a hole."""
+    """Asked for, `caught_up` tells a client merging streams by time when history is over,
+    and one that got no line at all where to resume without a hole."""
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
     hub = Hub()
-    gen = session.begin("kafka:x")
+    gen = session.begin("kafka:x", caught_up=True)
     hub.add("kafka:x", session, compile_filter())
     hub.dispatch("kafka:x", [message(8, ["l8"])])  # live, held while history is read
     session.history("kafka:x", gen, [{"id": "3-0", "ts": 1.0, "text": "l3"}])
@@ -165,11 +165,18 @@ async def test_caught_up_comes_between_history_and_live_lines_and_says_where_to_
         ("caught_up", "7-0"),
         ("lines", None),
     ]
+    gen = session.begin("kafka:x")  # held again (a Redis reconnect): still asked for
+    session.finish("kafka:x", gen)
     quiet = Session(wire.send, wire.close, 1 << 20, 30)
-    gen = quiet.begin("kafka:y")
+    gen = quiet.begin("kafka:y", caught_up=True)
     quiet.finish("kafka:y", gen, start=(42, 1))  # live only: nothing sent, resume after the head
+    unasked = quiet.begin("kafka:z")
+    quiet.finish("kafka:z", unasked, start=(43, 0))
     await settle()
-    assert wire.frames[-1] == {"type": "caught_up", "stream": "kafka:y", "after": "42-1"}
+    assert wire.frames[-2:] == [
+        {"type": "caught_up", "stream": "kafka:x", "after": "8-0"},
+        {"type": "caught_up", "stream": "kafka:y", "after": "42-1"},
+    ], "only subscriptions that asked for it"
 
 
 async def test_a_finite_query_ends_with_complete_and_is_gone() -> None:
@@ -199,8 +206,8 @@ async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, max_queue_bytes=2000, slow_timeout=30)
     hub = Hub()
+    wire.blocked = asyncio.get_running_loop().create_future()
     session.finish("kafka:x", session.begin("kafka:x"), head=(0, 0))
-    wire.blocked = asyncio.get_running_loop().create_future()  # (after `caught_up` went out)
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 101):
         hub.dispatch("kafka:x", [message(i, [f"line {i} " + "x" * 50])])
@@ -216,7 +223,7 @@ async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     # line 1 was already on the wire when the client stalled; then the oldest pending
     # lines went, and the notice comes right before the lines that follow the hole
     assert received == [1, *range(dropped + 2, 101)]
-    assert wire.frames[2] == {"type": "dropped", "stream": "kafka:x", "count": dropped}  # after caught_up, line 1
+    assert wire.frames[1] == {"type": "dropped", "stream": "kafka:x", "count": dropped}
 
 
 async def test_client_without_progress_is_closed_with_1013() -> None:
