@@ -98,6 +98,7 @@ class Follower:
                     connected_once, down_since, pause = True, None, BACKOFF[0]
                     if await self._session(ws):
                         return Exit.OK
+                why = _closed(ws.close_code, ws.close_reason or "")  # the gateway closed it cleanly (1001: draining)
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 body = exc.response.body.decode("utf-8", "replace").strip()[:300] if exc.response.body else ""
@@ -107,13 +108,7 @@ class Follower:
                     raise CliError(Exit.FORBIDDEN, f"the gateway refused this client (HTTP {status}): {body}") from None
                 why = f"HTTP {status} from {self.target.ws_url}"
             except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd is not None else None
-                reason = exc.rcvd.reason if exc.rcvd is not None else ""
-                if code == CloseCode.TOKEN_EXPIRED:
-                    raise CliError(Exit.UNAUTHORIZED, "the token expired (close 4001): get a new one") from None
-                if code in (CloseCode.POLICY, CloseCode.TOO_LARGE):
-                    raise CliError(Exit.FAILED, f"the gateway closed the connection: {code} {reason}") from None
-                why = f"connection closed ({code or 'dropped'}{f' {reason}' if reason else ''})"
+                why = _closed(exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else "")
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 if not connected_once:
                     raise CliError(Exit.UNREACHABLE, f"cannot reach the gateway at {self.target.url}: {exc}") from None
@@ -144,7 +139,7 @@ class Follower:
             ticker.cancel()
             for retry in list(self._retries):
                 retry.cancel()
-        raise ConnectionClosed(ws.close_rcvd, ws.close_sent)  # the server ended the connection cleanly
+        return False
 
     async def _tick(self) -> None:
         while True:
@@ -220,6 +215,15 @@ class Follower:
         if not stream.done and self.streams.get(stream.name) is stream:
             with contextlib.suppress(ConnectionClosed):  # the reconnect subscribes it again
                 await self._subscribe(ws, stream)
+
+
+def _closed(code: int | None, reason: str) -> str:
+    """Why the connection ended, to reconnect; or `CliError` when reconnecting cannot help."""
+    if code == CloseCode.TOKEN_EXPIRED:
+        raise CliError(Exit.UNAUTHORIZED, "the token expired (close 4001): get a new one")
+    if code in (CloseCode.POLICY, CloseCode.TOO_LARGE):
+        raise CliError(Exit.FAILED, f"the gateway closed the connection: {code} {reason}")
+    return f"connection closed ({code or 'dropped'}{f' {reason}' if reason else ''})"
 
 
 def _is_glob(name: str) -> bool:
