@@ -5,7 +5,8 @@ The glob is matched here, against the master's accepted minion ids (`Minions`), 
 reaches Salt: what goes on is a list of validated minion ids (`wire.names.FileGlob.member`),
 each then admitted like any file stream (allowlist, quotas) and its agent started with list
 targeting. Minions the caller's grants do not cover are left out, as `/api/minions` leaves
-them out of the picker; a glob that leaves nothing is refused.
+them out of the picker; a glob that leaves nothing is refused (`not_found` when it matches
+no minion the caller may see, `forbidden` when the path is not allowed on those it does).
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ async def expand(glob: FileGlob, minions: MinionList | None, grants: Grants, lim
         raise ProtocolError(
             ErrorCode.UNAVAILABLE, f"cannot list the Salt master's minions: {exc.message}", name
         ) from None
-    matched = [minion for minion in ids if glob.matches(minion)]
-    if not matched:
-        raise ProtocolError(
-            ErrorCode.NOT_FOUND, f"no minion known to the Salt master matches {glob.minion_glob!r}", name
-        )
+    if not grants.unrestricted and not grants.files:
+        raise ProtocolError(ErrorCode.FORBIDDEN, "you may not open file streams", name)
+    # Only minions the caller may see count, so a refusal never tells of others (as /api/minions).
+    visible = [minion for minion in ids if glob.matches(minion) and grants.may_see_minion(minion)]
+    if not visible:
+        why = f"no minion you may open matches {glob.minion_glob!r}"
+        raise ProtocolError(ErrorCode.NOT_FOUND, why, name)
     members = []
-    for minion in matched:
+    for minion in visible:
         try:
             stream = glob.member(minion)
         except StreamNameError:
@@ -70,7 +73,7 @@ async def expand(glob: FileGlob, minions: MinionList | None, grants: Grants, lim
         if grants.allows(stream):
             members.append(stream.name)
     if not members:
-        raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not open {glob.path} on any minion matching it", name)
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not open {glob.path} on the minions matching it", name)
     if len(members) > limit:
         raise ProtocolError(
             ErrorCode.TOO_LARGE,
