@@ -3,7 +3,10 @@
 The order of a subscribe is what makes the switch from history to live exact: register
 with the hub (live batches for this client are now held), make sure Redis has confirmed
 the channel's SUBSCRIBE, send history as it is read, then let the session release the
-held batches it does not already have.
+held batches it does not already have. The members of a minion glob are subscribed as one
+group: all registered and confirmed, then their viewers join together (one Salt job for
+their agents), then each one's history. A finite query (`until`, `around`) only reads
+history and ends with `complete`: no hub, no SUBSCRIBE, no lease.
 
 A client may go (`leave`) while its subscribe waits for Salt or Redis. `leave` undoes
 what the session holds at that moment and forgets the session at once; the subscribe,
