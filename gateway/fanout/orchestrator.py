@@ -217,7 +217,9 @@ class Orchestrator:
         """Redis was lost: hold live batches for every subscription until it resumes."""
         for session in list(self.sessions):
             for stream in list(session.subs):
-                self._resuming[(session, stream)] = session.begin(stream)
+                # a finite query in progress has no live part to hold: its read fails (unavailable)
+                if (session, stream) in self.filters:
+                    self._resuming[(session, stream)] = session.begin(stream)
 
     async def resume_all(self) -> None:
         """After a Redis reconnect: fill every client's missed lines from history."""
