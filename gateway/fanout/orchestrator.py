@@ -14,7 +14,9 @@ the only one to know what it adds later, checks after each wait and undoes its o
 (hub membership, SUBSCRIBE, a file stream's lease). A subscribe that fails leaves
 nothing behind either.
 
-After a Redis reconnect every held subscription is resumed from history. A read that
+After a Redis reconnect every held subscription is resumed from history, from its cursor
+and the epoch of its history: a Redis that lost the history (restarted empty, flushed) or
+came back behind the cursor is announced there (`gap`, history.py). A read that
 fails (Redis still loading its data, no history connection free in time) is retried with
 backoff; the client is told `unavailable` when it keeps failing, and after RESUME_GIVE_UP
 seconds the subscription goes live after a `gap` instead of staying held.
@@ -32,13 +34,12 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.fanout.filters import LineFilter
-from gateway.fanout.history import History, Page
+from gateway.fanout.history import START, Head, History, Page
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader, Unavailable
 from gateway.fanout.query import Query, id_before
 from gateway.fanout.session import Session
 from wire.codes import ErrorCode, GapReason
-from wire.envelope import LineId
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Orchestrator:
         try:
             for stream in streams:
                 session.forget(stream)
-                generations[stream] = session.begin(stream, query.since, query.caught_up)
+                generations[stream] = session.begin(stream, query.since, query.epoch, query.caught_up)
                 self.filters[(session, stream)] = line_filter
                 if self.hub.add(stream, session, line_filter):
                     await self.live.subscribe(stream)
@@ -115,7 +116,7 @@ class Orchestrator:
             if self.hooks is not None:
                 self.hooks.viewers_joined(session, streams)
             for stream in streams:
-                await self._catch_up(session, stream, generations[stream], query.backlog, query.since, line_filter)
+                await self._catch_up(session, stream, generations[stream], query, line_filter)
             done = True
         except (Unavailable, RedisError, OSError) as exc:
             raise Unavailable(str(exc)) from None
@@ -130,25 +131,28 @@ class Orchestrator:
         same stream on this session is replaced by it."""
         if stream in session.subs:
             await self.unsubscribe(session, stream)
-        generation = session.begin(stream)
+        generation = session.begin(stream, epoch=query.epoch)
         session.control({"type": "subscribed", "stream": stream})
         match = line_filter.match
         reads: list[AsyncGenerator[Page, None]] = []
         if query.around is not None:
             before = id_before(query.around)
             if query.context:
-                reads.append(self.history.backlog(stream, query.context, match, before))
-            reads.append(self.history.since(stream, before, match, limit=query.context + 1))
+                head = await self.history.head(stream)
+                reads.append(self.history.backlog(stream, query.context, match, before, head.epoch))
+            reads.append(self.history.since(stream, before, match, limit=query.context + 1, held_cursor=False))
         elif query.since is not None or not query.backlog:
-            reads.append(self.history.since(stream, query.since or (0, 0), match, until=query.until))
+            since, held = (query.since, not query.since_is_time) if query.since is not None else (START, False)
+            reads.append(self.history.since(stream, since, match, query.epoch, query.until, held_cursor=held))
         else:
             assert query.until is not None  # (finite)
-            reads.append(self.history.backlog(stream, query.backlog, match, id_before(query.until)))
+            head = await self.history.head(stream)
+            reads.append(self.history.backlog(stream, query.backlog, match, id_before(query.until), head.epoch))
         try:
             for pages in reads:
                 async with contextlib.aclosing(pages):
                     async for page in pages:
-                        if not session.history(stream, generation, page.lines, page.gap):
+                        if not session.history(stream, generation, page):
                             return  # superseded, or the client left
                         await session.room()
         except (RedisError, OSError) as exc:
@@ -157,34 +161,32 @@ class Orchestrator:
         session.complete(stream, generation)
 
     async def _catch_up(
-        self,
-        session: Session,
-        stream: str,
-        generation: int,
-        backlog: int,
-        since: LineId | None,
-        line_filter: LineFilter,
+        self, session: Session, stream: str, generation: int, query: Query, line_filter: LineFilter
     ) -> None:
         """Send history as it is read, then let the session go live."""
         match = line_filter.match
-        head = None
+        head = Head(None, None)
         pages: AsyncGenerator[Page, None] | None = None
+        backlog, since = query.backlog, query.since
         if since is not None:
-            pages = self.history.since(stream, since, match)
+            pages = self.history.since(stream, since, match, query.epoch, held_cursor=not query.since_is_time)
         else:
             head = await self.history.head(stream)
-            if backlog and head is not None:
-                pages = self.history.backlog(stream, backlog, match, head)
+            # no lines, but the epoch the subscription starts in
+            if not session.history(stream, generation, Page([], epoch=head.epoch)):
+                return
+            if backlog and head.last is not None:
+                pages = self.history.backlog(stream, backlog, match, head.last, head.epoch)
         if pages is not None:
             async with contextlib.aclosing(pages):
                 async for page in pages:
-                    if not session.history(stream, generation, page.lines, page.gap):
+                    if not session.history(stream, generation, page):
                         return  # superseded, or the client left
                     await session.room()
         if backlog:
-            session.finish(stream, generation, head=head)
+            session.finish(stream, generation, head=head.last)
         else:
-            session.finish(stream, generation, start=head)
+            session.finish(stream, generation, start=head.last)
 
     async def unsubscribe(self, session: Session, stream: str) -> None:
         session.forget(stream)
@@ -235,8 +237,9 @@ class Orchestrator:
         pause, failures = RESUME_PAUSES[0], 0
         while session.catching_up(stream, generation) and (session, stream) in self.filters:
             try:
-                cursor = session.resume_point(stream)
-                await self._catch_up(session, stream, generation, 0, cursor, self.filters[(session, stream)])
+                cursor, epoch = session.resume_point(stream)
+                resume = Query(since=cursor, epoch=epoch)
+                await self._catch_up(session, stream, generation, resume, self.filters[(session, stream)])
                 return True
             except (RedisError, OSError) as exc:
                 failures += 1
@@ -254,6 +257,7 @@ class Orchestrator:
                 break
             await asyncio.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, RESUME_PAUSES[1])
-        if session.history(stream, generation, [], GapReason.UNAVAILABLE):
+        # (the epoch is not known now: the next live batch's is taken without a gap, after this one)
+        if session.history(stream, generation, Page([], GapReason.UNAVAILABLE)):
             session.finish(stream, generation)
         return False

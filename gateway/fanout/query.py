@@ -22,6 +22,8 @@ MAX_SEQ = 2**64 - 1  # the largest sequence part of a Redis Stream id
 class Query:
     backlog: int = 0
     since: LineId | None = None
+    epoch: str | None = None  # the epoch of the history `since` is from, if the client said it
+    since_is_time: bool = False  # `since` came from `from`: a time asked for, not an id the client holds
     until: LineId | None = None
     around: LineId | None = None
     context: int = 0

@@ -7,7 +7,7 @@ most `gateway.max_pattern_chars` characters (`too_large`, limit ``pattern``), an
 subscribe holds at most `gateway.max_filter_terms` keyword terms, excluded terms and
 fields together (`too_large`, limit ``filter_terms``).
 
-History: `backlog`, `since` (a line id), `from` and `until` (epoch seconds, or ISO 8601
+History: `backlog`, `since` (a line id) with `epoch` (its history's), `from` and `until` (epoch seconds, or ISO 8601
 text; without an offset, UTC), `around` (a line id) with `context`; `caught_up` (true:
 say where history ends). Times become ids here (ids are time-ordered: `<ms>-<seq>`), so
 the rest of the gateway only knows ids.
@@ -28,6 +28,7 @@ from gateway.fanout.filters import FilterError, LineFilter, compile_filter
 from gateway.fanout.query import Query, id_before, time_id
 from wire.codes import ErrorCode, ProtocolError
 from wire.envelope import LineId, parse_id
+from wire.epoch import parse_epoch
 from wire.text import has_lone_surrogate
 
 MAX_TIME = 253402300800.0  # 10000-01-01T00:00:00Z, in epoch seconds
@@ -173,12 +174,25 @@ def _time(what: str, value: Any, stream: str) -> int | None:
         ) from None
 
 
+def _epoch(msg: dict[str, Any], stream: str, since: LineId | None) -> str | None:
+    epoch = msg.get("epoch")
+    if epoch is None:
+        return None
+    if since is None:
+        raise _bad("epoch is taken only with since: the epoch of the lines frame that id came in", stream)
+    try:
+        return parse_epoch(epoch)
+    except ValueError as exc:
+        raise _bad(f"invalid epoch: {exc}", stream) from None
+
+
 def parse_query(msg: dict[str, Any], stream: str, limits: Limits) -> Query:
     caught_up = msg.get("caught_up", False)
     if not isinstance(caught_up, bool):
         raise _bad("caught_up must be true or false", stream)
     backlog = _count("backlog", msg.get("backlog"), stream, limits)
     since = _id("since", msg.get("since"), stream)
+    epoch = _epoch(msg, stream, since)
     around = _id("around", msg.get("around"), stream)
     start, end = _time("from", msg.get("from"), stream), _time("until", msg.get("until"), stream)
     if around is not None:
@@ -190,7 +204,8 @@ def parse_query(msg: dict[str, Any], stream: str, limits: Limits) -> Query:
         raise _bad("context goes with around", stream)
     if start is not None and end is not None and end <= start:
         raise _bad("until must be later than from", stream)
-    if since is None and start is not None:
+    since_is_time = since is None and start is not None
+    if since_is_time:
         since = id_before(time_id(start))  # from a time: everything after the id just before it
     until = time_id(end) if end is not None else None
-    return Query(backlog=backlog, since=since, until=until, caught_up=caught_up)
+    return Query(backlog, since, epoch, since_is_time, until, caught_up=caught_up)

@@ -28,6 +28,8 @@ const GAP_NOTES = {
   [GAP.TRIMMED]: 'gap: lines older than the retained history were lost while this page was away',
   [GAP.HISTORY_BYTES]: 'gap: more history than the gateway sends at once (gateway.max_history_bytes); lines left out here',
   [GAP.UNAVAILABLE]: 'gap: history could not be read after a Redis outage; lines left out here',
+  [GAP.RESET]: 'gap: Redis lost this stream\'s history (restarted empty or flushed); lines after the one above may be lost',
+  [GAP.BEHIND]: 'gap: Redis\'s history ends before the line above (a failover or an older backup); lines after it may be lost',
 };
 
 function toast(text, kind = '') {

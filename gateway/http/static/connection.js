@@ -12,8 +12,13 @@
 // that stream that arrive before the answer belong to the old filter and are held; they
 // are discarded on `subscribed` (the view is refilled from `backlog`), or released when
 // the server refuses the new filter and keeps the old one.
+//
+// With the cursor it keeps the epoch of the history that id is from (the `epoch` of the
+// lines frame) and sends both on resume, so the gateway can tell when Redis lost the
+// history. After a `gap` saying the history was recreated (`reset`) or ends before the
+// cursor (`behind`), ids start a new sequence: the next lines are taken whatever their ids.
 
-import { CLOSE, ERROR } from './codes.js';
+import { CLOSE, ERROR, GAP } from './codes.js';
 import { filterFields, sameFilter } from './filters.js';
 
 const PING_EVERY_MS = 15000;
@@ -21,6 +26,7 @@ const PONG_TIMEOUT_MS = 10000;
 const RETRY_AFTER_MS = 2000;
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
 const ABNORMAL_CLOSURE = 1006; // set by the browser when a connection drops; no server sends it
+const NEW_SEQUENCE = new Set([GAP.RESET, GAP.BEHIND]);
 
 export function parseId(id) {
   const dash = typeof id === 'string' ? id.indexOf('-') : -1;
@@ -131,8 +137,10 @@ export class Connection {
     sub.active = true;
     for (const member of sub.members.values()) {
       const msg = { op: 'subscribe', stream: member.stream, caught_up: true, ...filterFields(sub.filter) };
-      if (member.lastId) msg.since = member.lastId;
-      else if (sub.backlog > 0) msg.backlog = sub.backlog;
+      if (member.lastId) {
+        msg.since = member.lastId;
+        if (member.epoch) msg.epoch = member.epoch;
+      } else if (sub.backlog > 0) msg.backlog = sub.backlog;
       this.send(msg);
     }
   }
@@ -194,7 +202,7 @@ export class Connection {
     const around = link ? link.around : null;
     if (sub && sameFilter(sub.filter, filter) && !sub.failed && (sub.around || null) === around) return;
     if (!sub) {
-      sub = { stream, lastId: null, applied: null, active: false, held: [], awaiting: false, retry: null };
+      sub = { stream, lastId: null, epoch: null, applied: null, active: false, held: [], awaiting: false, retry: null };
       this.subs.set(stream, sub);
     }
     sub.filter = { ...filter };
@@ -252,6 +260,7 @@ export class Connection {
       sub.linkedFrom = sub.around;
     } else if (!sub.fresh && sub.lastId) {
       msg.since = sub.lastId;
+      if (sub.epoch) msg.epoch = sub.epoch;
       sub.resumeFrom = sub.lastId;
     } else if (sub.backlog > 0) {
       msg.backlog = sub.backlog;
@@ -272,7 +281,10 @@ export class Connection {
     const sub = frame.stream !== undefined ? this.subs.get(frame.stream) : undefined;
     switch (frame.type) {
       case 'caught_up':
-        if (sub && sub.lastId === null && typeof frame.after === 'string') sub.lastId = frame.after;
+        if (sub && sub.lastId === null && typeof frame.after === 'string') {
+          sub.lastId = frame.after;
+          sub.epoch = frame.epoch ?? null;
+        }
         return;
       case 'complete':
         if (!sub) return;
@@ -283,10 +295,10 @@ export class Connection {
       case 'lines':
         if (!sub) return;
         if (sub.awaiting) {
-          if (sub.active) sub.held.push(frame.lines);
+          if (sub.active) sub.held.push(frame);
           return;
         }
-        this.accept(sub, frame.lines);
+        this.accept(sub, frame.lines, frame.epoch);
         return;
       case 'subscribed':
         if (sub) this.subscribed(sub, frame.streams);
@@ -299,15 +311,25 @@ export class Connection {
       case 'error':
         this.error(frame, sub);
         return;
+      case 'gap':
+        if (sub && NEW_SEQUENCE.has(frame.reason)) sub.restart = true;
+        if (sub) this.on.notice(frame);
+        return;
       default:
         if (frame.stream === undefined || sub) this.on.notice(frame);
     }
   }
 
-  accept(sub, lines) {
+  accept(sub, lines, epoch) {
+    if (!Array.isArray(lines) || !lines.length) return;
+    if (sub.restart) {
+      sub.restart = false;
+      sub.lastId = null;
+    }
     const fresh = newer(sub.lastId, lines);
     if (!fresh.length) return;
     sub.lastId = fresh[fresh.length - 1].id;
+    sub.epoch = epoch ?? null;
     this.on.lines(sub.stream, fresh);
   }
 
@@ -316,15 +338,21 @@ export class Connection {
     const sub = this.subs.get(member.parent);
     if (!sub) return;
     if (frame.type === 'lines') {
-      const fresh = newer(member.lastId, frame.lines);
+      const fresh = newer(member.restart ? null : member.lastId, frame.lines);
+      member.restart = false;
       if (!fresh.length) return;
       member.lastId = fresh[fresh.length - 1].id;
+      member.epoch = frame.epoch ?? null;
       this.on.lines(sub.stream, fresh, member.stream);
     } else if (frame.type === 'caught_up') {
-      if (member.lastId === null && typeof frame.after === 'string') member.lastId = frame.after;
+      if (member.lastId === null && typeof frame.after === 'string') {
+        member.lastId = frame.after;
+        member.epoch = frame.epoch ?? null;
+      }
     } else if (frame.type === 'error') {
       this.on.error({ ...frame, stream: sub.stream, message: `${member.stream}: ${frame.message}` }, {});
     } else if (frame.type !== 'subscribed' && frame.type !== 'unsubscribed') {
+      if (frame.type === 'gap' && NEW_SEQUENCE.has(frame.reason)) member.restart = true;
       this.on.notice({ ...frame, stream: sub.stream, member: member.stream });
     }
   }
@@ -334,7 +362,7 @@ export class Connection {
       this.dropMembers(sub);
       sub.members = new Map();
       for (const stream of members) {
-        const member = { stream, parent: sub.stream, lastId: null };
+        const member = { stream, parent: sub.stream, lastId: null, epoch: null, restart: false };
         sub.members.set(stream, member);
         this.members.set(stream, member);
       }
@@ -347,6 +375,8 @@ export class Connection {
     if (reset) {
       sub.fresh = false;
       sub.lastId = null;
+      sub.epoch = null;
+      sub.restart = false;
     }
     this.on.subscribed(sub.stream, { reset, resumedAfter: sub.resumeFrom });
   }
@@ -369,7 +399,7 @@ export class Connection {
       const rejected = sub.filter;
       sub.filter = { ...sub.applied };
       sub.fresh = false;
-      for (const lines of held) this.accept(sub, lines);
+      for (const f of held) this.accept(sub, f.lines, f.epoch);
       this.on.error(frame, { rejectedFilter: rejected, kept: sub.applied });
       return;
     }

@@ -93,7 +93,7 @@ async def gateway(redis_server: RedisServer, prefix: str) -> AsyncIterator[Gatew
     live = LiveReader(redis_server.url, keys, hub, lambda: holder[0].hold_all(), lambda: holder[0].resume_all(), tasks)
     conf = SaltSettings(wanted_ttl=3.0, status_interval=0.1)
     notify = lambda s, f: holder[0].notify(s, f)  # noqa: E731
-    tails = Tails(commands, keys, notify, tasks, salt, Minions(salt, 30), conf, ["/var/log/**"], lambda _: None)
+    tails = Tails(commands, keys, notify, tasks, salt, Minions(salt, 30), conf, ["/var/log/**"], lambda viewer: None)
     holder.append(Orchestrator(hub, live, History(commands, keys, 10_000, 1 << 20), tails))
     tasks.supervise("live-reader", live.run)
     await until(lambda: live.ready)

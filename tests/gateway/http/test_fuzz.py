@@ -32,6 +32,7 @@ from gateway.http.queries import Limits
 from tests.support import GatewayProc, WsClient, service_env
 from wire import Keys, Line, Publisher, StreamBatch, StreamNameError, encode_line, parse_stream
 from wire.codes import ProtocolError
+from wire.epoch import parse_epoch
 from wire.names import MAX_NAME_CHARS, StreamName, parse_selector
 
 pytestmark = pytest.mark.unit
@@ -104,6 +105,7 @@ commands = st.fixed_dictionaries(
         "until": st.sampled_from(["2026-11-30T11:00:00+01:00", "", 1.7e9 + 1, 0]) | json_values,
         "around": st.sampled_from(["5-0", "0-0", "x"]) | json_values,
         "context": st.integers(-2, MAX_BACKLOG + 2) | json_values,
+        "epoch": st.sampled_from(["18c2f1a0b3c4d5e6f", "", "A", "x" * 33, "a b", "\ud800"]) | json_values,
     },
 )
 frames = st.one_of(
@@ -133,6 +135,7 @@ def test_parse_command_raises_only_protocol_errors_and_accepts_only_well_formed_
     if isinstance(command, Subscribe):
         spec, query = command.filter, command.query
         assert 0 <= query.backlog <= MAX_BACKLOG and 0 <= query.context <= MAX_BACKLOG
+        assert query.epoch is None or (query.since is not None and parse_epoch(query.epoch))
         assert len(spec.keywords) + len(spec.exclude) + len(spec.fields) <= MAX_TERMS
         texts = [*spec.keywords, *spec.exclude, spec.regex, *(p for pair in spec.fields for p in pair)]
         assert all(isinstance(t, str) and len(t) <= MAX_PATTERN for t in texts)
