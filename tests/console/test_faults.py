@@ -283,7 +283,7 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
     assert result["passed"] == ["10-2", "10-11", "11-0"], "ids compare as numbers; nothing old or repeated passes"
     assert result["epochs"] == {
         "got": ["9-0", "5-0", "6-0"],
-        "resume": {"op": "subscribe", "stream": "s", "since": "6-0", "epoch": "e2"},
+        "resume": {"op": "subscribe", "stream": "s", "caught_up": True, "since": "6-0", "epoch": "e2"},
     }, "after a reset the ids start again; a resume sends the epoch of its cursor"
     assert result["roundtrip"], result["hash"]
     assert result["ci"] == [[3, 8], [16, 21]]
