@@ -53,6 +53,11 @@ def test_two_streams_merge_by_time_with_a_colour_each(term: Terminal, pub: Publi
     assert term.exit_status() == 130
 
     term.clear()
+    term.run(f"tailgate --url {gw.base} streams")
+    assert term.exit_status() == 0
+    assert {"kafka:alpha", "kafka:beta"} <= {ln.split()[0] for ln in term.lines() if ln.startswith("kafka:")}
+
+    term.clear()
     term.run(f"tailgate --url {gw.base} tail kafka:alpha kafka:beta --no-follow --no-color")
     assert term.exit_status() == 0
     assert not SGR.search(term.screen(colours=True).replace("\x1b[0m", "")), "--no-color prints no colour"

@@ -80,6 +80,12 @@ async def test_a_glob_opens_the_file_on_every_matching_minion_with_one_salt_job(
     )
     sources = sorted(line.split()[1] for line in out if line.endswith("from every minion"))
     assert sources == sorted([f"{MINION}:{path.name}", f"{SECOND}:{path.name}"]), out
+    listed = await asyncio.to_thread(command_until, ["--url", gw.base, "minions"], lambda lines: len(lines) >= 2)
+    assert sorted(listed) == sorted([MINION, SECOND])
+    files = await asyncio.to_thread(
+        command_until, ["--url", gw.base, "files", SECOND], lambda lines: any(str(path) in ln for ln in lines)
+    )
+    assert any(ln.split()[0] == str(path) and ln.split()[-1] == f"file:{SECOND}:{path}" for ln in files), files
 
     await client.send({"op": "unsubscribe", "stream": glob})
     await client.wait_for(lambda: client.of_type("unsubscribed"), what="unsubscribed")
