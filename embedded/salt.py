@@ -8,7 +8,8 @@ formula written here. The master runs the `tailgate_events` engine (its event bu
 `salt:*` streams of the pillar's Redis and prefix) and finds the `tailgate` runner, both
 straight from salt_states/ (`engines_dirs`, `runner_dirs`). `start()` waits until the
 minion's key is accepted and it answers `test.ping`; `apply()` syncs the modules and runs
-`state.apply logtail`.
+`state.apply logtail`. `add_minion()` starts another salt-minion process with an id, config
+directory, root and logtail pillar of its own (a second minion on the same machine).
 
 Production never uses this module: there the formula is served by the real master.
 """
