@@ -5,7 +5,8 @@ Per stream the command keeps the id of the last line it took (`cursor`): when th
 connection drops (the gateway restarted or drained, the load balancer moved it, the
 network failed) it connects to the same URL again (through the load balancer, to any
 replica) and subscribes each stream with ``since`` = that id, so no line is missing and
-none is repeated; a stream that sent no line yet resumes after its `caught_up` point.
+none is repeated (with the epoch of the history that id is from, so a history Redis lost
+is said, `gap` reset); a stream that sent no line yet resumes after its `caught_up` point.
 What the gateway says it could not send (`gap`, `dropped`) is told on stderr.
 
 A minion glob (``file:web-*:/path``) is subscribed once; the gateway answers with its
@@ -29,12 +30,15 @@ from tailgate.config import Target
 from tailgate.errors import BY_CODE, CliError, Exit
 from tailgate.merge import Merger
 from tailgate.output import Printer
-from wire.codes import CloseCode, ErrorCode
+from wire.codes import CloseCode, ErrorCode, GapReason
 
 BACKOFF = (0.25, 5.0)
 RETRY_REFUSED_AFTER = 2.0
 TICK = 0.05
+NEW_SEQUENCE = {GapReason.RESET, GapReason.BEHIND}  # after these, ids start again: take the next lines
 GAP_WORDS = {
+    "reset": "Redis lost the stream's history; its lines start again from the new history",
+    "behind": "Redis came back with an older copy of the history; lines may be missing",
     "trimmed": "lines older than the gateway's retained history were lost",
     "history_bytes": "more history than the gateway sends at once (gateway.max_history_bytes) was left out",
     "unavailable": "history could not be read after a Redis outage",
@@ -45,6 +49,8 @@ GAP_WORDS = {
 class _Stream:
     name: str
     cursor: str | None = None  # the last id taken (or the caught_up point): resume after it
+    epoch: str | None = None  # the epoch of the history `cursor` is from (sent back with it)
+    restart: bool = False  # a gap reset/behind: the next lines start a new sequence of ids
     done: bool = False
     glob: bool = False  # a minion glob: replaced by its members once subscribed
 
@@ -149,7 +155,12 @@ class Follower:
 
     async def _subscribe(self, ws: websockets.ClientConnection, stream: _Stream) -> None:
         msg: dict[str, Any] = {"op": "subscribe", "stream": stream.name, "caught_up": True, **self.fields}
-        msg.update({"since": stream.cursor, **self.until} if stream.cursor else self.first)
+        if stream.cursor:
+            msg.update(since=stream.cursor, **self.until)
+            if stream.epoch:
+                msg["epoch"] = stream.epoch
+        else:
+            msg.update(self.first)
         self.merger.expect(stream.name)
         await ws.send(json.dumps(msg))
 
@@ -159,17 +170,19 @@ class Follower:
         kind, name = frame.get("type"), frame.get("stream")
         stream = self.streams.get(name) if isinstance(name, str) else None
         if kind == "lines" and stream is not None:
-            self._lines(stream, frame.get("lines") or [])
+            self._lines(stream, frame.get("lines") or [], frame.get("epoch"))
             self.merger.flush()
         elif kind == "subscribed" and stream is not None and stream.glob:
             self._members(stream, frame.get("streams") or [])
         elif kind == "caught_up" and stream is not None:
-            stream.cursor = stream.cursor or frame.get("after")
+            if stream.cursor is None:
+                stream.cursor, stream.epoch = frame.get("after"), frame.get("epoch")
             self.merger.live(stream.name)
         elif kind == "complete" and stream is not None:
             stream.done = True
             self.merger.done(stream.name)
         elif kind == "gap" and stream is not None:
+            stream.restart = frame.get("reason") in NEW_SEQUENCE
             self.printer.note(f"gap in {name}: {GAP_WORDS.get(frame.get('reason', ''), 'lines are missing here')}")
         elif kind == "dropped" and stream is not None:
             self.printer.note(f"{frame.get('count')} lines of {name} dropped: this terminal fell behind")
@@ -179,11 +192,12 @@ class Follower:
         elif kind == "error":
             await self._error(ws, stream, frame)
 
-    def _lines(self, stream: _Stream, lines: list[dict[str, Any]]) -> None:
-        cursor = _id(stream.cursor)
+    def _lines(self, stream: _Stream, lines: list[dict[str, Any]], epoch: str | None) -> None:
+        cursor = None if stream.restart else _id(stream.cursor)
+        stream.restart = False
         fresh = [line for line in lines if cursor is None or _id(line.get("id")) > cursor]
         if fresh:
-            stream.cursor = fresh[-1]["id"]
+            stream.cursor, stream.epoch = fresh[-1]["id"], epoch
             self.merger.add(stream.name, fresh)
 
     def _members(self, glob: _Stream, members: list[str]) -> None:
