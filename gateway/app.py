@@ -1,9 +1,13 @@
 """Wires the gateway together (fanout, access, tails, http) and runs it until SIGTERM/SIGINT.
 
 The only module that knows every package: it builds each part once and hands it to the
-others through constructors and handlers' `initialize()`. Shutdown drains: stop
-accepting, report not ready, close every client with 1001 (going away) so it
-reconnects to another replica and resumes with `since`, then exit.
+others through constructors and handlers' `initialize()`. One `Gateway` is one process:
+alone on its port, or one of `--workers N` on a socket its supervisor bound
+(`gateway.workers`). Shutdown drains in an order a load balancer can follow: `/readyz`
+answers 503 at once while clients go on being served for `gateway.drain_grace` (the
+balancer's health checks take the replica out meanwhile), then it stops accepting,
+closes every client with 1001 (going away) so it reconnects to another replica and
+resumes with `since`, and exits.
 The package map and the import rule: docs/ARCHITECTURE.md.
 """
 
@@ -36,6 +40,7 @@ from gateway.tails.lifecycle import Tails
 from gateway.tails.minions import Minions
 from gateway.tails.salt import LocalSalt, make_salt_client
 from gateway.tasks import Tasks
+from gateway.workers import WorkerLink
 from settings import Settings
 from wire import Keys
 from wire.codes import CloseCode
@@ -48,8 +53,9 @@ SWEEP_SECONDS = 1.0
 class Gateway:
     """Everything one gateway process holds."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: WorkerLink | None = None) -> None:
         self.settings = settings
+        self.worker = worker  # None: alone on its port
         self.draining = False
         self._lines_in_reported = 0
         self.metrics = GatewayMetrics()
@@ -115,6 +121,11 @@ class Gateway:
         for stream, viewers in self.hub.viewers().items():
             self.metrics.subscriptions.labels(stream).set(viewers)
 
+    async def own_metrics(self) -> bytes:
+        """This process's exposition."""
+        self.refresh_gauges()
+        return self.metrics.render()
+
     def application(self) -> tornado.web.Application:
         conf = self.settings.gateway
         guard = self.guard
@@ -126,12 +137,14 @@ class Gateway:
             "tasks": self.tasks,
         }
         files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
+        # With --workers, /metrics is the sum over every worker, whichever one answers.
+        exposition = self.worker.fleet_metrics if self.worker is not None else self.own_metrics
         return tornado.web.Application(
             [
                 (r"/ws", TailSocket, socket),
                 (r"/healthz", HealthHandler),
                 (r"/readyz", ReadyHandler, {"live": self.live, "draining": lambda: self.draining}),
-                (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
+                (r"/metrics", MetricsHandler, {"exposition": exposition}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
                 (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
                 (r"/api/minions/([^/]+)/files", MinionFilesHandler, {**files, "guard": guard}),
@@ -158,15 +171,21 @@ class Gateway:
         """Run until SIGTERM or SIGINT, then drain and return."""
         conf = self.settings.gateway
         server = tornado.httpserver.HTTPServer(self.application(), xheaders=False)
-        server.listen(conf.port, conf.host)
-        log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
+        if self.worker is None:
+            server.listen(conf.port, conf.host)
+            log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
+        else:
+            server.add_sockets(self.worker.sockets())
+            await self.worker.serve_own(self.own_metrics)
+            self.tasks.supervise("supervisor-watch", self.worker.watch_parent)
+            log.info("worker %d serving", self.worker.index)
         self.tasks.supervise("live-reader", self.live.run)
         self.tasks.supervise("slow-client-sweep", self._sweep)
         self.tasks.supervise("stream-rates", self.catalog.run)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)  # once draining, a repeated signal changes nothing
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -178,18 +197,32 @@ class Gateway:
         await self.tasks.close()
         await self.tails.close()
         await self.commands.aclose()
+        if self.worker is not None:
+            self.worker.close()
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
-        """Stop accepting, close every client with 1001, wait briefly for them to go."""
+        """Report not ready and go on serving for `drain_grace`; then stop accepting, close
+        every client with 1001 and wait briefly for them to go."""
         started = time.monotonic()
+        conf = self.settings.gateway
+        # Not ready first, and for the whole grace: a balancer checking /readyz stops
+        # sending new viewers here while the ones already here are still served, so when
+        # they are closed below they reconnect to a replica the balancer still uses.
         self.draining = True
+        if conf.drain_grace > 0:
+            log.info(
+                "draining: /readyz answers 503; serving %d clients %.1fs more",
+                len(self.orchestrator.sessions),
+                conf.drain_grace,
+            )
+            await asyncio.sleep(conf.drain_grace)
         server.stop()
         sessions = list(self.orchestrator.sessions)
         log.info("draining: closing %d clients with 1001", len(sessions))
         for session in sessions:
             session.close(CloseCode.GOING_AWAY, "gateway shutting down")
         try:
-            await asyncio.wait_for(self.orchestrator.all_left.wait(), self.settings.gateway.drain_timeout)
+            await asyncio.wait_for(self.orchestrator.all_left.wait(), conf.drain_timeout)
         except TimeoutError:
             log.warning("drain timed out with %d clients still open", len(self.orchestrator.sessions))
         log.info("drained in %.2fs", time.monotonic() - started)
