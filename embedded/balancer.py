@@ -120,15 +120,22 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
+    def stats(self) -> dict[str, dict[str, str]]:
+        """`show stat` of the backend, by server name (gw1, ...) and BACKEND: its counters
+        (econ: connection errors, wretr: retries, wredis: redispatches) and status."""
+        rows = self.command("show stat").splitlines()
+        header = rows[0].removeprefix("# ").split(",")
+        table = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:] if row]
+        return {row["svname"]: row for row in table if row["pxname"] == "gateways"}
+
     def servers_up(self) -> list[int]:
         """Ports of the replicas HAProxy now sends new connections to (status UP)."""
-        rows = [row.split(",") for row in self.command("show stat").splitlines() if row.startswith("gateways,gw")]
-        # show stat columns: pxname, svname, ... status is the 18th (index 17)
-        return [self.replicas[int(row[1][2:]) - 1] for row in rows if row[17] == "UP"]
+        stats = self.stats()
+        return [port for i, port in enumerate(self.replicas) if stats[f"gw{i + 1}"]["status"] == "UP"]
 
     def wait_servers(self, ports: list[int], timeout: float = 15.0) -> None:
-        """Until exactly `ports` are UP in HAProxy."""
-        wait_until(lambda: sorted(self.servers_up()) == sorted(ports), timeout, 0.05, what=f"haproxy to see {ports} up")
+        """Until every replica of `ports` is UP in HAProxy."""
+        wait_until(lambda: set(ports) <= set(self.servers_up()), timeout, 0.05, what=f"haproxy to see {ports} up")
 
     def stop(self) -> None:
         stop_process(self.proc, 5, "haproxy")
