@@ -45,7 +45,7 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 SUM_SOCKET = "metrics.sock"
-READ_TIMEOUT = 2.0  # for one worker's exposition, and for the sum a worker asks for
+READ_TIMEOUT = 2.0  # to connect, and to read one worker's exposition
 RESTART_PAUSES = (0.5, 1.0, 2.0, 5.0, 10.0)
 STABLE_AFTER = 10.0  # a worker that ran this long before exiting is restarted after the shortest pause
 STOP_MARGIN = 5.0  # beyond drain_grace + drain_timeout before a worker that will not stop is killed
@@ -60,11 +60,11 @@ def _own_socket(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.sock"
 
 
-async def _read_all(path: Path) -> bytes:
+async def _read_all(path: Path, timeout: float = READ_TIMEOUT) -> bytes:
     """Everything a unix-socket server in the run directory writes before closing."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), READ_TIMEOUT)
     try:
-        return await asyncio.wait_for(reader.read(), READ_TIMEOUT)
+        return await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
 
@@ -221,7 +221,8 @@ class WorkerLink:
 
     async def fleet_metrics(self) -> bytes:
         """The sum over every worker (raises OSError or TimeoutError if the supervisor does not answer)."""
-        body = await _read_all(self.run_dir / SUM_SOCKET)
+        # The supervisor may wait out a worker that does not answer (connecting, then reading).
+        body = await _read_all(self.run_dir / SUM_SOCKET, timeout=2 * READ_TIMEOUT + 1)
         if not body:
             raise OSError("the supervisor sent no metrics")
         return body
