@@ -14,7 +14,13 @@ Rules for bad input, each counted by kind in the caller's `errors` and never fat
 ``tombstone`` (null value) and ``empty`` (zero bytes) give no line; ``bad_utf8`` is
 decoded with replacement characters; ``truncated`` lines longer than the maximum are
 cut with a visible marker (wire.envelope.clean_text); ``invalid_json`` / ``not_object``
-/ ``missing_field`` (json format only) publish the raw value as text, so nothing is lost.
+/ ``missing_field`` (json format only) publish the raw value as text, so nothing is lost;
+``too_deep`` (any format) is a JSON value nested deeper than `wire.text.MAX_DEPTH`, also
+published as text, so that every reader can parse every stored line.
+
+What JSON carries that text cannot (lone surrogate escapes such as ``\ud800``, NaN,
+Infinity, ``1e999``) is left in the decoded values: the envelope's encoders make it
+canonical (wire/text.py) on the way to Redis, at no cost for the values that need nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections import Counter
 from typing import Any
 
 from wire.envelope import clean_text
+from wire.text import nested_deeper
 
 FORMATS = ("auto", "text", "json")
 
@@ -136,6 +143,8 @@ class Decoder:
         except UnicodeDecodeError:
             errors["bad_utf8"] += 1
             return self._json_text(value.decode("utf-8", "replace"), errors)
+        except RecursionError:
+            return self._too_deep(_text(value, errors), errors)
         except ValueError:
             if strict:
                 errors["invalid_json"] += 1
@@ -145,13 +154,21 @@ class Decoder:
     def _json_text(self, text: str, errors: Counter[str]) -> tuple[list[str], Meta | None]:
         try:
             obj = json.loads(text)
+        except RecursionError:
+            return self._too_deep(text, errors)
         except ValueError:
             if self.format == "json":
                 errors["invalid_json"] += 1
             return split_chunk(text, self.max_bytes, errors), None
         return self._object(obj, text.encode("utf-8"), self.format == "json", errors)
 
+    def _too_deep(self, text: str, errors: Counter[str]) -> tuple[list[str], Meta | None]:
+        errors["too_deep"] += 1
+        return split_chunk(text, self.max_bytes, errors), None
+
     def _object(self, obj: Any, raw: bytes, strict: bool, errors: Counter[str]) -> tuple[list[str], Meta | None]:
+        if nested_deeper(raw, obj):
+            return self._too_deep(_text(raw, errors), errors)
         if isinstance(obj, str) and strict:
             return [_fit(obj.rstrip("\r\n"), self.max_bytes, errors)], None
         if not isinstance(obj, dict):
@@ -167,9 +184,13 @@ class Decoder:
         if isinstance(inner, str) and inner[:1] == "{":
             try:
                 nested = json.loads(inner)
-            except ValueError:
+            except (ValueError, RecursionError):
                 nested = None
-            if isinstance(nested, dict) and nested.get(self.text_field) is not None:
+            if (
+                isinstance(nested, dict)
+                and nested.get(self.text_field) is not None
+                and not nested_deeper(inner, nested)
+            ):
                 inner = nested.pop(self.text_field)
                 meta.update(nested)
         text = _as_text(inner).rstrip("\r\n")

@@ -2,10 +2,13 @@
 
 Both run as root from this virtualenv with a temporary config tree (`root_dir`),
 non-default publish/return ports, `auto_accept: True`, the repository's salt_states/ as
-file_roots (the `logtail` formula, the `_modules/logtail.py` execution module, and the
-shared wire/ package through the formula's files/wire link) and a pillar for the
-formula written here. `start()` waits until the minion's key is accepted and it answers
-`test.ping`; `apply()` syncs the module and runs `state.apply logtail`.
+file_roots (the `logtail` and `tailgate` formulas, the modules under `_modules/` and
+`_states/`, and the shared wire/ package through the formulas' links) and a pillar for the
+formula written here. The master runs the `tailgate_events` engine (its event bus into
+`salt:*` streams of the pillar's Redis and prefix) and finds the `tailgate` runner, both
+straight from salt_states/ (`engines_dirs`, `runner_dirs`). `start()` waits until the
+minion's key is accepted and it answers `test.ping`; `apply()` syncs the modules and runs
+`state.apply logtail`.
 
 Production never uses this module: there the formula is served by the real master.
 """
@@ -31,6 +34,8 @@ from embedded.services import free_port, port_open, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STATES = ROOT / "salt_states"
+# The code the tailgate formula ships (links into this checkout): wire/ for the engine.
+APP = STATES / "tailgate" / "files" / "app"
 BIN = Path(sys.executable).parent
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class SaltPair:
         self.ret_port = free_port()
         self.log_level = log_level
         self.pillar = pillar
+        self.pillars: dict[str, Any] = {"logtail": pillar}
         self.api_port = free_port()
         self.api_user = "tailgate"
         self.api_password = secrets.token_hex(12)
@@ -89,6 +95,7 @@ class SaltPair:
             "enable_fqdns_grains": False,
             "ipv6": False,
         }
+        pillar = self.pillar
         master = dict(
             common,
             interface="127.0.0.1",
@@ -101,6 +108,18 @@ class SaltPair:
             worker_threads=3,
             keep_jobs_seconds=3600,
             log_file=str(self.dir / "master.log"),
+            # The master's events as salt:* streams.
+            engines_dirs=[str(STATES / "_engines")],
+            runner_dirs=[str(STATES / "_runners")],
+            engines=[
+                {
+                    "tailgate_events": {
+                        "redis_url": pillar["redis_url"],
+                        "key_prefix": pillar["key_prefix"],
+                        "wire_dir": str(APP),
+                    }
+                }
+            ],
             # salt-api for `salt.mode: api`: rest_cherrypy on loopback, eauth against a
             # text file of users, allowed the logtail functions and one wheel function.
             rest_cherrypy={"host": "127.0.0.1", "port": self.api_port, "disable_ssl": True},
@@ -135,8 +154,14 @@ class SaltPair:
     def write_pillar(self, pillar: dict[str, Any]) -> None:
         """(Re)write the pillar the minion gets: `logtail` for every minion."""
         self.pillar = pillar
-        (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["logtail"]}}))
-        (self.pillar_dir / "logtail.sls").write_text(yaml.safe_dump({"logtail": pillar}))
+        self.set_pillar("logtail", pillar)
+
+    def set_pillar(self, name: str, data: dict[str, Any]) -> None:
+        """(Re)write pillar `name` (`{name: data}`) for every minion, the master's own
+        (which orchestrations render with) included."""
+        self.pillars[name] = data
+        (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": sorted(self.pillars)}}))
+        (self.pillar_dir / f"{name}.sls").write_text(yaml.safe_dump({name: data}))
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         out = open(self.dir / f"{name}.out", "ab")  # noqa: SIM115 - owned by the child
@@ -202,25 +227,31 @@ class SaltPair:
             raise SaltError(f"{fun}: no answer from {self.minion_id}: {done.stderr[-500:]!r}")
         return result[self.minion_id]
 
-    def apply(self) -> dict[str, Any]:
-        """Sync the execution module and apply the logtail formula; raise if a state fails."""
-        self.call("saltutil.sync_modules", timeout=60)
+    def apply(self, sls: str = "logtail") -> dict[str, Any]:
+        """Sync the modules and apply `sls` (the logtail formula); raise if a state fails."""
+        self.call("saltutil.sync_all", timeout=60)
         self.call("saltutil.refresh_pillar", timeout=30)
-        result = self.call("state.apply", "logtail", timeout=120)
+        result = self.call("state.apply", sls, timeout=120)
         if not isinstance(result, dict):
-            raise SaltError(f"state.apply logtail: {result!r}")
+            raise SaltError(f"state.apply {sls}: {result!r}")
         failed = {k: v.get("comment") for k, v in result.items() if not v.get("result")}
         if failed:
-            raise SaltError(f"state.apply logtail failed: {failed}")
+            raise SaltError(f"state.apply {sls} failed: {failed}")
         return result
+
+    def run(self, fun: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """`salt-run <fun> <args>` on this master (orchestrations, the tailgate runner)."""
+        argv = [str(BIN / "salt-run"), "-c", str(self.conf_dir), "--no-color", fun, *args]
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(self.dir), check=False)
+        except subprocess.TimeoutExpired:
+            raise SaltError(f"salt-run {fun}: no answer within {timeout:.0f}s") from None
 
     def jobs(self, fun: str) -> list[dict[str, Any]]:
         """Jobs the master issued for function `fun` (from its job cache)."""
-        argv = [str(BIN / "salt-run"), "-c", str(self.conf_dir), "--out=json", "jobs.list_jobs"]
-        argv.append(f"search_function={fun}")
-        done = subprocess.run(argv, capture_output=True, timeout=60, cwd=str(self.dir), check=False)
+        done = self.run("jobs.list_jobs", f"search_function={fun}", "--out=json", timeout=60)
         try:
-            jobs = json.loads(done.stdout or b"{}")
+            jobs = json.loads(done.stdout or "{}")
         except ValueError:
             raise SaltError(f"jobs.list_jobs: {done.stdout[-300:]!r} {done.stderr[-300:]!r}") from None
         return list(jobs.values()) if isinstance(jobs, dict) else []

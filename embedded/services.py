@@ -97,10 +97,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 10.0, extra: tuple[str, ...] = ()) -> RedisServer:
+        """Start it (`extra`: more redis-server arguments, e.g. a slow load for a test)."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
         args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
-        args += ["--protected-mode", "yes", "--maxclients", "20000"]
+        args += ["--protected-mode", "yes", "--maxclients", "20000", *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: port_open(self.port), timeout, what=f"redis on {self.port}")
         return self

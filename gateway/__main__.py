@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 
+from gateway.access.hosts import HostPolicy, is_loopback
 from gateway.access.identity import Authenticator
 from gateway.access.tokens import token_main
 from gateway.app import Gateway
@@ -55,15 +56,6 @@ def worker_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(settings: Settings) -> None:
     """With authentication off, refuse to listen beyond loopback unless told it is fine."""
     host = settings.gateway.host
@@ -77,7 +69,28 @@ def check_bind(settings: Settings) -> None:
             f"authentication is off, so the gateway will not listen on {host!r}: set "
             "TAILGATE_AUTH_SECRET or TAILGATE_AUTH_PUBLIC_KEY, or gateway.insecure_bind: true"
         )
-    log.warning("authentication is OFF and the gateway listens on %s: anyone who can reach it sees every log", host)
+    log.warning(
+        "authentication is OFF and the gateway listens on %s: anyone who can reach it sees every log "
+        "(browsers must address it by a loopback name or one of gateway.allowed_hosts: %s)",
+        host,
+        ", ".join(settings.gateway.allowed_hosts) or "none",
+    )
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit and return it. Every viewer
+    and every connection still sending its request head holds a descriptor; at a
+    common default of 1024 a few hundred half-open sockets would lock out viewers and
+    the gateway's own Redis reconnects."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit the kernel will not take as soft
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
+    log.info("open files limit: %d (hard limit %d)", soft, hard)
+    return soft
 
 
 POSITIVE = (
@@ -87,23 +100,34 @@ POSITIVE = (
     "max_frame_bytes",
     "max_subscriptions",
     "max_backlog",
+    "max_history_bytes",
+    "history_connections",
     "max_pattern_chars",
     "control_rate",
     "control_burst",
     "catalog_window",
     "rate_interval",
+    "header_timeout",
+    "body_timeout",
 )
+
+
+SALT_POSITIVE = ("workers", "max_calls_per_user", "queue_timeout", "list_files_rate", "list_files_burst")
 
 
 def check_values(settings: Settings) -> None:
     """Refuse sizes, limits and intervals that cannot work (zero or negative)."""
-    conf = settings.gateway
-    for name in POSITIVE:
-        if getattr(conf, name) <= 0:
-            raise ConfigError(f"gateway.{name} must be greater than 0, not {getattr(conf, name)!r}")
-    for name in ("coalesce_ms", "ping_interval", "ping_timeout", "drain_grace", "workers"):
-        if getattr(conf, name) < 0:
-            raise ConfigError(f"gateway.{name} must not be negative, not {getattr(conf, name)!r}")
+    for section, positive, non_negative in (
+        ("gateway", POSITIVE, ("coalesce_ms", "ping_interval", "ping_timeout", "drain_grace", "workers")),
+        ("salt", SALT_POSITIVE, ("max_streams", "max_streams_per_user")),
+    ):
+        conf = getattr(settings, section)
+        for name in positive:
+            if getattr(conf, name) <= 0:
+                raise ConfigError(f"{section}.{name} must be greater than 0, not {getattr(conf, name)!r}")
+        for name in non_negative:
+            if getattr(conf, name) < 0:
+                raise ConfigError(f"{section}.{name} must not be negative, not {getattr(conf, name)!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.worker is None:  # a worker's supervisor has checked (and said) it
             check_bind(settings)
         auth = Authenticator(settings.auth)  # a bad key or secret fails the start, not the first viewer
+        HostPolicy(settings.gateway.allowed_hosts)  # likewise a host name that is not one
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -140,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             if settings.auth.proxy_user_header
             else "",
         )
+    raise_open_files_limit()  # before any worker starts: they inherit it
     count = worker_count(settings.gateway.workers)
     if count > 1:
         return asyncio.run(Supervisor(settings, count, worker_args(args)).run())

@@ -22,7 +22,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import tornado.httpserver
-import tornado.web
 
 from gateway.access.audit import install_redaction
 from gateway.access.guard import Guard
@@ -31,8 +30,10 @@ from gateway.fanout.history import History
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader
 from gateway.fanout.orchestrator import Orchestrator
+from gateway.fanout.stored import StoredLines
 from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
 from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
+from gateway.http.edge import EdgeApplication, make_server
 from gateway.http.probes import HealthHandler, MetricsHandler, ReadyHandler
 from gateway.http.websocket import TailSocket
 from gateway.metrics import GatewayMetrics
@@ -60,14 +61,29 @@ class Gateway:
         self._lines_in_reported = 0
         self.metrics = GatewayMetrics()
         self.tasks = Tasks(self.metrics)
-        self.hub = Hub()
+        stored = StoredLines(self.metrics)
+        self.hub = Hub(stored)
         keys = Keys(settings.redis.prefix)
         self.commands = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
             )
         )
-        self.history = History(self.commands, keys, settings.redis.history_maxlen)
+        # History reads get connections of their own: a long one must not delay file-stream
+        # leases or the catalogue on the command connection.
+        self.history_client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.redis.url,
+                max_connections=settings.gateway.history_connections,
+                timeout=10,
+                socket_timeout=10,
+                socket_connect_timeout=3,
+                client_name="tailgate-gateway-history",
+            )
+        )
+        self.history = History(
+            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
+        )
         self.live = LiveReader(
             settings.redis.url,
             keys,
@@ -78,17 +94,18 @@ class Gateway:
             self.metrics,
             coalesce=settings.gateway.coalesce_ms / 1000.0,
         )
+        conf = settings.gateway
+        self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
         self.tails = self._file_tails(keys)
         self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
-        conf = settings.gateway
         self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
-        self.guard = Guard(settings.auth, self.metrics)
         install_redaction()
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
         conf = self.settings.salt
         salt = make_salt_client(conf)
+        self.salt_slots = salt.slots if salt is not None else None
         minions = Minions(salt, conf.minions_ttl) if salt is not None else None
         if isinstance(salt, LocalSalt) and os.path.exists(conf.master_config):
             salt.warm()  # import salt and build a LocalClient now, not on the first viewer's clock
@@ -102,6 +119,7 @@ class Gateway:
             minions,
             conf,
             self.settings.gateway.file_allowlist,
+            self.guard.caller_of,
         )
 
     def _on_lost(self) -> None:
@@ -112,6 +130,8 @@ class Gateway:
 
     def refresh_gauges(self) -> None:
         """Bring gauges (and the hub's plain counters) up to date before a scrape."""
+        self.metrics.ready.set(int(self.live.ready and not self.draining))
+        self.metrics.reader_connected.set(int(self.live.connected))
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
         sessions = self.orchestrator.sessions
@@ -120,13 +140,16 @@ class Gateway:
         self.metrics.subscriptions.clear()
         for stream, viewers in self.hub.viewers().items():
             self.metrics.subscriptions.labels(stream).set(viewers)
+        if self.salt_slots is not None:
+            self.metrics.salt_calls.labels("running").set(self.salt_slots.busy)
+            self.metrics.salt_calls.labels("waiting").set(len(self.salt_slots.waiting))
 
     async def own_metrics(self) -> bytes:
         """This process's exposition."""
         self.refresh_gauges()
         return self.metrics.render()
 
-    def application(self) -> tornado.web.Application:
+    def application(self) -> EdgeApplication:
         conf = self.settings.gateway
         guard = self.guard
         socket: dict[str, Any] = {
@@ -139,11 +162,16 @@ class Gateway:
         files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
         # With --workers, /metrics is the sum over every worker, whichever one answers.
         exposition = self.worker.fleet_metrics if self.worker is not None else self.own_metrics
-        return tornado.web.Application(
+        return EdgeApplication(
+            guard,
             [
                 (r"/ws", TailSocket, socket),
                 (r"/healthz", HealthHandler),
-                (r"/readyz", ReadyHandler, {"live": self.live, "draining": lambda: self.draining}),
+                (
+                    r"/readyz",
+                    ReadyHandler,
+                    {"live": self.live, "draining": lambda: self.draining, "tasks": self.tasks},
+                ),
                 (r"/metrics", MetricsHandler, {"exposition": exposition}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
                 (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
@@ -170,7 +198,7 @@ class Gateway:
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM or SIGINT, then drain and return."""
         conf = self.settings.gateway
-        server = tornado.httpserver.HTTPServer(self.application(), xheaders=False)
+        server = make_server(self.application(), conf)
         if self.worker is None:
             server.listen(conf.port, conf.host)
             log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
@@ -179,7 +207,7 @@ class Gateway:
             await self.worker.serve_own(self.own_metrics)
             self.tasks.supervise("supervisor-watch", self.worker.watch_parent)
             log.info("worker %d serving", self.worker.index)
-        self.tasks.supervise("live-reader", self.live.run)
+        self.tasks.supervise("live-reader", self.live.run, ready=lambda: self.live.ready)
         self.tasks.supervise("slow-client-sweep", self._sweep)
         self.tasks.supervise("stream-rates", self.catalog.run)
         stop = asyncio.Event()
@@ -197,6 +225,7 @@ class Gateway:
         await self.tasks.close()
         await self.tails.close()
         await self.commands.aclose()
+        await self.history_client.aclose()
         if self.worker is not None:
             self.worker.close()
 

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from gateway.fanout.lag import LAG_BUCKETS, lag_of
 
-ACCESS_REASONS = frozenset({"unauthenticated", "origin", "forbidden", "expired"})
+ACCESS_REASONS = frozenset({"unauthenticated", "origin", "host", "forbidden", "expired"})
 
 
 class GatewayMetrics:
@@ -25,6 +25,12 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.connections = Gauge("tailgate_gateway_connections", "Open WebSocket connections", registry=r)
+        self.ready = Gauge(
+            "tailgate_gateway_ready", "1 while /readyz answers 200 (Redis subscribed, not draining)", registry=r
+        )
+        self.reader_connected = Gauge(
+            "tailgate_gateway_reader_connected", "1 while the live reader's Redis pub/sub connection is up", registry=r
+        )
         self.subscriptions = Gauge("tailgate_gateway_subscriptions", "Viewers per stream", ["stream"], registry=r)
         self.lines_dropped = Counter(
             "tailgate_gateway_lines_dropped", "Lines dropped for slow clients", ["stream"], registry=r
@@ -39,17 +45,33 @@ class GatewayMetrics:
         )
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
+        self.repaired = Counter(
+            "tailgate_gateway_lines_repaired",
+            "Stored lines an older or foreign producer wrote, by what the gateway did: rewritten (made "
+            "canonical: lone surrogates, NaN, Infinity) or unreadable (sent as a notice under the line's id)",
+            ["how"],
+            registry=r,
+        )
         self.limited = Counter(
             "tailgate_gateway_limit_refusals",
             "Requests refused by an abuse limit (frame_size, subscriptions, backlog, pattern, rate, "
-            "connections_per_user, connections_per_address)",
+            "connections_per_user, connections_per_address, file_streams, file_streams_per_user, list_files)",
             ["limit"],
             registry=r,
         )
         self.access_refused = Counter(
             "tailgate_gateway_access_refusals",
-            "Requests refused by access control (unauthenticated, origin, forbidden, expired)",
+            "Requests refused by access control (unauthenticated, origin, host, forbidden, expired)",
             ["reason"],
+            registry=r,
+        )
+        self.salt_calls = Gauge(
+            "tailgate_gateway_salt_calls", "Salt calls running, and waiting for a worker", ["state"], registry=r
+        )
+        self.handler_failures = Counter(
+            "tailgate_gateway_handler_failures",
+            "WebSocket connections closed with 1011 after an unexpected exception in open or on_message",
+            ["where"],
             registry=r,
         )
         self.task_failures = Counter(
@@ -65,6 +87,9 @@ class GatewayMetrics:
 
     def dropped(self, stream: str, lines: int) -> None:
         self.lines_dropped.labels(stream).inc(lines)
+
+    def lines_repaired(self, how: str, lines: int) -> None:
+        self.repaired.labels(how).inc(lines)
 
     def refused(self, why: str) -> None:
         """One refusal: an access reason (ACCESS_REASONS) or the abuse limit that refused it."""

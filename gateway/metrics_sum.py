@@ -7,7 +7,9 @@ Each worker renders its own registry (`gateway.metrics`); the supervisor reads t
   behind (`retire`), so a total never goes backwards when a worker dies and another
   takes its place (only what it counted after the last read is lost);
 * gauges are summed over the workers running now (connections, queued bytes, viewers per
-  stream), except the ``_max`` ones, which take the largest;
+  stream), except the ``_max`` ones, which take the largest, and the ones that say
+  whether the process is fit (`ALL_OF`), which are 1 only when they are for every worker:
+  a balancer asking `/readyz` reaches any of them;
 * ``_created`` samples (when a process made the series) mean nothing summed and are left out.
 
 Pure: text in, text out; no I/O.
@@ -25,6 +27,7 @@ from prometheus_client.registry import Collector
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 KEPT = ("counter", "histogram")  # what a worker that exits leaves behind
+ALL_OF = frozenset({"tailgate_gateway_ready", "tailgate_gateway_reader_connected"})
 
 
 @dataclass
@@ -37,6 +40,8 @@ class _Family:
     def add(self, key: Key, value: float) -> None:
         if self.type == "gauge" and self.name.endswith("_max"):
             self.samples[key] = max(value, self.samples.get(key, value))
+        elif self.name in ALL_OF:
+            self.samples[key] = min(value, self.samples.get(key, value))
         else:
             self.samples[key] = self.samples.get(key, 0.0) + value
 

@@ -60,11 +60,11 @@ def _own_socket(run_dir: Path, index: int) -> Path:
     return run_dir / f"worker-{index}.sock"
 
 
-async def _read_all(path: Path, timeout: float = READ_TIMEOUT) -> bytes:
+async def _read_all(path: Path, read_for: float = READ_TIMEOUT) -> bytes:
     """Everything a unix-socket server in the run directory writes before closing."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), READ_TIMEOUT)
     try:
-        return await asyncio.wait_for(reader.read(), timeout)
+        return await asyncio.wait_for(reader.read(), read_for)
     finally:
         writer.close()
 
@@ -222,7 +222,7 @@ class WorkerLink:
     async def fleet_metrics(self) -> bytes:
         """The sum over every worker (raises OSError or TimeoutError if the supervisor does not answer)."""
         # The supervisor may wait out a worker that does not answer (connecting, then reading).
-        body = await _read_all(self.run_dir / SUM_SOCKET, timeout=2 * READ_TIMEOUT + 1)
+        body = await _read_all(self.run_dir / SUM_SOCKET, read_for=2 * READ_TIMEOUT + 1)
         if not body:
             raise OSError("the supervisor sent no metrics")
         return body

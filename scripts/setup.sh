@@ -30,6 +30,8 @@ if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # test certificates (Kafka over TLS)
   have nginx || missing+=(nginx)  # tests check and run conf/nginx.conf
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool: conf/monitoring/ alert rules
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies the tailgate formula's units
 fi
 [ ${#missing[@]} -gt 0 ] && apt_install "${missing[@]}"
 

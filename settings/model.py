@@ -92,6 +92,8 @@ class GatewaySettings:
     max_frame_bytes: int = 64 * 1024
     max_subscriptions: int = 50
     max_backlog: int = 10_000
+    max_history_bytes: int = 8 * 1024 * 1024
+    history_connections: int = 4
     max_pattern_chars: int = 1_000
     control_rate: float = 20.0
     control_burst: int = 40
@@ -99,6 +101,9 @@ class GatewaySettings:
     rate_interval: float = 5.0
     file_allowlist: list[str] = field(default_factory=lambda: ["/var/log/**"])
     insecure_bind: bool = False
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names served with authentication off
+    header_timeout: float = 10.0  # seconds for a request head (also the keep-alive idle limit)
+    body_timeout: float = 10.0  # seconds for a request body
 
 
 @dataclass
@@ -110,6 +115,8 @@ class AuthSettings:
     public_key: str = ""  # PEM file (or PEM text) of one or more RSA/EC public keys
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
     leeway: float = 10.0  # clock skew tolerated on exp/nbf/iat, seconds
+    audience: str = ""  # when set, tokens must carry this `aud`
+    issuer: str = ""  # when set, tokens must carry this `iss`
     allowed_origins: list[str] = field(default_factory=list)
     cookie_name: str = "tailgate_token"
     cookie_secure: bool = False
@@ -136,6 +143,13 @@ class SaltSettings:
     api_eauth: str = "pam"
     api_verify_tls: bool = True
     timeout: float = 10.0
+    workers: int = 4  # Salt calls running at once
+    max_calls_per_user: int = 2  # of which one user may hold
+    queue_timeout: float = 5.0  # seconds a call waits for a worker before `unavailable`
+    max_streams: int = 200  # file streams (remote tails) with viewers on this gateway
+    max_streams_per_user: int = 20  # distinct file streams one user watches or opened lately
+    list_files_rate: float = 1.0  # file listings per second per user, sustained
+    list_files_burst: int = 5
     wanted_ttl: float = 15.0
     status_interval: float = 0.5
     minions_ttl: float = 30.0

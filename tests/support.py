@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -18,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import redis
 import websockets
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from embedded import free_port, wait_until
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +42,18 @@ class Service:
     """A `python -m <module>` process with its own environment; output goes to a log file."""
 
     def __init__(
-        self, module: str, env: dict[str, str], args: list[str] | None = None, log_dir: Path | None = None
+        self,
+        module: str,
+        env: dict[str, str],
+        args: list[str] | None = None,
+        log_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.module = module
         self.env = env
         self.args = args or []
         self.log_path = (log_dir or Path("/tmp")) / f"{module}-{free_port()}.log"
+        self.preexec = preexec  # runs in the child before the module (e.g. to lower a resource limit)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
@@ -52,6 +64,7 @@ class Service:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         return self
 
@@ -92,13 +105,85 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def metric(gw: GatewayProc, sample: str, label: str | None = None) -> float:
+    """A gateway's current value of a metric sample, 0 when absent: the exact sample
+    (`name` or `name{labels}`), or with `label`, the first series of `name` whose labels
+    hold it."""
+    for line in http_get(gw.base + "/metrics")[1].decode().splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == sample if label is None else (series.startswith(sample + "{") and label in series):
+            return float(value)
+    return 0.0
+
+
+class NumberedPublisher(threading.Thread):
+    """Publishes 'n <i>' lines every few ms, retrying through Redis outages like a producer would.
+
+    `hold()` makes it finish the publish in hand and wait, so the test can stop Redis
+    between two publishes: a publish cut off mid-reply would be retried and doubled by
+    the producer itself, which is not what these tests are about."""
+
+    def __init__(self, url: str, prefix: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher(redis.Redis.from_url(url, socket_timeout=2), Keys(prefix))
+        self.stream = stream
+        self.stop = threading.Event()
+        self.held = threading.Event()
+        self.idle = threading.Event()
+        self.published = 0
+
+    def hold(self) -> None:
+        self.idle.clear()
+        self.held.set()
+        assert self.idle.wait(5), "the publisher did not pause"
+
+    def release(self) -> None:
+        self.held.clear()
+
+    def publish_now(self, count: int = 1, pad: int = 0) -> None:
+        """While held: publish the next `count` lines in one publish step (one live message)."""
+        texts = [f"n {self.published + i}" + (" " + "p" * pad if pad else "") for i in range(count)]
+        self.pub.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+        self.published += count
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.held.is_set():
+                self.idle.set()
+                self.stop.wait(0.003)
+                continue
+            line = encode_line(Line(time.time(), f"n {self.published}"))
+            try:
+                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
+                self.published += 1
+            except redis.ConnectionError:
+                pass
+            self.stop.wait(0.003)
+
+
+def assert_gateway_connections(rclient: redis.Redis, history_connections: int = 4) -> None:
+    """One gateway's Redis connections, whatever its number of clients and streams: one
+    pub/sub, one command connection, at most `gateway.history_connections` for history."""
+    names = [c.get("name", "") for c in rclient.client_list() if c.get("name", "").startswith("tailgate-gateway")]
+    assert names.count("tailgate-gateway-pubsub") == 1, names
+    assert names.count("tailgate-gateway-cmd") <= 1, names
+    assert names.count("tailgate-gateway-history") <= history_connections, names
+    assert set(names) <= {"tailgate-gateway-pubsub", "tailgate-gateway-cmd", "tailgate-gateway-history"}, names
+
+
 class GatewayProc(Service):
     """A gateway process on a free port, ready when /readyz says so."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+        module: str = "gateway",
+    ) -> None:
         self.port = free_port()
         env = dict(env, TAILGATE_GATEWAY_PORT=str(self.port))
-        super().__init__("gateway", env, log_dir=log_dir)
+        super().__init__(module, env, log_dir=log_dir, preexec=preexec)
 
     @property
     def base(self) -> str:
@@ -306,3 +391,89 @@ def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, byt
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
+
+
+def audit_records(gw: GatewayProc) -> list[dict[str, Any]]:
+    """The audit lines a gateway has logged so far, parsed."""
+    out = []
+    for line in gw.output().splitlines():
+        _, sep, body = line.partition("tailgate.audit: ")
+        if sep:
+            out.append(json.loads(body))
+    return out
+
+
+# Strict JSON, as a browser takes it (issue 12: text is canonical past wire/).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strict_loads(raw: str | bytes) -> Any:
+    """Parse as a strict JSON parser does (a browser's JSON.parse, then UTF-8 text): no
+    NaN or Infinity token, no number too large for a double, no lone surrogate."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not JSON")
+
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if value - value != 0:
+            raise ValueError(f"{literal} does not fit a double")
+        return value
+
+    obj = json.loads(raw, parse_constant=refuse, parse_float=finite)
+    if _SURROGATE.search(json.dumps(obj, ensure_ascii=False)):
+        raise ValueError("a lone surrogate")
+    return obj
+
+
+class Viewer:
+    """A /ws client on a thread of its own that keeps every frame it receives as text."""
+
+    def __init__(self, url: str, stream: str, **fields: Any) -> None:
+        self.stream = stream
+        self.ws: ClientConnection = connect(url, max_size=None)
+        self.frames: list[str] = []
+        self.close_code: int | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self.ws.send(json.dumps({"op": "subscribe", "stream": stream, **fields}))
+        wait_until(lambda: self._typed("subscribed") or self._typed("error"), 10, what=f"subscribed to {stream}")
+
+    def _read(self) -> None:
+        try:
+            for raw in self.ws:
+                self.frames.append(raw if isinstance(raw, str) else raw.decode())
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+
+    def _parsed(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in list(self.frames):
+            with contextlib.suppress(ValueError):  # a frame a strict parser refuses: see not_strict
+                out.append(json.loads(raw))
+        return out
+
+    def _typed(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self._parsed() if f.get("type") == kind]
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [line for f in self._typed("lines") for line in f["lines"]]
+
+    def texts(self) -> list[str]:
+        return [line["text"] for line in self.lines()]
+
+    def not_strict(self) -> list[str]:
+        """The frames a strict JSON parser refuses (what a browser would lose)."""
+        bad = []
+        for raw in list(self.frames):
+            try:
+                strict_loads(raw)
+            except ValueError:
+                bad.append(raw[:200])
+        return bad
+
+    def close(self) -> None:
+        self.ws.close()
+        self._thread.join(5)

@@ -10,11 +10,15 @@ import re
 from dataclasses import dataclass
 
 from wire.filepolicy import MAX_PATH_BYTES, control_char, path_problem
+from wire.text import has_lone_surrogate
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 MINION_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
+# salt:<what>: a lowercase word naming a part of the Salt master's event bus (salt:jobs).
+SALT_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 MAX_SUB_CHARS = 200
 MAX_NAME_CHARS = 8 + 253 + 1 + MAX_PATH_BYTES
+KINDS_ERROR = "stream must start with 'kafka:', 'file:' or 'salt:'"
 
 
 class StreamNameError(ValueError):
@@ -25,8 +29,9 @@ class StreamNameError(ValueError):
 class StreamName:
     """A validated stream name, split into its parts.
 
-    `kind` is ``"kafka"`` (with `topic` and optional `sub`) or ``"file"`` (with `minion`
-    and `path`). `name` is the canonical string form used on the wire and in Redis keys.
+    `kind` is ``"kafka"`` (with `topic` and optional `sub`), ``"file"`` (with `minion`
+    and `path`) or ``"salt"`` (with `what`: the Salt master's events, published by the
+    master's engine). `name` is the canonical string form used on the wire and in Redis keys.
     """
 
     name: str
@@ -35,6 +40,7 @@ class StreamName:
     sub: str = ""
     minion: str = ""
     path: str = ""
+    what: str = ""
 
     def __str__(self) -> str:
         return self.name
@@ -65,6 +71,13 @@ def check_minion(minion: str) -> str:
     return minion
 
 
+def check_salt(what: str) -> str:
+    """Return `what` if it names a salt stream (`salt:<what>`), else raise."""
+    if not isinstance(what, str) or not SALT_RE.fullmatch(what):
+        raise StreamNameError(f"a salt stream is salt:<what>, what matching [a-z][a-z0-9_-]{{0,63}}: {what!r:.80}")
+    return what
+
+
 def check_path(path: str) -> str:
     """Return `path` if it is absolute and already normal, else raise (the rules are
     wire.filepolicy.path_problem, shared with every file-path boundary)."""
@@ -83,9 +96,11 @@ def parse_stream(name: object) -> StreamName:
         raise StreamNameError("stream must be a non-empty string")
     if len(name) > MAX_NAME_CHARS:
         raise StreamNameError("stream name too long")
+    if has_lone_surrogate(name):
+        raise StreamNameError("stream must be Unicode text: it holds a lone surrogate (U+D800-U+DFFF)")
     kind, sep, rest = name.partition(":")
     if not sep:
-        raise StreamNameError("stream must start with 'kafka:' or 'file:'")
+        raise StreamNameError(KINDS_ERROR)
     if kind == "kafka":
         topic, slash, sub = rest.partition("/")
         check_topic(topic)
@@ -99,7 +114,9 @@ def parse_stream(name: object) -> StreamName:
         check_minion(minion)
         check_path(path)
         return StreamName(name=name, kind="file", minion=minion, path=path)
-    raise StreamNameError("stream must start with 'kafka:' or 'file:'")
+    if kind == "salt":
+        return StreamName(name=name, kind="salt", what=check_salt(rest))
+    raise StreamNameError(KINDS_ERROR)
 
 
 def kafka_stream(topic: str, sub: str = "") -> StreamName:
@@ -110,3 +127,8 @@ def kafka_stream(topic: str, sub: str = "") -> StreamName:
 def file_stream(minion: str, path: str) -> StreamName:
     """Build and validate the stream name for a file on a minion."""
     return parse_stream(f"file:{minion}:{path}")
+
+
+def salt_stream(what: str) -> StreamName:
+    """Build and validate the stream name for a part of the Salt master's events."""
+    return parse_stream(f"salt:{what}")

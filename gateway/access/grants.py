@@ -1,14 +1,15 @@
 """What a caller may open: a token's stream patterns compiled into `Grants`.
 
 A token's `streams` claim lists glob patterns (``fnmatch``, case-sensitive) over stream
-names. A pattern names its kind literally: one that does not start with ``kafka:`` or
-``file:`` grants nothing, so ``*`` can never reach a file on a server. ``kafka:`` patterns
-match the whole name (``kafka:payments*`` also covers the sub-streams
-``kafka:payments/eu``). ``file:<minion glob>:<path glob>`` patterns match the minion id and
-the path separately, so a ``*`` cannot stretch across the ``:`` between them; a ``file:``
-pattern without that second ``:`` is a minion glob covering every path (``file:*`` is
-every file the gateway's allowlist lets through). Patterns are compiled once
-per token (cached), and checked once per subscribe, never per line.
+names. A pattern names its kind literally: one that does not start with ``kafka:``,
+``salt:`` or ``file:`` grants nothing, so ``*`` can never reach a file on a server.
+``kafka:`` and ``salt:`` patterns match the whole name (``kafka:payments*`` also covers
+the sub-streams ``kafka:payments/eu``; ``salt:*`` the Salt master's event streams).
+``file:<minion glob>:<path glob>`` patterns match the minion id and the path separately,
+so a ``*`` cannot stretch across the ``:`` between them; a ``file:`` pattern without that
+second ``:`` is a minion glob covering every path (``file:*`` is every file the gateway's
+allowlist lets through). Patterns are compiled once per token (cached), and checked once
+per subscribe, never per line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from functools import lru_cache
 from gateway.access.identity import Identity
 from wire.names import StreamName, StreamNameError, parse_stream
 
+# Kinds whose patterns match the whole stream name; each pattern keeps its literal kind
+# prefix, so a `kafka:` pattern can never match a `salt:` name or the reverse.
+WHOLE_NAME_KINDS = ("kafka", "salt")
+WHOLE_NAME_PREFIXES = tuple(f"{kind}:" for kind in WHOLE_NAME_KINDS)
+PATTERN_PREFIXES = (*WHOLE_NAME_PREFIXES, "file:")
+
 
 def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern))
@@ -30,7 +37,7 @@ def _glob(pattern: str) -> re.Pattern[str]:
 class Grants:
     """The streams one identity may open, compiled from its patterns."""
 
-    kafka: tuple[re.Pattern[str], ...] = ()
+    kafka: tuple[re.Pattern[str], ...] = ()  # kafka: and salt: patterns (whole names)
     files: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = ()
     unrestricted: bool = False
 
@@ -38,7 +45,7 @@ class Grants:
         """Whether `stream` (already validated) may be opened."""
         if self.unrestricted:
             return True
-        if stream.kind == "kafka":
+        if stream.kind in WHOLE_NAME_KINDS:
             return any(p.match(stream.name) for p in self.kafka)
         if stream.kind == "file":
             return any(m.match(stream.minion) and p.match(stream.path) for m, p in self.files)
@@ -63,7 +70,7 @@ def compile_grants(patterns: tuple[str, ...]) -> Grants:
     """Compile a token's `streams` patterns (cached: tokens of one user repeat)."""
     kafka, files = [], []
     for pattern in patterns:
-        if pattern.startswith("kafka:"):
+        if pattern.startswith(WHOLE_NAME_PREFIXES):
             kafka.append(_glob(pattern))
         elif pattern.startswith("file:"):
             minion, colon, path = pattern[5:].partition(":")

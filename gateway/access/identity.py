@@ -4,7 +4,8 @@ A token is accepted only if PyJWT verifies it with a key the gateway holds and o
 algorithms pinned here: HS256 when `auth.secret` is set, the asymmetric algorithms of
 `auth.algorithms` that fit the key type when `auth.public_key` is (never HS256 then, so a
 public key can never be used as an HMAC secret; never ``none``). It must carry `sub`,
-`exp` and `streams` (a list of stream-name globs, see `gateway.access.grants`).
+`exp` and `streams` (a list of stream-name globs, see `gateway.access.grants`), and,
+when `auth.audience` or `auth.issuer` is set, a matching `aud` or `iss`.
 
 A token travels as ``Authorization: Bearer``, as the ``token`` query parameter (browsers
 cannot set headers on a WebSocket) or in the cookie `auth.cookie_name` that the gateway
@@ -36,6 +37,8 @@ MAX_SUB_CHARS = 256
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+TOKEN_PARAMETER = "token"
+TOKEN_PARAMETERS = frozenset({TOKEN_PARAMETER})  # every query parameter a token is read from (redacted in logs)
 
 
 class AuthError(Exception):
@@ -123,6 +126,8 @@ class Authenticator:
                     raise ConfigError(f"auth.public_key: a {type(key).__name__} fits none of {conf.algorithms}")
                 self.verifiers.append(_Verifier((key,), tuple(algs)))
         self.algorithms = sorted({a for v in self.verifiers for a in v.algorithms})
+        # `aud` and `iss` are checked only when configured, and then must be present.
+        self.required = ["sub", "exp"] + ["aud"] * bool(conf.audience) + ["iss"] * bool(conf.issuer)
         self.proxies = [_network(p) for p in conf.trusted_proxies]
         if conf.proxy_user_header and not self.proxies:
             raise ConfigError("auth.proxy_user_header needs auth.trusted_proxies (the proxies' addresses)")
@@ -174,7 +179,7 @@ class Authenticator:
             if scheme.lower() != "bearer" or not value.strip():
                 raise AuthError("the Authorization header must be 'Bearer <token>'")
             return value.strip()
-        values = request.query_arguments.get("token")
+        values = request.query_arguments.get(TOKEN_PARAMETER)
         if values:
             return values[-1].decode("utf-8", "replace")
         cookie = request.cookies.get(self.conf.cookie_name)
@@ -197,7 +202,9 @@ class Authenticator:
                         token,
                         key,
                         algorithms=list(verifier.algorithms),
-                        options={"require": ["sub", "exp"], "verify_aud": False},
+                        options={"require": self.required, "verify_aud": bool(self.conf.audience)},
+                        audience=self.conf.audience or None,
+                        issuer=self.conf.issuer or None,
                         leeway=self.conf.leeway,
                     )
                 except jwt.InvalidSignatureError:
@@ -207,6 +214,10 @@ class Authenticator:
                 except jwt.InvalidAlgorithmError:
                     failure = f"token algorithm not accepted here (accepted: {', '.join(self.algorithms)})"
                     continue
+                except jwt.InvalidAudienceError:
+                    raise AuthError(f"token audience (aud) is not {self.conf.audience!r}") from None
+                except jwt.InvalidIssuerError:
+                    raise AuthError(f"token issuer (iss) is not {self.conf.issuer!r}") from None
                 except jwt.InvalidTokenError as exc:
                     raise AuthError(f"invalid token: {exc}") from None
                 break

@@ -3,7 +3,8 @@
 HS256 with the configured `auth.secret` (TAILGATE_AUTH_SECRET), or RS256/ES256 with a
 private key file (`--private-key`; the gateway holds only the matching public key).
 Tokens carry `sub`, `iat`, `exp`, a random `jti` (it appears in the audit log) and
-`streams`, the glob patterns the holder may open.
+`streams`, the glob patterns the holder may open; `aud` and `iss` when given (`--aud`,
+`--iss`) or configured (`auth.audience`, `auth.issuer`, which the gateway then requires).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from gateway.access.grants import PATTERN_PREFIXES
 from gateway.access.identity import MIN_SECRET_BYTES
 from settings import ConfigError, Settings, load
 
@@ -58,16 +60,29 @@ def signing_key(private_key: str | None, settings: Settings) -> tuple[Any, str]:
     return secret.encode(), "HS256"
 
 
-def mint(key: Any, algorithm: str, sub: str, streams: list[str], ttl: float, now: float | None = None) -> str:
-    """A signed token for `sub` allowed `streams` for `ttl` seconds."""
+def mint(
+    key: Any,
+    algorithm: str,
+    sub: str,
+    streams: list[str],
+    ttl: float,
+    now: float | None = None,
+    audience: str = "",
+    issuer: str = "",
+) -> str:
+    """A signed token for `sub` allowed `streams` for `ttl` seconds (with `aud`/`iss` when given)."""
     now = time.time() if now is None else now
-    claims = {
+    claims: dict[str, Any] = {
         "sub": sub,
         "streams": streams,
         "iat": int(now),
         "exp": int(now + ttl),
         "jti": secrets.token_hex(8),
     }
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
@@ -97,6 +112,8 @@ def token_main(argv: list[str]) -> int:
     )
     parser.add_argument("--ttl", default="8h", help="lifetime: 90s, 30m, 8h, 1d (default 8h, at most 30d)")
     parser.add_argument("--private-key", help="PEM private key (RSA: RS256, EC P-256: ES256); default: HS256 secret")
+    parser.add_argument("--aud", help="the token's audience (aud); default auth.audience")
+    parser.add_argument("--iss", help="the token's issuer (iss); default auth.issuer")
     parser.add_argument("--url", help="the console's public URL for the link (default from gateway.host/port)")
     parser.add_argument("--config", help="YAML config file (default: $TAILGATE_CONFIG or conf/tailgate.yaml)")
     args = parser.parse_args(argv)
@@ -107,8 +124,8 @@ def token_main(argv: list[str]) -> int:
     if ttl > MAX_TTL:
         parser.error("--ttl is limited to 30 days: prefer short-lived tokens")
     for pattern in args.allow:
-        if not pattern.startswith(("kafka:", "file:")):
-            parser.error(f"--allow {pattern!r} grants nothing: patterns start with 'kafka:' or 'file:'")
+        if not pattern.startswith(PATTERN_PREFIXES):
+            parser.error(f"--allow {pattern!r} grants nothing: patterns start with 'kafka:', 'salt:' or 'file:'")
     if not args.sub.strip() or not args.sub.isprintable():
         parser.error("--sub must be a printable user name")
     try:
@@ -118,7 +135,9 @@ def token_main(argv: list[str]) -> int:
         print(f"gateway token: {exc}", file=sys.stderr)
         return 2
     now = time.time()
-    token = mint(key, algorithm, args.sub, args.allow, ttl, now)
+    audience = settings.auth.audience if args.aud is None else args.aud
+    issuer = settings.auth.issuer if args.iss is None else args.iss
+    token = mint(key, algorithm, args.sub, args.allow, ttl, now, audience, issuer)
     expires = datetime.fromtimestamp(int(now + ttl), UTC).isoformat()
     print(token)
     print(f"{console_url(settings, args.url)}?token={quote(token, safe='')}")

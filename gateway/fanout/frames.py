@@ -1,18 +1,21 @@
 """Encoding what the server sends on /ws: control frames, `lines` frames, and the
 WebSocket framing of a batch shared by every client that receives it.
 
-JSON is written strictly: no NaN or Infinity, which a browser's JSON.parse rejects.
+JSON is written strictly and canonically (wire.text.dumpb): no NaN or Infinity, which a
+browser's JSON.parse rejects, and no lone surrogate, which UTF-8 cannot carry, whatever
+the value holds (an echoed client string, a line an older producer stored).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from wire.text import dumpb
 
 
 def encode(obj: dict[str, Any]) -> bytes:
     """Encode a control frame."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumpb(obj)
 
 
 def error_frame(code: str, message: str, stream: str | None = None) -> bytes:
@@ -24,12 +27,12 @@ def error_frame(code: str, message: str, stream: str | None = None) -> bytes:
 
 def lines_prefix(stream: str) -> bytes:
     """The bytes before a JSON array of lines in a `lines` frame for `stream`."""
-    return b'{"type":"lines","stream":' + json.dumps(stream, ensure_ascii=False).encode() + b',"lines":'
+    return b'{"type":"lines","stream":' + dumpb(stream) + b',"lines":'
 
 
 def lines_frame(stream: str, lines: list[dict[str, Any]]) -> bytes:
     """A `lines` frame from parsed lines (history, filtered batches)."""
-    return lines_prefix(stream) + json.dumps(lines, ensure_ascii=False, separators=(",", ":")).encode() + b"}"
+    return lines_prefix(stream) + dumpb(lines) + b"}"
 
 
 def ws_text_frame(payload: bytes) -> bytes:

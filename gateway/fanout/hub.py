@@ -5,11 +5,14 @@ filters the batch once per distinct filter, encodes one frame per filter and giv
 same bytes to every member of that group. `add` and `remove` report a stream's first
 viewer and last viewer, so the I/O shell issues SUBSCRIBE/UNSUBSCRIBE only then; after a
 Redis reconnect, `streams()` is the truth to resubscribe from.
+
+A batch is forwarded as Redis holds it, unparsed, unless it may break the canonical text
+rule (wire.envelope.may_break_rule: an older producer's lone surrogate or NaN): then it
+is read through `StoredLines` and re-encoded before anyone gets it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +21,9 @@ from typing import Any, Protocol
 from gateway.fanout.filters import LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
-from wire.envelope import LineId, LiveMessage, frame_ids, parse_id
+from gateway.fanout.stored import StoredLines
+from wire.envelope import UNREADABLE_META, LineId, LiveMessage, frame_ids, may_break_rule, parse_id, read_lines
+from wire.text import dumpb
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,9 @@ class Batch:
     @property
     def lines(self) -> list[dict[str, Any]]:
         if self._lines is None:
-            self._lines = json.loads(self.frame)["lines"]
+            # the frame's array starts after the first ',"lines":', which the (JSON-quoted)
+            # stream name before it cannot hold; a batch parsed for repair came with its lines
+            self._lines = read_lines(self.frame[self.frame.index(b',"lines":') + 9 : -1], clean=True)[0]
         return self._lines
 
     def after(self, cursor: LineId) -> Batch | None:
@@ -95,8 +102,9 @@ class _Channel:
 class Hub:
     """Maps each stream to its viewers grouped by filter; fans batches out."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: StoredLines | None = None) -> None:
         self._channels: dict[str, _Channel] = {}
+        self.stored = stored or StoredLines()
         self.lines_in = 0
 
     def add(self, stream: str, member: Member, line_filter: LineFilter) -> bool:
@@ -182,14 +190,21 @@ class Hub:
             array = b"[" + b",".join(p[3][1:-1] for p in parts) + b"]"
         self.lines_in += count
         parsed: list[dict[str, Any]] | None = None
+        clean = not may_break_rule(array)
+        if not clean:
+            parsed, repaired = self.stored.array(stream, array)
+            if repaired:
+                array = dumpb(parsed)
         for group in list(channel.groups.values()):
             if group.filter.passes_all:
-                batch = Batch(stream, first, last, count, channel.prefix + array + b"}")
+                batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed)
             else:
                 if parsed is None:
-                    parsed = json.loads(array)
+                    parsed = self.stored.array(stream, array, clean)[0]
                 match = group.filter.match
-                kept = [line for line in parsed if match(line["text"])]  # type: ignore[misc]
+                assert match is not None  # (not passes_all)
+                # a notice for an unreadable line passes every filter: that line might have matched
+                kept = [line for line in parsed if match(line["text"]) or line.get("meta") is UNREADABLE_META]
                 if not kept:
                     continue
                 batch = Batch(

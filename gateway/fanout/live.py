@@ -6,8 +6,15 @@ every message already on the socket in one go, and a loop of its own that does n
 when nothing is subscribed. SUBSCRIBE/UNSUBSCRIBE are sent on a stream's first and last
 viewer; callers wait for Redis to confirm a SUBSCRIBE before reading history, which is
 what makes the history-to-live switch exact. On a lost connection it reconnects with
-backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and
-then tells the gateway to resume every client from history.
+backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and,
+once Redis has confirmed every channel on that same connection, tells the gateway to
+resume every client from history.
+
+Invariants: whatever ends a connection (Redis, a keepalive timeout, an unexpected
+exception, `stop`), every subscription is held before anything else happens, so no
+viewer believes it is live while nothing is read; complete messages already read are
+handed on first. A resume belongs to one connection: one lost before its resume starts
+leaves the resume to the next connection.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class LiveReader:
         self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
         self._stopping = False
         self._ever_connected = False
+        self._epoch = 0  # counts connections, so a resume knows whether its connection still stands
 
     @property
     def ready(self) -> bool:
@@ -77,28 +85,34 @@ class LiveReader:
         return self.connected and not any(self._confirm.values())
 
     async def run(self) -> None:
-        """Connect, read, and reconnect forever (until `stop`)."""
+        """Connect, read, and reconnect forever (until `stop`).
+
+        An exception other than a Redis or socket error escapes to the supervisor
+        (gateway/tasks.py), which restarts `run` after a pause; the `finally` first leaves
+        everything as after a lost connection, so the restart resumes every viewer."""
         delay = 0.1
-        while not self._stopping:
-            try:
-                await self._connect()
-                delay = 0.1
-                await self._read_loop()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
+        try:
+            while not self._stopping:
+                try:
+                    await self._connect()
+                    delay = 0.1
+                    await self._read_loop()
+                except (RedisError, OSError) as exc:
+                    if self._stopping:
+                        break
+                    if self.connected or not self._ever_connected:
+                        log.warning("redis pub/sub connection lost or refused: %s; retrying", exc)
+                self._disconnect()
                 if self._stopping:
                     break
-                if self.connected or not self._ever_connected:
-                    log.warning("redis pub/sub connection lost or refused: %s; retrying", exc)
-            await self._disconnect()
-            if self._stopping:
-                break
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 5.0)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+        finally:
+            self._disconnect()
 
     async def _connect(self) -> None:
         self._conn = await RespConnection.open(self.url, "tailgate-gateway-pubsub")
+        self._epoch += 1
         streams = self.hub.streams()
         if streams:
             for stream in streams:
@@ -109,11 +123,20 @@ class LiveReader:
             log.info("redis pub/sub reconnected; resubscribing %d streams", len(streams))
             if self.metrics is not None:
                 self.metrics.redis_reconnect()
-            self.tasks.spawn(self._after_reconnect(streams), "resume-after-reconnect")
+            self.tasks.spawn(self._after_reconnect(self._epoch, streams), "resume-after-reconnect")
         self._ever_connected = True
 
-    async def _after_reconnect(self, streams: list[str]) -> None:
-        await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)
+    async def _after_reconnect(self, epoch: int, streams: list[str]) -> None:
+        results = await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)
+        if epoch != self._epoch or not self.connected:
+            return  # lost again meanwhile: subscriptions are held anew, the next connection resumes them
+        if any(isinstance(r, BaseException) for r in results):
+            # Resuming now would read history before the channels are live: lines published
+            # in between would reach nobody. Start over on a new connection instead.
+            log.warning("redis did not confirm the resubscription in %.0fs; reconnecting", self.confirm_timeout)
+            if self._conn is not None:
+                self._conn.close()
+            return
         await self.on_reconnected()
 
     async def _read_loop(self) -> None:
@@ -130,29 +153,35 @@ class LiveReader:
         pinged = False
         burst: dict[str, list[bytes]] = {}
         flush_at = 0.0
-        while not self._stopping:
-            wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
-            try:
-                async with asyncio.timeout(wait):
-                    replies = await conn.read()
-            except TimeoutError:
-                if burst:
+        try:
+            while not self._stopping:
+                wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
+                try:
+                    async with asyncio.timeout(wait):
+                        replies = await conn.read()
+                except TimeoutError:
+                    if burst:
+                        self._flush(burst)
+                        burst = {}
+                        continue
+                    if pinged:
+                        raise RedisError("no answer to keepalive PING") from None
+                    conn.ping()
+                    pinged = True
+                    continue
+                pinged = False
+                if not burst:
+                    flush_at = loop.time() + self.coalesce
+                for reply in replies:
+                    self._handle(reply, burst)
+                if burst and loop.time() >= flush_at:
                     self._flush(burst)
                     burst = {}
-                    continue
-                if pinged:
-                    raise RedisError("no answer to keepalive PING") from None
-                conn.ping()
-                pinged = True
-                continue
-            pinged = False
-            if not burst:
-                flush_at = loop.time() + self.coalesce
-            for reply in replies:
-                self._handle(reply, burst)
-            if burst and loop.time() >= flush_at:
-                self._flush(burst)
-                burst = {}
+        except (RedisError, OSError):
+            # Messages read before the connection failed are complete: hand them on before
+            # the subscriptions are held. A restarted Redis may no longer have them in history.
+            self._flush(burst)
+            raise
 
     def _flush(self, burst: dict[str, list[bytes]]) -> None:
         for stream, messages in burst.items():
@@ -176,7 +205,7 @@ class LiveReader:
                 if not waiting:
                     self._confirm.pop(stream or "", None)
 
-    async def _disconnect(self) -> None:
+    def _disconnect(self) -> None:
         if self.connected:
             self.on_lost()
         self.connected = False
@@ -225,4 +254,4 @@ class LiveReader:
 
     async def stop(self) -> None:
         self._stopping = True
-        await self._disconnect()
+        self._disconnect()

@@ -2,27 +2,45 @@
 
 The order of a subscribe is what makes the switch from history to live exact: register
 with the hub (live batches for this client are now held), make sure Redis has confirmed
-the channel's SUBSCRIBE, read history, then let the session send history and release
-the held batches it does not already have.
+the channel's SUBSCRIBE, send history as it is read, then let the session release the
+held batches it does not already have.
+
+A client may go (`leave`) while its subscribe waits for Salt or Redis. `leave` undoes
+what the session holds at that moment and forgets the session at once; the subscribe,
+the only one to know what it adds later, checks after each wait and undoes its own work
+(hub membership, SUBSCRIBE, a file stream's lease). A subscribe that fails leaves
+nothing behind either.
+
+After a Redis reconnect every held subscription is resumed from history. A read that
+fails (Redis still loading its data, no history connection free in time) is retried with
+backoff; the client is told `unavailable` when it keeps failing, and after RESUME_GIVE_UP
+seconds the subscription goes live after a `gap` instead of staying held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+import random
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
 from gateway.fanout.filters import LineFilter
-from gateway.fanout.history import History
+from gateway.fanout.history import History, Page
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader, Unavailable
 from gateway.fanout.session import Session
+from wire.codes import ErrorCode, GapReason
 from wire.envelope import LineId
 
 log = logging.getLogger(__name__)
+
+RESUME_PAUSES = (0.1, 5.0)  # the first and the longest pause between two attempts
+RESUME_TELL_AFTER = 3  # failed attempts before the client is told
+RESUME_GIVE_UP = 30.0  # seconds of failing before the subscription goes live after a gap
 
 
 class StreamHooks(Protocol):
@@ -61,24 +79,33 @@ class Orchestrator:
         """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
         if self.hooks is not None:
             await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
+        if session not in self.sessions:
+            return  # it left during admission, before anything was added
         if not self.live.connected:
             raise Unavailable("not connected to redis")
         session.forget(stream)
         generation = session.begin(stream, since)
         self.filters[(session, stream)] = line_filter
         first = self.hub.add(stream, session, line_filter)
+        done = False
         try:
             if first:
                 await self.live.subscribe(stream)
             else:
                 await self.live.wait_subscribed(stream)
+            # Checked before the viewer joins: a lease taken now would outlive the client.
+            if session not in self.sessions:
+                return
             session.control({"type": "subscribed", "stream": stream})
             if self.hooks is not None:
                 self.hooks.viewer_joined(session, stream)
             await self._catch_up(session, stream, generation, backlog, since, line_filter)
+            done = True
         except (Unavailable, RedisError, OSError) as exc:
-            await self.unsubscribe(session, stream)
             raise Unavailable(str(exc)) from None
+        finally:
+            if not done:
+                await self.unsubscribe(session, stream)
 
     async def _catch_up(
         self,
@@ -89,15 +116,26 @@ class Orchestrator:
         since: LineId | None,
         line_filter: LineFilter,
     ) -> None:
+        """Send history as it is read, then let the session go live."""
         match = line_filter.match
+        head = None
+        pages: AsyncGenerator[Page, None] | None = None
         if since is not None:
-            lines, gap = await self.history.since(stream, since, match)
-            session.finish(stream, generation, lines, None, gap)
-        elif backlog:
-            lines, head = await self.history.backlog(stream, backlog, match)
-            session.finish(stream, generation, lines, head)
+            pages = self.history.since(stream, since, match)
         else:
-            session.finish(stream, generation, [], None, start=await self.history.head(stream))
+            head = await self.history.head(stream)
+            if backlog and head is not None:
+                pages = self.history.backlog(stream, backlog, match, head)
+        if pages is not None:
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    if not session.history(stream, generation, page.lines, page.gap):
+                        return  # superseded, or the client left
+                    await session.room()
+        if backlog:
+            session.finish(stream, generation, head=head)
+        else:
+            session.finish(stream, generation, start=head)
 
     async def unsubscribe(self, session: Session, stream: str) -> None:
         session.forget(stream)
@@ -118,7 +156,8 @@ class Orchestrator:
         self.all_left.clear()
 
     async def leave(self, session: Session) -> None:
-        """Forget a closed session and every subscription it held."""
+        """Forget a closed session and every subscription it held (a subscribe still in
+        flight undoes its own part when it next wakes up)."""
         self.sessions.discard(session)
         if not self.sessions:
             self.all_left.set()
@@ -134,15 +173,36 @@ class Orchestrator:
     async def resume_all(self) -> None:
         """After a Redis reconnect: fill every client's missed lines from history."""
         resuming, self._resuming = self._resuming, {}
-        jobs: list[Coroutine[Any, Any, None]] = []
-        for (session, stream), generation in resuming.items():
-            line_filter = self.filters.get((session, stream))
-            if line_filter is None or session.closed:
-                continue
-            cursor = session.resume_point(stream)
-            jobs.append(self._catch_up(session, stream, generation, 0, cursor, line_filter))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.error("resume after reconnect: %d of %d catch-ups failed: %s", len(failed), len(jobs), failed[0])
-        log.info("resumed %d subscriptions after redis reconnect", len(jobs) - len(failed))
+        results = await asyncio.gather(*(self._resume(s, stream, gen) for (s, stream), gen in resuming.items()))
+        log.info("resumed %d of %d subscriptions after redis reconnect", sum(results), len(results))
+
+    async def _resume(self, session: Session, stream: str, generation: int) -> bool:
+        """Catch one held subscription up from its cursor, retrying a failed read with
+        backoff; after RESUME_GIVE_UP seconds, go live after a `gap`. True when caught up."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + RESUME_GIVE_UP
+        pause, failures = RESUME_PAUSES[0], 0
+        while session.catching_up(stream, generation) and (session, stream) in self.filters:
+            try:
+                cursor = session.resume_point(stream)
+                await self._catch_up(session, stream, generation, 0, cursor, self.filters[(session, stream)])
+                return True
+            except (RedisError, OSError) as exc:
+                failures += 1
+                log.warning("resume of %s for %s failed (attempt %d): %s", stream, session.peer, failures, exc)
+            except Exception:
+                log.exception("resume of %s for %s failed; going live after a gap", stream, session.peer)
+                break  # not a Redis failure: another attempt would fail the same way
+            if failures == RESUME_TELL_AFTER:
+                message = "history cannot be read after a Redis reconnect; still trying"
+                session.control({"type": "error", "code": ErrorCode.UNAVAILABLE, "message": message, "stream": stream})
+            if loop.time() + pause > give_up_at:
+                log.error(
+                    "resume of %s for %s: gave up after %d attempts; live after a gap", stream, session.peer, failures
+                )
+                break
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, RESUME_PAUSES[1])
+        if session.history(stream, generation, [], GapReason.UNAVAILABLE):
+            session.finish(stream, generation)
+        return False

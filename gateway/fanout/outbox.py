@@ -77,6 +77,7 @@ class Outbox:
         self.queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._last_progress = time.monotonic()
+        self._progress = asyncio.Event()  # set whenever the queue shrinks or the client goes: wakes `room`
         self.closed = False
 
     def push_batch(self, batch: Batch) -> None:
@@ -147,9 +148,20 @@ class Outbox:
     def _transport_failed(self, exc: BaseException | None) -> None:
         # The handler's on_close cleans up the subscriptions; stop queueing meanwhile.
         log.info("send to %s failed: %s", self.peer, exc)
+        self.detach()
+
+    def detach(self) -> None:
+        """The transport is gone: drop what is pending, wake whoever waits for `room`."""
         self.closed = True
         self._queue.clear()
         self.queued_bytes = 0
+        self._progress.set()
+
+    async def room(self, limit: int) -> None:
+        """Wait until at most `limit` bytes are pending, or the client is gone."""
+        while self.queued_bytes > limit and not self.closed:
+            self._progress.clear()
+            await self._progress.wait()
 
     def _shed(self) -> None:
         """Drop the oldest pending line frames until the queue fits, and say so.
@@ -176,6 +188,7 @@ class Outbox:
             self._drops[stream] = self._drops.get(stream, 0) + count
             self._count_dropped(stream, count)
         self._queue = deque(notices + survivors)
+        self._progress.set()
         if time.monotonic() - self._last_progress > self.slow_timeout:
             self._close_slow()
 
@@ -214,6 +227,7 @@ class Outbox:
                     break
                 item = self._queue.popleft()
                 self.queued_bytes -= len(item.data)
+                self._progress.set()
                 pending = self._transmit(item)
         except asyncio.CancelledError:
             raise
@@ -224,7 +238,5 @@ class Outbox:
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
-            self.closed = True
-            self._queue.clear()
-            self.queued_bytes = 0
+            self.detach()
             self._close(code, reason)

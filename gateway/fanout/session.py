@@ -4,7 +4,10 @@ Everything a client receives goes through `Session`, which enforces the contract
 guarantee per stream: strictly increasing ids, no duplicates, and anything missed is
 announced (`dropped`, `gap`). Live batches arriving while a subscription catches up from
 history are held and trimmed by id when it goes live, so the switch neither loses nor
-repeats a line. Backpressure (shedding, slow clients) is the outbox's (fanout/outbox.py).
+repeats a line. History arrives a page at a time (`history`), each sent at once, and the
+reader waits for `room` in the outbox before the next, so a client that reads gets all of
+it and memory stays bounded. Backpressure (shedding, slow clients) is the outbox's
+(fanout/outbox.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from gateway.fanout.frames import encode, lines_frame
 from gateway.fanout.hub import Batch
 from gateway.fanout.outbox import CloseFn, DeliveryMetrics, Outbox, SendFn
+from wire.codes import GapReason
 from wire.envelope import LineId, parse_id
 
 HISTORY_FRAME_LINES = 500
@@ -46,6 +50,7 @@ class Session:
         self.max_queue_bytes = max_queue_bytes
         self.peer = peer
         self.subs: dict[str, _Sub] = {}
+        self._generations = 0  # one counter for every stream: a replaced subscription's number never comes back
         self.outbox = Outbox(send, close, max_queue_bytes, slow_timeout, metrics, peer, closed_errors)
 
     # Subscription lifecycle -------------------------------------------------------
@@ -53,8 +58,8 @@ class Session:
     def begin(self, stream: str, cursor: LineId | None = None) -> int:
         """Start (or restart) catching up on `stream`; live batches are held meanwhile.
 
-        Returns a generation number that `finish` must present, so a catch-up that a
-        newer subscribe or a reconnect superseded is ignored.
+        Returns a generation number that `history` and `finish` must present, so a
+        catch-up that a newer subscribe or a reconnect superseded is ignored.
         """
         sub = self.subs.get(stream)
         if sub is None:
@@ -63,8 +68,14 @@ class Session:
             sub.catching_up, sub.held, sub.held_bytes = True, [], 0
             if cursor is not None:
                 sub.cursor = cursor
-        sub.generation += 1
+        self._generations += 1
+        sub.generation = self._generations
         return sub.generation
+
+    def catching_up(self, stream: str, generation: int) -> bool:
+        """Whether this catch-up of `stream` is still the one wanted (not superseded, client here)."""
+        sub = self.subs.get(stream)
+        return sub is not None and sub.generation == generation and sub.catching_up and not self.closed
 
     def resume_point(self, stream: str) -> LineId:
         """The id after which this client needs every line of `stream`."""
@@ -73,37 +84,42 @@ class Session:
             return (0, 0)
         return sub.cursor or sub.start or (0, 0)
 
-    def finish(
-        self,
-        stream: str,
-        generation: int,
-        history: list[dict[str, Any]],
-        head: LineId | None,
-        gap: bool = False,
-        start: LineId | None = None,
-    ) -> None:
-        """End a catch-up: send `gap` if any, the history lines, then the held live lines
-        newer than the last of them.
+    def history(self, stream: str, generation: int, lines: list[dict[str, Any]], gap: GapReason | None = None) -> bool:
+        """Send a page of a catch-up: `gap` first if lines are missing before it, then its
+        lines the client does not have yet. False when the catch-up is no longer wanted
+        (stop reading)."""
+        if not self.catching_up(stream, generation):
+            return False
+        sub = self.subs[stream]
+        if gap is not None:
+            self.control({"type": "gap", "stream": stream, "reason": gap})
+        cursor = sub.cursor
+        fresh = [line for line in lines if cursor is None or parse_id(line["id"]) > cursor]
+        for i in range(0, len(fresh), HISTORY_FRAME_LINES):
+            chunk = fresh[i : i + HISTORY_FRAME_LINES]
+            self.outbox.push_lines(stream, lines_frame(stream, chunk), len(chunk), 0)
+        if fresh:
+            sub.cursor = parse_id(fresh[-1]["id"])
+        return True
+
+    async def room(self) -> None:
+        """Wait until the outbox is at most half full (or the client is gone): what a history
+        reader does between pages."""
+        await self.outbox.room(self.max_queue_bytes // 2)
+
+    def finish(self, stream: str, generation: int, head: LineId | None = None, start: LineId | None = None) -> None:
+        """End a catch-up (its history already sent): release the held live lines newer than
+        what the client has.
 
         `head` is the newest id in history when a backlog was read: every line up to it was
         considered, so later copies are skipped. A live-only subscription passes no head
         (its held lines are all new to the client, whatever the order in which Redis
         answered) but a `start`, the point a reconnect resumes from if nothing arrived."""
-        sub = self.subs.get(stream)
-        if sub is None or sub.generation != generation or not sub.catching_up:
+        if not self.catching_up(stream, generation):
             return
-        if gap:
-            self.control({"type": "gap", "stream": stream})
-        cursor = sub.cursor
-        fresh = [line for line in history if cursor is None or parse_id(line["id"]) > cursor]
-        for i in range(0, len(fresh), HISTORY_FRAME_LINES):
-            chunk = fresh[i : i + HISTORY_FRAME_LINES]
-            self.outbox.push_lines(stream, lines_frame(stream, chunk), len(chunk), 0)
-        if fresh:
-            cursor = parse_id(fresh[-1]["id"])
-        if head is not None and (cursor is None or head > cursor):
-            cursor = head
-        sub.cursor = cursor
+        sub = self.subs[stream]
+        if head is not None and (sub.cursor is None or head > sub.cursor):
+            sub.cursor = head
         if start is not None:
             sub.start = start
         sub.catching_up = False
@@ -159,7 +175,7 @@ class Session:
 
     def detach(self) -> None:
         """The transport is gone: send nothing more (its handler cleans up the subscriptions)."""
-        self.outbox.closed = True
+        self.outbox.detach()
 
     def close(self, code: int, reason: str) -> None:
         self.outbox.close(code, reason)

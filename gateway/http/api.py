@@ -2,13 +2,17 @@
 
 Every answer carries the same headers (JSON, `Cache-Control: no-store`); an error is
 raised anywhere as `ApiError` and written once, by `ApiHandler.write_error`, as
-``{"error": <code>, "message": ...}`` with a contract error code (wire/codes.py).
+``{"error": <code>, "message": ...}`` with a contract error code (wire/codes.py). Every
+answer is strict, canonical JSON (wire.text.dumpb), whatever Salt or Redis handed over.
+A request carrying an `Origin` the gateway does not allow (the `/ws` rule) is refused
+before anything else: the API sends no CORS headers, and nothing another site's page
+makes a browser ask for may start work here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from typing import Any, Protocol
 
 import tornado.web
@@ -22,6 +26,7 @@ from gateway.tails.salt import SaltClient, SaltFailure
 from wire.codes import ErrorCode
 from wire.filepolicy import refusal
 from wire.names import StreamNameError, check_minion, file_stream
+from wire.text import dumpb
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +35,19 @@ STATUS_CODES = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 
 class ApiError(tornado.web.HTTPError):
-    """An API request answered with `status` and ``{"error": code, "message": message}``."""
+    """An API request answered with `status` and ``{"error": code, "message": message}``,
+    and `headers` (e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, log_message=message)
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 class StreamCatalog(Protocol):
@@ -60,24 +68,33 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
+        origin = self.request.headers.get("Origin")
+        # Before authentication: a cross-origin call is refused whoever makes it, and a
+        # file listing must not start a Salt job for another site's page.
+        if origin is not None and not self.guard.origin_allowed(origin, self.request.host):
+            where = {"origin": origin[:200], "path": self.request.path[:200]}
+            self.guard.refuse("api", "origin", None, self.address, **where, reason="cross-origin request")
+            raise ApiError(403, ErrorCode.FORBIDDEN, f"cross-origin requests are refused (Origin {origin[:200]!r})")
         try:
             self.identity = self.guard.identify(self.request, "api")
         except AuthError as exc:
             raise ApiError(401, ErrorCode.UNAUTHORIZED, str(exc)) from None
 
     def reply(self, body: dict[str, Any]) -> None:
-        self.finish(json.dumps(body, allow_nan=False))
+        self.finish(dumpb(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             code = STATUS_CODES.get(status_code, ErrorCode.UNAVAILABLE if status_code >= 500 else ErrorCode.BAD_REQUEST)
             message = self._reason
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="tailgate"')
-        self.finish(json.dumps({"error": code.value, "message": message}))
+        self.finish(dumpb({"error": code.value, "message": message}))
 
     @property
     def grants(self) -> Grants:
@@ -146,13 +163,19 @@ class MinionFilesHandler(ApiHandler):
                 "list_files", "forbidden", self.identity, self.address, minion=minion, reason="no file pattern"
             )
             raise ApiError(403, ErrorCode.FORBIDDEN, f"you may not open files on {minion}")
+        wait = math.ceil(self.guard.listing_wait(self.identity, self.address))
+        if wait > 0:
+            why = "file listings over the rate limit"
+            self.guard.refuse("list_files", "list_files", self.identity, self.address, minion=minion, reason=why)
+            retry = {"Retry-After": str(wait)}
+            raise ApiError(429, ErrorCode.RATE_LIMITED, f"too many file listings; retry in {wait}s", retry)
         audit("list_files", "grant", self.identity, self.address, minion=minion)
         if self.minions is None or self.salt is None:
             raise ApiError(503, ErrorCode.UNAVAILABLE, "file streams are off on this gateway (salt.mode: off)")
         try:
             if not await self.minions.known(minion):
                 raise ApiError(404, ErrorCode.NOT_FOUND, f"no minion {minion!r} is known to the Salt master")
-            ret = await self.salt.run(minion, "logtail.list_files")
+            ret = await self.salt.run(minion, "logtail.list_files", caller=self.guard.caller(self.identity))
         except SaltFailure as exc:
             raise ApiError(504 if exc.reason == "timeout" else 503, ErrorCode.UNAVAILABLE, exc.message) from None
         if not isinstance(ret, dict) or not ret.get("ok"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import tornado.web
 
 from gateway.access.guard import Guard
-from gateway.access.identity import AuthError
+from gateway.access.identity import TOKEN_PARAMETER, AuthError
 from wire.codes import javascript_module
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -31,9 +31,9 @@ class ConsoleFileHandler(tornado.web.StaticFileHandler):
 
     def prepare(self) -> None:
         guard = self.guard
-        if guard is None or not guard.auth.verifiers or "token" not in self.request.query_arguments:
+        if guard is None or not guard.auth.verifiers or TOKEN_PARAMETER not in self.request.query_arguments:
             return
-        token = self.get_query_argument("token")
+        token = self.get_query_argument(TOKEN_PARAMETER)
         try:
             identity = guard.auth.verify(token)
         except AuthError:

@@ -20,6 +20,12 @@ class Readiness(Protocol):
     def ready(self) -> bool: ...
 
 
+class TaskHealth(Protocol):
+    """Which background tasks the gateway needs are down (gateway.tasks.Tasks provides it)."""
+
+    def down(self) -> list[str]: ...
+
+
 class HealthHandler(tornado.web.RequestHandler):
     """`/healthz`: the process is up and its event loop answers."""
 
@@ -28,16 +34,22 @@ class HealthHandler(tornado.web.RequestHandler):
 
 
 class ReadyHandler(tornado.web.RequestHandler):
-    """`/readyz`: connected to Redis with every channel subscribed, and not draining."""
+    """`/readyz`: not draining, every background task it needs running, connected to Redis
+    with every channel subscribed."""
 
-    def initialize(self, live: Readiness, draining: Callable[[], bool]) -> None:
+    def initialize(self, live: Readiness, draining: Callable[[], bool], tasks: TaskHealth) -> None:
         self.live = live
         self.draining = draining
+        self.tasks = tasks
 
     def get(self) -> None:
+        down = self.tasks.down()
         if self.draining():
             self.set_status(503)
             self.write({"status": "draining"})
+        elif down:
+            self.set_status(503)
+            self.write({"status": f"task {', '.join(down)} failed; restarting"})
         elif not self.live.ready:
             self.set_status(503)
             self.write({"status": "redis unavailable" if not self.live.connected else "subscribing"})

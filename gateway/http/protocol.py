@@ -2,6 +2,9 @@
 
 Handlers only ever see well-formed commands; every problem becomes a `ProtocolError`
 with a contract error code (wire/codes.py). The frames themselves: docs/PROTOCOL.md.
+Text is canonical from here on: a stream, keyword or regex holding a lone surrogate (a
+JSON escape such as ``\\ud800``) is refused with `bad_request`, never repaired, since a
+repaired one would name or match something the client did not ask for (wire/text.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from wire import StreamName, StreamNameError, parse_id, parse_stream
 from wire.codes import ErrorCode, ProtocolError
 from wire.envelope import LineId
+from wire.text import has_lone_surrogate
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,10 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
             continue
         if not isinstance(value, str):
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a string", name)
+        if has_lone_surrogate(value):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"{field} must be Unicode text: it holds a lone surrogate (U+D800-U+DFFF)", name
+            )
         if len(value) > max_pattern_chars:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE, f"{field} longer than {max_pattern_chars} characters", name, "pattern"
@@ -96,3 +104,13 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
                 ErrorCode.BAD_REQUEST, "since must be a line id such as '1700000000000-0'", name
             ) from None
     return Subscribe(stream, keyword or "", regex or "", ignore_case, backlog, since_id)
+
+
+def peek_stream(message: str | bytes) -> str | None:
+    """The `stream` a refused frame names, if it is readable, to echo in the error."""
+    try:
+        msg = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    stream = msg.get("stream") if isinstance(msg, dict) else None
+    return stream[:512] if isinstance(stream, str) else None

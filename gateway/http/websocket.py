@@ -1,12 +1,15 @@
 """`/ws`: the WebSocket handler, one per client. It authenticates the handshake, parses
 each frame into a command, checks limits and access, and hands the work to the session
-and the subscription operations. Dependencies arrive through `initialize()`."""
+and the subscription operations. Dependencies arrive through `initialize()`.
+
+What a connection holds (gauge, per-user and per-address counts, expiry timer, session with
+its hub memberships, SUBSCRIBEs, leases) is given back in `on_close` whatever ends it, even an
+exception in `open`/`on_message` (logged, answered with 1011; Tornado skips `on_close` then)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -26,7 +29,7 @@ from gateway.fanout.frames import error_frame
 from gateway.fanout.live import Unavailable
 from gateway.fanout.orchestrator import Orchestrator
 from gateway.fanout.session import Session
-from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command
+from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command, peek_stream
 from gateway.metrics import GatewayMetrics
 from gateway.tasks import Tasks
 from settings import GatewaySettings
@@ -124,6 +127,13 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         return error_frame(ErrorCode.TOO_LARGE, f"frames are limited to {self.conf.max_frame_bytes} bytes").decode()
 
     def open(self) -> None:
+        try:
+            self._open()
+        except Exception:
+            log.exception("/ws open for %s failed; closing the connection with 1011", self.address)
+            self._failed("open")
+
+    def _open(self) -> None:
         if self.guard.enabled:
             refused = self.guard.connections.acquire(self.identity.user, self.address)
             if refused is not None:
@@ -136,7 +146,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             if self.identity.expires is not None:
                 delay = max(0.0, self.identity.expires - time.time())
                 self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
-        self.session = Session(
+        self.session = session = Session(
             self._send,
             self._close,
             self.conf.max_queue_bytes,
@@ -145,8 +155,8 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             peer=self.request.remote_ip or "",
             closed_errors=(tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError, OSError),
         )
-        self.orchestrator.join(self.session)
         self.metrics.connections.inc()
+        self.orchestrator.join(session)
 
     def get_compression_options(self) -> None:
         """No permessage-deflate: it would make every client's bytes different, and the
@@ -190,6 +200,13 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         if session is None or session.closed:
             return
         try:
+            await self._command(session, message)
+        except Exception:  # also one raised while answering a ProtocolError
+            log.exception("/ws message from %s failed; closing the connection with 1011", self.address)
+            self._failed("message")
+
+    async def _command(self, session: Session, message: str | bytes) -> None:
+        try:
             verdict = self.limiter.admit()
             if verdict is ControlLimiter.ABUSIVE:
                 self.guard.refuse(
@@ -201,7 +218,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
                 raise ProtocolError(
                     ErrorCode.RATE_LIMITED,
                     f"more than {self.conf.control_rate:g} messages a second; slow down",
-                    _peek_stream(message),
+                    peek_stream(message),
                     "rate",
                 )
             command = parse_command(message, self.conf.max_backlog, self.conf.max_pattern_chars)
@@ -220,6 +237,11 @@ class TailSocket(tornado.websocket.WebSocketHandler):
                     "message", exc.limit, self.identity, self.address, stream=exc.stream, reason=exc.message
                 )
             session.send_raw(error_frame(exc.code, exc.message, exc.stream))
+
+    def _failed(self, where: str) -> None:
+        self.metrics.handler_failures.labels(where).inc()
+        self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        self.on_close()
 
     async def _subscribe(self, session: Session, command: Subscribe) -> None:
         name = command.stream.name
@@ -240,6 +262,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             line_filter = compile_filter(command.keyword, command.regex, command.ignore_case)
         except FilterError as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), name) from None
+        self.guard.admit_file_stream(self.identity, session, name)
         try:
             await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since)
         except Unavailable as exc:
@@ -247,6 +270,7 @@ class TailSocket(tornado.websocket.WebSocketHandler):
             raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None
 
     def on_close(self) -> None:
+        """Give back what this connection holds, whatever ended it; a second call finds nothing."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -260,16 +284,6 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         session.detach()
         self.metrics.connections.dec()
         self.tasks.spawn(self.orchestrator.leave(session), "session-cleanup")
-
-
-def _peek_stream(message: str | bytes) -> str | None:
-    """The `stream` a refused frame names, if it is readable, to echo in the error."""
-    try:
-        msg = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    stream = msg.get("stream") if isinstance(msg, dict) else None
-    return stream[:512] if isinstance(stream, str) else None
 
 
 def _iso(epoch: float | None) -> str | None:

@@ -12,8 +12,9 @@ viewer leaves, the lease is dropped and the agent exits after its grace period; 
 crashed gateway's lease simply expires.
 
 Before any of that, `admit` refuses a file stream this gateway must not open (shell
-metacharacters, outside `gateway.file_allowlist`, unknown minion), with no Salt job.
-All Redis traffic goes over the gateway's one command connection.
+metacharacters, outside `gateway.file_allowlist`, over `salt.max_streams` here,
+unknown minion), with no Salt job. Salt calls are made for the user who opened the
+stream here (`caller_of`). All Redis traffic goes over the one command connection.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class _Tail:
     message: str = ""
     task: asyncio.Task[None] | None = None
     retry_at: float | None = None
+    caller: str | None = None  # the user Salt calls for this stream are made for
 
 
 class Tails:
@@ -74,6 +76,7 @@ class Tails:
         minions: Minions | None,
         conf: SaltSettings,
         allowlist: list[str],
+        caller_of: Callable[[Viewer], str | None],
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -83,6 +86,7 @@ class Tails:
         self.minions = minions
         self.conf = conf
         self.allowlist = allowlist
+        self.caller_of = caller_of
         self.owner = owner_id("gateway")
         self.tails: dict[str, _Tail] = {}
         self._want = redis.register_script(WANT_LUA)
@@ -104,6 +108,9 @@ class Tails:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "file streams are off on this gateway (salt.mode: off)", name)
         if refused is not None:
             raise ProtocolError(ErrorCode.FORBIDDEN, refused.message, name)
+        if 0 < self.conf.max_streams <= len(self.tails) and name not in self.tails:
+            full = f"this gateway already runs its maximum of {self.conf.max_streams} file streams; retry later"
+            raise ProtocolError(ErrorCode.RATE_LIMITED, full, name, "file_streams")
         try:
             known = await self.minions.known(stream.minion)
         except SaltFailure as exc:
@@ -122,7 +129,7 @@ class Tails:
             return
         tail = self.tails.get(name)
         if tail is None:
-            tail = self.tails[name] = _Tail(parse_stream(name))
+            tail = self.tails[name] = _Tail(parse_stream(name), caller=self.caller_of(session))
             self._spawn(self._open(tail), "tail-open")
         else:
             if tail.state:
@@ -230,7 +237,7 @@ class Tails:
         self._set(tail, "starting")
         started = time.monotonic()
         try:
-            ret = await self.salt.run(stream.minion, "logtail.start", stream.path)
+            ret = await self.salt.run(stream.minion, "logtail.start", stream.path, tail.caller)
         except SaltFailure as exc:
             self._fail(tail, exc.message, transient=True)
             return

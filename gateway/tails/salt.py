@@ -6,21 +6,26 @@ salt-api (rest_cherrypy) over HTTP with eauth, through Tornado's AsyncHTTPClient
 way only the fixed functions in `FUNCTIONS` may be called, against exactly one minion
 (list targeting, never a glob), with arguments validated here again (contract rules and
 no shell metacharacters) and passed as keyword arguments, so Salt never parses them.
+Either way at most `salt.workers` calls run at once, shared fairly between the users
+they are made for (`gateway.tails.slots`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import tornado.httpclient
 
+from gateway.tails.slots import Release, Slots
 from settings import SaltSettings
 from wire.filepolicy import refusal
 from wire.names import StreamNameError, check_minion
@@ -41,9 +46,10 @@ class SaltFailure(Exception):
 
 
 class SaltClient(Protocol):
-    """What the gateway needs of Salt."""
+    """What the gateway needs of Salt; `caller` is the user a call is made for (None: the
+    gateway itself, or authentication off), whose share of the workers it uses."""
 
-    async def run(self, minion: str, fun: str, path: str | None = None) -> Any: ...
+    async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any: ...
 
     async def minions(self) -> list[str]: ...
 
@@ -68,12 +74,26 @@ def check_call(minion: str, fun: str, path: str | None) -> dict[str, str]:
     return {"path": path}
 
 
+async def take_slot(slots: Slots, caller: str | None) -> Release:
+    """A worker for `caller`, or `SaltFailure` ``unavailable`` when none is free in time."""
+    try:
+        return await slots.acquire(caller)
+    except TimeoutError:
+        share = f", {slots.per_caller} for any one user" if caller is not None else ""
+        raise SaltFailure(
+            "unavailable",
+            f"Salt is busy: no worker free within {slots.queue_timeout:g}s (at most {slots.total} calls "
+            f"at once{share}); retry shortly",
+        ) from None
+
+
 class LocalSalt:
     """`salt.mode: local`: LocalClient on the master, one client per worker thread."""
 
-    def __init__(self, conf: SaltSettings, workers: int = 4) -> None:
+    def __init__(self, conf: SaltSettings, slots: Slots) -> None:
         self.conf = conf
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="salt")
+        self.slots = slots
+        self._pool = ThreadPoolExecutor(max_workers=slots.total, thread_name_prefix="salt")
         self._local = threading.local()
 
     def _check_master(self) -> None:
@@ -104,13 +124,25 @@ class LocalSalt:
             raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
         return ret[minion]
 
-    async def run(self, minion: str, fun: str, path: str | None = None) -> Any:
-        kwarg = check_call(minion, fun, path)
+    async def _submit(self, caller: str | None, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run `fn` on a worker once `caller` may have one; the worker is given back when
+        `fn` returns, even if nobody awaits it any more."""
+        release = await take_slot(self.slots, caller)
         loop = asyncio.get_running_loop()
+        try:
+            future = self._pool.submit(fn, *args)
+        except RuntimeError:  # the pool is shut down
+            release()
+            raise
+        future.add_done_callback(lambda _: _call_soon(loop, release))
+        return asyncio.wrap_future(future)
+
+    async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any:
+        kwarg = check_call(minion, fun, path)
         started = time.monotonic()
         try:
+            job = await self._submit(caller, self._cmd, minion, fun, kwarg)
             # LocalClient bounds itself (timeout, then gather_job_timeout); this is the backstop
-            job = loop.run_in_executor(self._pool, self._cmd, minion, fun, kwarg)
             result = await asyncio.wait_for(job, 3 * self.conf.timeout + 5)
         except TimeoutError:
             raise SaltFailure("timeout", f"minion {minion} did not answer within {self.conf.timeout:.0f}s") from None
@@ -134,9 +166,8 @@ class LocalSalt:
         return sorted(keys.get("minions", []))
 
     async def minions(self) -> list[str]:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._accepted)
+            return await (await self._submit(None, self._accepted))
         except SaltFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - salt's key store raises many kinds; all mean "unknown now"
@@ -150,11 +181,17 @@ class LocalSalt:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+        loop.call_soon_threadsafe(callback)
+
+
 class ApiSalt:
     """`salt.mode: api`: salt-api's rest_cherrypy with eauth, via AsyncHTTPClient."""
 
-    def __init__(self, conf: SaltSettings) -> None:
+    def __init__(self, conf: SaltSettings, slots: Slots) -> None:
         self.conf = conf
+        self.slots = slots
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
         self._token: str | None = None
         self._expires = 0.0
@@ -213,19 +250,26 @@ class ApiSalt:
                 raise SaltFailure("unavailable", "salt-api answered in an unexpected shape") from None
         raise AssertionError("unreachable")
 
-    async def run(self, minion: str, fun: str, path: str | None = None) -> Any:
+    async def _call(self, caller: str | None, chunk: dict[str, Any]) -> Any:
+        release = await take_slot(self.slots, caller)
+        try:
+            return await self._lowstate(chunk)
+        finally:
+            release()
+
+    async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any:
         kwarg = check_call(minion, fun, path)
         timeout = max(1, round(self.conf.timeout))
         chunk = {"client": "local", "tgt": [minion], "tgt_type": "list", "fun": fun, "timeout": timeout}
         if kwarg:
             chunk["kwarg"] = kwarg
-        ret = await self._lowstate(chunk)
+        ret = await self._call(caller, chunk)
         if not isinstance(ret, dict) or ret.get(minion, False) is False:
             raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
         return ret[minion]
 
     async def minions(self) -> list[str]:
-        ret = await self._lowstate({"client": "wheel", "fun": "key.list_all"})
+        ret = await self._call(None, {"client": "wheel", "fun": "key.list_all"})
         try:
             return sorted(ret["data"]["return"]["minions"])
         except (KeyError, TypeError):
@@ -241,8 +285,9 @@ class ApiSalt:
 
 def make_salt_client(conf: SaltSettings) -> LocalSalt | ApiSalt | None:
     """The client for `salt.mode`; None when file streams are off."""
+    slots = Slots(conf.workers, conf.max_calls_per_user, conf.queue_timeout)
     if conf.mode == "local":
-        return LocalSalt(conf)
+        return LocalSalt(conf, slots)
     if conf.mode == "api":
-        return ApiSalt(conf)
+        return ApiSalt(conf, slots)
     return None

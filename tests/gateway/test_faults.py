@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,16 @@ import redis
 import websockets
 
 from embedded import RedisServer
-from tests.support import GatewayProc, Service, WsClient, http_get, reader_that_stops, service_env
+from tests.support import (
+    GatewayProc,
+    NumberedPublisher,
+    Service,
+    WsClient,
+    http_get,
+    metric,
+    reader_that_stops,
+    service_env,
+)
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -23,41 +31,6 @@ def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisS
     server = RedisServer(workdir=str(tmp_path), appendonly=request.param).start()
     yield server
     server.stop()
-
-
-class NumberedPublisher(threading.Thread):
-    """Publishes 'n <i>' lines every few ms, retrying through Redis outages like a producer would.
-
-    `hold()` makes it finish the publish in hand and wait, so the test can stop Redis
-    between two publishes: a publish cut off mid-reply would be retried and doubled by
-    the producer itself, which is not what these tests are about."""
-
-    def __init__(self, url: str, prefix: str, stream: str) -> None:
-        super().__init__(daemon=True)
-        self.pub = Publisher(redis.Redis.from_url(url, socket_timeout=2), Keys(prefix))
-        self.stream = stream
-        self.stop = threading.Event()
-        self.held = threading.Event()
-        self.idle = threading.Event()
-        self.published = 0
-
-    def hold(self) -> None:
-        self.held.set()
-        self.idle.wait(5)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if self.held.is_set():
-                self.idle.set()
-                self.stop.wait(0.003)
-                continue
-            line = encode_line(Line(time.time(), f"n {self.published}"))
-            try:
-                self.pub.publish([StreamBatch(self.stream, [(0, line)])])
-                self.published += 1
-            except redis.ConnectionError:
-                pass
-            self.stop.wait(0.003)
 
 
 async def test_redis_restart_mid_stream_loses_nothing_silently(
@@ -75,7 +48,7 @@ async def test_redis_restart_mid_stream_loses_nothing_silently(
     await clients[0].wait_for(lambda: len(clients[0].texts(s)) > 100, what="lines before the restart")
     await asyncio.to_thread(producer.hold)
     own_redis.stop()
-    producer.held.clear()  # it keeps trying while Redis is down, and publishes once it is back
+    producer.release()  # it keeps trying while Redis is down, and publishes once it is back
     await clients[0].wait_for(lambda: http_get(gw.base + "/readyz")[0] == 503, what="not ready while redis is down")
     own_redis.start()
     await clients[0].wait_for(lambda: http_get(gw.base + "/readyz")[0] == 200, timeout=20, what="ready again")
@@ -106,7 +79,7 @@ async def test_stuck_client_is_closed_with_1013_and_others_continue(
     stuck = await reader_that_stops(gw.ws_url, s)
     sent = 0
     deadline = time.monotonic() + 30
-    while not slow_closes(gw):
+    while not metric(gw, "tailgate_gateway_slow_clients_closed_total"):
         assert time.monotonic() < deadline, "the stuck client was never closed"
         lines = [(0, encode_line(Line(time.time(), f"{sent + i} " + "z" * 2000))) for i in range(100)]
         pub.publish([StreamBatch(s, lines)])
@@ -119,12 +92,6 @@ async def test_stuck_client_is_closed_with_1013_and_others_continue(
             await asyncio.wait_for(stuck.recv(), 10)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1013
     await ok.close()
-
-
-def slow_closes(gw: GatewayProc) -> float:
-    body = http_get(gw.base + "/metrics")[1].decode()
-    values = [ln.split()[-1] for ln in body.splitlines() if ln.startswith("tailgate_gateway_slow_clients_closed_total")]
-    return float(values[0]) if values else 0.0
 
 
 async def test_sigterm_drains_with_1001_within_5s(rclient: redis.Redis, prefix: str, start_gateway) -> None:
@@ -165,11 +132,6 @@ async def test_sigterm_with_a_drain_grace_is_not_ready_at_once_serves_on_then_cl
     assert await asyncio.to_thread(gw.wait, 5) == 0
 
 
-def connections(gw: GatewayProc) -> float:
-    body = http_get(gw.base + "/metrics")[1].decode()
-    return float(next(ln.split()[-1] for ln in body.splitlines() if ln.startswith("tailgate_gateway_connections ")))
-
-
 async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     gw: GatewayProc = start_gateway(TAILGATE_GATEWAY_PING_INTERVAL="0.3", TAILGATE_GATEWAY_PING_TIMEOUT="1")
     # A peer that completes the handshake and then goes silent (a laptop lid closed):
@@ -182,10 +144,106 @@ async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     alive = await WsClient.connect(gw.ws_url)  # answers pings (websockets does)
     deadline = time.monotonic() + 15
-    while connections(gw) != 1.0:
+    while metric(gw, "tailgate_gateway_connections") != 1.0:
         assert time.monotonic() < deadline, "the silent peer was never dropped"
         await asyncio.sleep(0.1)
     await alive.send({"op": "ping"})
     await alive.wait_for(lambda: alive.of_type("pong"), what="the live client still served")
     writer.close()
     await alive.close()
+
+
+def every_line_once_or_told(client: WsClient, stream: str, expected: list[int]) -> None:
+    """`client` got the lines numbered `expected` in order, each once, except where a `gap`
+    or `dropped` frame for `stream` says lines are missing."""
+    position = {n: i for i, n in enumerate(expected)}
+    at, told = 0, False
+    for frame in client.frames:
+        if frame.get("stream") != stream:
+            continue
+        if frame["type"] in ("gap", "dropped"):
+            told = True
+        for line in frame.get("lines", []) if frame["type"] == "lines" else []:
+            i = position[int(line["text"].split()[1])]
+            assert i >= at, f"{line['text']!r} again or out of order"
+            assert i == at or told, f"lines {expected[at:i][:5]}... missing without a gap"
+            at, told = i + 1, False
+    assert at == len(expected), f"ended at {at} of {len(expected)}"
+
+
+def pubsub_client(r: redis.Redis) -> dict | None:
+    """The gateway's pub/sub connection, once it has resubscribed."""
+    found = [c for c in r.client_list() if c.get("name") == "tailgate-gateway-pubsub" and int(c["sub"]) > 0]
+    return found[0] if found else None
+
+
+async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
+    prefix: str, services: list[Service], tmp_path: Path
+) -> None:
+    """The pub/sub connection killed twice in quick succession, a batch over Redis's
+    pub/sub output-buffer limit, Redis SIGKILLed and restarted empty while it answers
+    LOADING (a slow load of another dataset): every client ends with every line once, or
+    an explicit gap."""
+    server = RedisServer(workdir=str(tmp_path)).start()
+    r = redis.Redis.from_url(server.url)
+    r.mset({f"filler:{i}": "x" for i in range(1000)})
+    r.save()  # the dataset the restart loads slowly; then the test starts from nothing
+    r.flushall()
+    gw = GatewayProc(
+        # a long coalescing window: lines read just before Redis dies wait in the reader
+        service_env(TAILGATE_REDIS_URL=server.url, TAILGATE_REDIS_PREFIX=prefix, TAILGATE_GATEWAY_COALESCE_MS="200"),
+        log_dir=tmp_path,
+    )
+    services.append(gw)
+    gw.start()
+    s = "kafka:faulty"
+    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
+    await live.subscribe(s)
+    await even.subscribe(s, regex=r"^n \d*[02468]\b")
+    producer = NumberedPublisher(server.url, prefix, s)
+    producer.start()
+
+    async def progress(what: str) -> None:
+        seen = len(live.texts(s))
+        await live.wait_for(lambda: len(live.texts(s)) > seen + 30, timeout=15, what=what)
+
+    await progress("lines flowing")
+    await late.subscribe(s, backlog=20)
+
+    # 1. the subscriber killed, and killed again as soon as it is back
+    first = pubsub_client(r)
+    r.client_kill_filter(_type="pubsub")
+    await live.wait_for(lambda: (c := pubsub_client(r)) is not None and c["id"] != first["id"], what="resubscribed")
+    r.client_kill_filter(_type="pubsub")
+    await progress("lines after two kills")
+
+    # 2. one batch bigger than the subscriber's output-buffer limit: Redis drops the connection
+    reconnects = metric(gw, "tailgate_gateway_redis_reconnects_total")
+    r.config_set("client-output-buffer-limit", "pubsub 262144 131072 60")
+    producer.hold()
+    producer.publish_now(300, pad=1000)
+    producer.release()
+    await live.wait_for(lambda: metric(gw, "tailgate_gateway_redis_reconnects_total") > reconnects, what="dropped")
+    r.config_set("client-output-buffer-limit", "pubsub 33554432 8388608 60")
+    await progress("lines after the overflow")
+
+    # 3. SIGKILL between two publishes, one line still in the reader's coalescing window;
+    # the restart has none of the history and answers LOADING for about a second
+    producer.hold()
+    producer.publish_now()
+    server.kill()
+    server.start(extra=("--key-load-delay", "1000", "--loading-process-events-interval-bytes", "1024"))
+    producer.release()
+    await progress("lines after the restart")
+
+    producer.stop.set()
+    producer.join()
+    total = producer.published
+    for client, expected in ((live, range(total)), (even, range(0, total, 2))):
+        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
+        every_line_once_or_told(client, s, list(expected))
+    await late.wait_for(lambda: late.texts(s)[-1:] == [f"n {total - 1}"], what="the last line")
+    every_line_once_or_told(late, s, list(range(int(late.texts(s)[0].split()[1]), total)))
+    for client in (live, even, late):
+        await client.close()
+    server.stop()

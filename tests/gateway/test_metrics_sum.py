@@ -15,8 +15,9 @@ from gateway.workers import worker_count
 pytestmark = pytest.mark.unit
 
 
-def worker(connections: int, queue_max: int, lines: dict[str, int]) -> str:
+def worker(connections: int, queue_max: int, lines: dict[str, int], ready: bool = True) -> str:
     m = GatewayMetrics()
+    m.ready.set(int(ready))
     m.connections.set(connections)
     m.queue_bytes_max.set(queue_max)
     for stream, n in lines.items():
@@ -55,6 +56,12 @@ def test_a_retired_worker_leaves_its_counters_not_its_gauges() -> None:
     assert total["tailgate_gateway_queue_bytes_max{}"] == 10
     assert total["tailgate_gateway_publish_to_send_seconds_count{}"] == 2  # histograms are kept too
     assert total["tailgate_gateway_publish_to_send_seconds_bucket{le=+Inf}"] == 2
+
+
+def test_the_process_is_ready_only_when_every_worker_is() -> None:
+    both = samples(MetricsSum().total([worker(1, 0, {}), worker(1, 0, {})]))
+    one = samples(MetricsSum().total([worker(1, 0, {}), worker(1, 0, {}, ready=False)]))
+    assert (both["tailgate_gateway_ready{}"], one["tailgate_gateway_ready{}"]) == (1, 0)
 
 
 def test_zero_workers_means_one_per_core() -> None:

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from tests.support import WsClient, http_get
+from tests.support import WsClient, assert_gateway_connections, http_get
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -27,8 +27,7 @@ async def test_1000_concurrent_clients(rclient: redis.Redis, prefix: str, start_
         expected = [f"{s} {r}-{j}" for r in range(5) for j in range(20)]
         await c.wait_for(lambda c=c, s=s: len(c.texts(s)) >= 100, timeout=30, what="100 lines")
         assert c.texts(s) == expected
-    conns = [x for x in rclient.client_list() if x.get("name", "").startswith("tailgate-gateway")]
-    assert len(conns) <= 2
+    assert_gateway_connections(rclient)
     metrics = http_get(gw.base + "/metrics")[1].decode()
     assert "tailgate_gateway_connections 1000.0" in metrics
     assert 'tailgate_gateway_lines_sent_total{stream="kafka:many0"} 10000.0' in metrics

@@ -4,7 +4,7 @@
 import { getJson, wsUrl } from './api.js';
 import { copyText, saveText } from './clipboard.js';
 import { Chips } from './chips.js';
-import { ERROR } from './codes.js';
+import { ERROR, GAP } from './codes.js';
 import { Connection } from './connection.js';
 import { compileHighlighter, describeFilter, EMPTY_FILTER, sameFilter } from './filters.js';
 import { fmtCount, fmtRate, setUtc } from './format.js';
@@ -22,6 +22,12 @@ let filter = { ...EMPTY_FILTER };
 let highlight = compileHighlighter(filter);
 let dropped = 0;
 let toastTimer = null;
+// What a `gap` note says, by the gateway's reason; an unknown reason reads as the first.
+const GAP_NOTES = {
+  [GAP.TRIMMED]: 'gap: lines older than the retained history were lost while this page was away',
+  [GAP.HISTORY_BYTES]: 'gap: more history than the gateway sends at once (gateway.max_history_bytes); lines left out here',
+  [GAP.UNAVAILABLE]: 'gap: history could not be read after a Redis outage; lines left out here',
+};
 
 function toast(text, kind = '') {
   const box = $('toast');
@@ -73,7 +79,7 @@ const conn = new Connection(wsUrl(), {
       const text = `${fmtCount(frame.count || 0)} lines dropped: this page fell behind and the gateway skipped them`;
       ws.note(s, text, 'warn', '⚠', true);
     } else if (frame.type === 'gap') {
-      ws.note(s, 'gap: lines older than the retained history were lost while this page was away', 'warn', '⚠', true);
+      ws.note(s, GAP_NOTES[frame.reason] ?? GAP_NOTES[GAP.TRIMMED], 'warn', '⚠', true);
     } else if (frame.type === 'status') {
       const bad = frame.state === 'failed' || frame.state === 'stopped';
       ws.note(s, `remote tail ${frame.state}${frame.message ? `: ${frame.message}` : ''}`, bad ? 'error' : 'info', bad ? '■' : '●');

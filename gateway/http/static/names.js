@@ -3,6 +3,7 @@
 
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const MINION = /^[A-Za-z0-9._-]{1,253}$/;
+const SALT = /^[a-z][a-z0-9_-]{0,63}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
@@ -41,5 +42,6 @@ export function checkStream(name) {
     if (c < 0) return 'a file stream is file:<minion>:<absolute path>';
     return checkMinion(rest.slice(0, c)) || checkPath(rest.slice(c + 1));
   }
-  return "a stream name starts with 'kafka:' or 'file:'";
+  if (kind === 'salt') return SALT.test(rest) ? '' : 'a Salt stream is salt:<what>, e.g. salt:jobs or salt:orch';
+  return "a stream name starts with 'kafka:', 'salt:' or 'file:'";
 }

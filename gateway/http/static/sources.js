@@ -1,4 +1,5 @@
-// The source picker: Kafka streams from GET /api/streams, minions from GET /api/minions
+// The source picker: Kafka streams and the Salt master's streams (salt:jobs, salt:orch, …;
+// failed jobs and steps are error lines, edged in red) from GET /api/streams, minions from GET /api/minions
 // and their log files from GET /api/minions/<id>/files, and a manual entry for any
 // stream name (or a minion and a path) when a listing is not available.
 
@@ -71,6 +72,7 @@ export class SourcePicker {
       this.render();
     });
     this.kafkaList = el('div', 'list');
+    this.saltList = el('div', 'list');
     this.minionList = el('div', 'list');
     const kafkaHead = el('h3', '', 'Streams');
     this.kafkaNote = el('span', 'hint');
@@ -78,7 +80,11 @@ export class SourcePicker {
     const minionHead = el('h3', '', 'Minions');
     this.minionNote = el('div', 'hint block');
     this.manual = this.buildManual();
-    this.root.replaceChildren(this.search, kafkaHead, this.kafkaList, minionHead, this.minionNote, this.minionList, this.manual);
+    this.saltHead = el('h3', '', 'Salt master');
+    this.root.replaceChildren(
+      this.search, kafkaHead, this.kafkaList, this.saltHead, this.saltList,
+      minionHead, this.minionNote, this.minionList, this.manual,
+    );
   }
 
   buildManual() {
@@ -107,7 +113,7 @@ export class SourcePicker {
     const nameForm = el('form', 'manual-form');
     const name = el('input');
     name.name = 'stream';
-    name.placeholder = 'kafka:topic or file:minion:/path';
+    name.placeholder = 'kafka:topic, salt:orch or file:minion:/path';
     name.setAttribute('aria-label', 'stream name');
     const nameErr = el('div', 'form-error');
     nameForm.append(el('label', '', 'Any stream'), name, el('button', '', 'Open'), nameErr);
@@ -195,11 +201,15 @@ export class SourcePicker {
   render() {
     const now = Date.now() / 1000;
     const rows = [];
+    const salt = [];
     for (const s of this.streams) {
       if (!s || typeof s.stream !== 'string' || s.kind === 'file' || !this.matches(s.stream)) continue;
       const live = s.rate > 0 ? `${fmtRate(s.rate)}/s` : s.last_seen ? fmtAgo(s.last_seen, now) : 'idle';
-      rows.push(this.sourceRow(s.stream, s.stream.replace(/^kafka:/, ''), live, `${s.stream}\n${s.lines ?? 0} lines`));
+      const row = this.sourceRow(s.stream, s.stream.replace(/^kafka:/, ''), live, `${s.stream}\n${s.lines ?? 0} lines`);
+      (s.kind === 'salt' ? salt : rows).push(row);
     }
+    this.saltHead.hidden = !salt.length;
+    this.saltList.replaceChildren(...salt);
     this.kafkaNote.textContent = this.streamsError || (this.streams.length ? '' : 'none yet');
     this.kafkaNote.classList.toggle('bad', !!this.streamsError);
     this.kafkaList.replaceChildren(...rows);

@@ -21,7 +21,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support import AUTH_ENV, SECRET, GatewayProc, WsClient, http, token
+from tests.support import AUTH_ENV, SECRET, WsClient, audit_records, http, metric, token
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 
@@ -36,23 +36,6 @@ async def handshake_status(url: str, **kwargs: Any) -> int:
 def publish(rclient: redis.Redis, prefix: str, stream: str, texts: list[str]) -> None:
     lines = [(0, encode_line(Line(time.time(), t))) for t in texts]
     Publisher(rclient, Keys(prefix)).publish([StreamBatch(stream, lines)])
-
-
-def audit_records(gw: GatewayProc) -> list[dict[str, Any]]:
-    out = []
-    for line in gw.output().splitlines():
-        _, sep, body = line.partition("tailgate.audit: ")
-        if sep:
-            out.append(json.loads(body))
-    return out
-
-
-def metric(gw: GatewayProc, name: str, label: str) -> float:
-    _, _, body = http(gw.base + "/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith(f"{name}{{") and label in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def wait_closed(client: WsClient, timeout: float = 10.0) -> int:

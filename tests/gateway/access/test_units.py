@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tornado.httputil import HTTPHeaders, HTTPServerRequest
 
 from gateway.__main__ import check_bind
-from gateway.access.audit import RedactTokens
+from gateway.access.audit import RedactTokens, redact
 from gateway.access.grants import compile_grants
+from gateway.access.hosts import HostPolicy, split_host
 from gateway.access.identity import Authenticator, AuthError
 from gateway.access.limits import ConnectionCounter, ControlLimiter
 from settings import AuthSettings, ConfigError, Settings
@@ -201,7 +202,12 @@ def test_tokens_in_urls_are_redacted_from_logs(caplog: pytest.LogCaptureFixture)
     logger.addFilter(RedactTokens())
     with caplog.at_level(logging.INFO, logger=logger.name):
         logger.info("%d %s", 200, "GET /ws?x=1&token=eyJsecret.part.sig (127.0.0.1)")
+        # Whatever the name decodes to the token parameter (as Tornado decodes it) is redacted.
+        for name in ("%74oken", "T%4FKEN", "%2574oken", "to%6b%65n"):
+            logger.info("%d %s", 401, f"GET /api/streams?{name}=eyJencoded.{name}.sig&keep=me (127.0.0.1)")
     assert "eyJsecret" not in caplog.text and "token=<redacted>" in caplog.text
+    assert "eyJencoded" not in caplog.text and "?%74oken=<redacted>&keep=me (127.0.0.1)" in caplog.text
+    assert redact("GET /?tokens=a&x=token=b&token2=c") == "GET /?tokens=a&x=token=b&token2=c"
 
 
 # Limits ------------------------------------------------------------------------------
@@ -244,6 +250,23 @@ def test_without_auth_only_loopback_binds_unless_explicitly_insecure() -> None:
     settings.gateway.insecure_bind = False
     settings.auth.secret = SECRET
     check_bind(settings)
+
+
+@pytest.mark.unit
+def test_host_names_answered_without_auth_are_loopback_and_the_listed_ones() -> None:
+    assert [split_host(h) for h in ("LocalHost:8080", "[::1]:80", "[::1]", "::1", "logs.internal", "a:b")] == [
+        ("localhost", "8080"), ("::1", "80"), ("::1", ""), ("::1", ""), ("logs.internal", ""), ("a:b", "")
+    ]  # fmt: skip
+    policy = HostPolicy(["logs.internal", "Console.Test:8443", "[fd00::5]:8080"])
+    for host in ("localhost", "127.0.0.1:1", "127.9.9.9", "[::1]:8080", "logs.internal:1", "console.test:8443",
+                 "[FD00::5]:8080"):  # fmt: skip
+        assert policy.allows(host), host
+    for host in ("rebind.example", "localhost.rebind.example", "console.test", "console.test:80", "[fd00::5]:80",
+                 "10.0.0.5", "0.0.0.0", ""):  # fmt: skip
+        assert not policy.allows(host), host
+    for bad in ("http://logs.internal", "*.internal", "user@host", ":8080"):
+        with pytest.raises(ConfigError, match="not a host name"):
+            HostPolicy([bad])
 
 
 def test_the_gateway_process_refuses_a_public_bind_and_a_bad_key_at_start(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from gateway.fanout.filters import compile_filter
 from gateway.fanout.hub import MERGE_BYTES, Batch, Hub
 from gateway.fanout.session import Session
+from wire.codes import GapReason
 
 pytestmark = pytest.mark.unit
 
@@ -128,7 +129,8 @@ async def test_switch_from_history_to_live_neither_loses_nor_repeats() -> None:
     hub.dispatch("kafka:x", [message(5, ["l5", "l6", "l7"])])
     hub.dispatch("kafka:x", [message(8, ["l8", "l9"])])
     history = [{"id": f"{i}-0", "ts": 1.0, "text": f"l{i}"} for i in range(1, 7)]
-    session.finish("kafka:x", gen, history, head=(6, 0))
+    session.history("kafka:x", gen, history)
+    session.finish("kafka:x", gen, head=(6, 0))
     hub.dispatch("kafka:x", [message(10, ["l10"])])
     hub.dispatch("kafka:x", [message(9, ["l9"])])  # a duplicate delivery is ignored
     await settle()
@@ -139,9 +141,11 @@ async def test_gap_is_announced_before_the_lines() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
     gen = session.begin("kafka:x", cursor=(1, 0))
-    session.finish("kafka:x", gen, [{"id": "50-0", "ts": 1.0, "text": "l50"}], None, gap=True)
+    session.history("kafka:x", gen, [{"id": "50-0", "ts": 1.0, "text": "l50"}], GapReason.TRIMMED)
+    session.finish("kafka:x", gen)
     await settle()
     assert [f["type"] for f in wire.frames] == ["gap", "lines"]
+    assert wire.frames[0]["reason"] == "trimmed"
 
 
 async def test_a_stale_catch_up_is_ignored() -> None:
@@ -149,8 +153,9 @@ async def test_a_stale_catch_up_is_ignored() -> None:
     session = Session(wire.send, wire.close, 1 << 20, 30)
     old = session.begin("kafka:x")
     new = session.begin("kafka:x")
-    session.finish("kafka:x", old, [{"id": "1-0", "ts": 1.0, "text": "stale"}], (1, 0))
-    session.finish("kafka:x", new, [], (5, 0))
+    assert not session.history("kafka:x", old, [{"id": "1-0", "ts": 1.0, "text": "stale"}])
+    session.finish("kafka:x", old, head=(1, 0))
+    session.finish("kafka:x", new, head=(5, 0))
     await settle()
     assert wire.texts() == []
 
@@ -160,7 +165,7 @@ async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     wire.blocked = asyncio.get_running_loop().create_future()
     session = Session(wire.send, wire.close, max_queue_bytes=2000, slow_timeout=30)
     hub = Hub()
-    session.finish("kafka:x", session.begin("kafka:x"), [], (0, 0))
+    session.finish("kafka:x", session.begin("kafka:x"), head=(0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 101):
         hub.dispatch("kafka:x", [message(i, [f"line {i} " + "x" * 50])])
@@ -184,7 +189,7 @@ async def test_client_without_progress_is_closed_with_1013() -> None:
     wire.blocked = asyncio.get_running_loop().create_future()
     session = Session(wire.send, wire.close, max_queue_bytes=1000, slow_timeout=0.0)
     hub = Hub()
-    session.finish("kafka:x", session.begin("kafka:x"), [], (0, 0))
+    session.finish("kafka:x", session.begin("kafka:x"), head=(0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 50):
         hub.dispatch("kafka:x", [message(i, ["y" * 100])])
@@ -201,7 +206,7 @@ async def test_live_only_subscription_delivers_lines_whatever_redis_answers_firs
     gen = session.begin("kafka:x")
     hub.add("kafka:x", session, compile_filter())
     hub.dispatch("kafka:x", [message(7, ["held"])])  # arrived before the head was read
-    session.finish("kafka:x", gen, [], None, start=(8, 0))
+    session.finish("kafka:x", gen, start=(8, 0))
     hub.dispatch("kafka:x", [message(8, ["late"])])  # head already counted it; still new here
     await settle()
     assert wire.texts() == ["held", "late"]
@@ -211,5 +216,5 @@ async def test_live_only_subscription_delivers_lines_whatever_redis_answers_firs
 async def test_resume_point_of_an_idle_live_subscription_is_where_it_started() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
-    session.finish("kafka:x", session.begin("kafka:x"), [], None, start=(42, 0))
+    session.finish("kafka:x", session.begin("kafka:x"), start=(42, 0))
     assert session.resume_point("kafka:x") == (42, 0)
