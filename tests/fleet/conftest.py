@@ -16,7 +16,7 @@ import websockets
 from embedded import free_port
 from embedded.balancer import HAProxy
 from tests.browser import numbered, restart_on_same_port
-from tests.support import GatewayProc, Service, http_get
+from tests.support import GatewayProc, Service
 
 # What every replica gets: the balancer (on loopback) is its trusted proxy, and a drain
 # grace above what the shipped health checks need to take a replica out (inter 1s, fall 2).
@@ -168,17 +168,3 @@ def assert_every_line_once_in_order(viewers: list[Resumer], total: int) -> None:
             missing = [t for t in want if t not in seen][:5]
             doubled = len(texts) - len(seen)
             pytest.fail(f"viewer {n}: {len(texts)} lines, {doubled} doubled, missing e.g. {missing}")
-
-
-def scrape(base: str) -> dict[str, float]:
-    """`/metrics` of a gateway as {'name{label="v"}': value} (labels sorted)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, body = http_get(base + "/metrics")
-    assert status == 200, body
-    out = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-    return out

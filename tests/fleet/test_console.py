@@ -5,7 +5,8 @@ from __future__ import annotations
 from playwright.sync_api import Page
 
 from tests.browser import PacedPublisher, numbers_around, wait_numbered_at_least, whole_view_after_a_reconnect
-from tests.fleet.conftest import Fleet, scrape
+from tests.fleet.conftest import Fleet
+from tests.support import metric
 from wire import Publisher
 
 
@@ -20,7 +21,7 @@ def test_the_console_goes_on_with_no_hole_and_no_duplicate_when_its_replica_is_k
     feeder.start()
     try:
         wait_numbered_at_least(page, 200)
-        serving = [r for r in fleet.replicas if scrape(r.base)["tailgate_gateway_connections"] == 1]
+        serving = [r for r in fleet.replicas if metric(r, "tailgate_gateway_connections") == 1]
         assert len(serving) == 1, "one replica holds the page's WebSocket"
         serving[0].kill()
         wait_numbered_at_least(page, feeder.sent + 200)  # lines flow again, through another replica

@@ -14,8 +14,7 @@ import pytest
 import redis
 
 from embedded import RedisServer, wait_until
-from tests.fleet.conftest import scrape
-from tests.support import GatewayProc, Service, WsClient
+from tests.support import GatewayProc, Service, WsClient, metric
 from wire import Keys, Line, Publisher, StreamBatch, encode_line
 
 STREAM = "kafka:workers"
@@ -80,10 +79,9 @@ async def test_two_workers_each_hold_their_own_pubsub_survive_each_other_and_sum
     for c in everyone:
         await c.wait_for(lambda c=c: len(c.texts(STREAM)) == 10, what="the first lines")
     for _ in range(4):  # whichever worker answers, the figures are the sum over both
-        metrics = scrape(gw.base)
-        assert metrics["tailgate_gateway_connections"] == len(everyone)
-        assert metrics[SENT] == 10 * len(everyone)
-        assert metrics["tailgate_gateway_workers"] == 2
+        assert metric(gw, "tailgate_gateway_connections") == len(everyone)
+        assert metric(gw, SENT) == 10 * len(everyone)
+        assert metric(gw, "tailgate_gateway_workers") == 2
 
     victim, survivor = pids
     psutil.Process(victim).kill()
@@ -95,12 +93,11 @@ async def test_two_workers_each_hold_their_own_pubsub_survive_each_other_and_sum
         assert c.closed_code is None
     wait_until(lambda: len(workers_of(gw)) == 2 and victim not in {w.pid for w in workers_of(gw)}, 10)
     assert "was killed by SIGKILL; starting another" in gw.output()
-    wait_until(lambda: scrape(gw.base)["tailgate_gateway_workers"] == 2, 10, what="the replacement running")
-    metrics = scrape(gw.base)
+    wait_until(lambda: metric(gw, "tailgate_gateway_workers") == 2, 10, what="the replacement running")
     # what the dead worker sent still counts; its connections no longer do
-    assert metrics[SENT] == 10 * len(everyone) + len(clients[survivor])
-    assert metrics["tailgate_gateway_connections"] == len(clients[survivor])
-    assert metrics["tailgate_gateway_worker_restarts_total"] == 1
+    assert metric(gw, SENT) == 10 * len(everyone) + len(clients[survivor])
+    assert metric(gw, "tailgate_gateway_connections") == len(clients[survivor])
+    assert metric(gw, "tailgate_gateway_worker_restarts_total") == 1
 
     running = workers_of(gw)
     gw.signal(signal.SIGTERM)
