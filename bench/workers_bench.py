@@ -39,9 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 WARMUP, SETTLE = 3.0, 3.0
 SCENARIOS = {
-    # name: (clients, streams, lines/s published in total)
-    "fanout": (500, ["kafka:fanout"], 1000),
-    "many": (1000, [f"kafka:s{i:03d}" for i in range(200)], 20000),
+    # name: (clients, streams, lines/s published in total, a regex per client)
+    "fanout": (500, ["kafka:fanout"], 1000, ""),
+    "many": (1000, [f"kafka:s{i:03d}" for i in range(200)], 20000, ""),
+    # every client its own filter on one busy stream (an incident: everyone greps for
+    # their own thing): the filtering is the gateway's work, little reaches the clients
+    "filters": (200, ["kafka:busy"], 10000, r"^0*\d+ 10\.0\.0\.{n} "),
 }
 
 
@@ -57,7 +60,7 @@ def cpu(procs: list[psutil.Process]) -> float:
 
 
 def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tmp: Path) -> dict[str, Any]:
-    clients, streams, rate = SCENARIOS[scenario]
+    clients, streams, rate, regex = SCENARIOS[scenario]
     prefix, port = f"w{time.monotonic_ns()}:", free_port()
     env = {"TAILGATE_REDIS_URL": server.url, "TAILGATE_REDIS_PREFIX": prefix, "TAILGATE_GATEWAY_PORT": str(port)}
     env["TAILGATE_SALT_MODE"] = "off"
@@ -69,7 +72,7 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         wait_until(lambda: gateway_ready(port), 30, what="gateway ready")
         gateway = [psutil.Process(gw.pid), *psutil.Process(gw.pid).children()]
         cmd = [PY, "-m", "bench.wsload", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(clients)]
-        cmd += ["--streams", ",".join(streams), "--seconds", str(seconds), "--warmup", str(WARMUP)]
+        cmd += ["--streams", ",".join(streams), "--seconds", str(seconds), "--warmup", str(WARMUP), "--regex", regex]
         load = spawn(cmd, stdout=subprocess.PIPE, text=True)
         ready = json.loads(load.stdout.readline())
         assert ready["event"] == "ready", ready
@@ -78,10 +81,11 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         publisher = spawn(pub, stdout=subprocess.DEVNULL)
         time.sleep(WARMUP)
         redis_proc = psutil.Process(server.proc.pid)
-        gw0, redis0, t0 = cpu(gateway), cpu([redis_proc]), time.monotonic()
+        each0, redis0, t0 = [cpu([p]) for p in gateway], cpu([redis_proc]), time.monotonic()
         time.sleep(seconds)
         wall = time.monotonic() - t0
-        gw_cpu, redis_cpu = (cpu(gateway) - gw0) / wall, (cpu([redis_proc]) - redis0) / wall
+        each = [(cpu([p]) - c0) / wall for p, c0 in zip(gateway, each0, strict=True)]
+        gw_cpu, redis_cpu = sum(each), (cpu([redis_proc]) - redis0) / wall
         spread = sorted(
             sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.raddr) for w in gateway[1:]
         )
@@ -100,10 +104,14 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
         "dropped": result["dropped"],
+        "gaps": result["gaps"],
+        "errors": result["errors"],
+        "closed_by_server": result["closed_by_server"],
         "gateway_cpu": round(gw_cpu, 2),
         "gateway_cpu_us_per_line": round(gw_cpu / delivered * 1e6, 2) if delivered else None,
         "redis_cpu": round(redis_cpu, 2),
         "loadgen_cpu": result["loadgen_cpu"],
+        "worker_cpu": [round(c, 2) for c in each[1:]] or [round(each[0], 2)],
         "gateway_rss_mib": round(rss, 1),
         "connections_per_worker": spread or [clients],
         "pubsub_connections": pubsub,
