@@ -49,6 +49,7 @@ from wire.codes import CloseCode
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 1.0
+ACCEPT_WAIT = 10.0  # at most, for a worker's Redis connection before it takes connections
 
 
 class Gateway:
@@ -203,10 +204,9 @@ class Gateway:
             server.listen(conf.port, conf.host)
             log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
         else:
-            server.add_sockets(self.worker.sockets())
             await self.worker.serve_own(self.own_metrics)
             self.tasks.supervise("supervisor-watch", self.worker.watch_parent)
-            log.info("worker %d serving", self.worker.index)
+            self.tasks.spawn(self._accept_once_ready(server, self.worker), "accept-once-ready")
         self.tasks.supervise("live-reader", self.live.run, ready=lambda: self.live.ready)
         self.tasks.supervise("slow-client-sweep", self._sweep)
         self.tasks.supervise("stream-rates", self.catalog.run)
@@ -228,6 +228,22 @@ class Gateway:
         await self.history_client.aclose()
         if self.worker is not None:
             self.worker.close()
+
+    async def _accept_once_ready(self, server: tornado.httpserver.HTTPServer, worker: WorkerLink) -> None:
+        """A worker takes connections from the shared socket only once it is connected to
+        Redis (or after ACCEPT_WAIT, as a lone gateway would, answering `unavailable`):
+        a balancer's `/readyz` reaches whichever worker accepts, so it cannot keep viewers
+        away from one still starting (after a restart, say); the others take them meanwhile."""
+        deadline = time.monotonic() + ACCEPT_WAIT
+        # The reader offers no event to wait on; a look every 20 ms until it connects costs nothing.
+        while not self.live.ready and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if self.draining:
+            return
+        if not self.live.ready:
+            log.warning("worker %d: no Redis after %.0fs; accepting viewers anyway", worker.index, ACCEPT_WAIT)
+        server.add_sockets(worker.sockets())
+        log.info("worker %d serving", worker.index)
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
         """Report not ready and go on serving for `drain_grace`; then stop accepting, close

@@ -106,3 +106,24 @@ async def test_two_workers_each_hold_their_own_pubsub_survive_each_other_and_sum
         assert c.closed_code == 1001
     assert await asyncio.to_thread(gw.wait, 10) == 0
     assert not [w for w in running if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+async def test_a_worker_takes_no_viewer_before_it_reaches_redis(
+    env: dict[str, str], services: list[Service], tmp_path: Path
+) -> None:
+    # A balancer's /readyz reaches whichever worker accepts: a worker still connecting
+    # (starting, restarted) must leave new viewers to the others, or they get `unavailable`.
+    later = RedisServer(workdir=str(tmp_path))  # not running yet
+    gw = GatewayProc(dict(env, TAILGATE_SALT_MODE="off", TAILGATE_REDIS_URL=later.url), log_dir=tmp_path)
+    gw.args = ["--workers", "2"]
+    services.append(gw)
+    gw.start(wait=False)
+    wait_until(lambda: len(workers_of(gw)) == 2 and "listening" in gw.output(), 10, what="the supervisor listening")
+    handshake = asyncio.ensure_future(WsClient.connect(gw.ws_url))
+    await asyncio.sleep(1.5)  # nothing happening is the point: no worker answers yet
+    assert not handshake.done()
+    services.append(later.start())
+    client = await asyncio.wait_for(handshake, 10)
+    await client.subscribe(STREAM)
+    assert client.of_type("subscribed") and not client.of_type("error"), client.frames
+    await client.close()
