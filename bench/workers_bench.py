@@ -59,6 +59,13 @@ def cpu(procs: list[psutil.Process]) -> float:
     return total
 
 
+def connections_of(pid: int, port: int) -> int:
+    """Established connections to `port` that process `pid` holds (from ss)."""
+    args = ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"]
+    out = subprocess.run(args, capture_output=True, text=True)
+    return sum(1 for row in out.stdout.splitlines() if f"pid={pid}," in row)
+
+
 def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tmp: Path) -> dict[str, Any]:
     clients, streams, rate, regex = SCENARIOS[scenario]
     prefix, port = f"w{time.monotonic_ns()}:", free_port()
@@ -80,15 +87,13 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         pub += ["--rate", str(rate), "--seconds", str(WARMUP + seconds + SETTLE)]
         publisher = spawn(pub, stdout=subprocess.DEVNULL)
         time.sleep(WARMUP)
+        spread = sorted(connections_of(w.pid, port) for w in gateway[1:])  # before the load generator lets go
         redis_proc = psutil.Process(server.proc.pid)
         each0, redis0, t0 = [cpu([p]) for p in gateway], cpu([redis_proc]), time.monotonic()
         time.sleep(seconds)
         wall = time.monotonic() - t0
         each = [(cpu([p]) - c0) / wall for p, c0 in zip(gateway, each0, strict=True)]
         gw_cpu, redis_cpu = sum(each), (cpu([redis_proc]) - redis0) / wall
-        spread = sorted(
-            sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.raddr) for w in gateway[1:]
-        )
         pubsub = sum(1 for c in r.client_list() if c.get("name") == "tailgate-gateway-pubsub")
         rss = sum(p.memory_info().rss for p in gateway) / 2**20
         result = json.loads(load.stdout.readline())
