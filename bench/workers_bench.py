@@ -95,7 +95,7 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         each = [(cpu([p]) - c0) / wall for p, c0 in zip(gateway, each0, strict=True)]
         gw_cpu, redis_cpu = sum(each), (cpu([redis_proc]) - redis0) / wall
         pubsub = sum(1 for c in r.client_list() if c.get("name") == "tailgate-gateway-pubsub")
-        rss = sum(p.memory_info().rss for p in gateway) / 2**20
+        rss = [round(p.memory_info().rss / 2**20, 1) for p in gateway]  # the supervisor first, if any
         result = json.loads(load.stdout.readline())
         load.wait(30)
         stop(publisher)
@@ -117,7 +117,7 @@ def one_run(server: RedisServer, workers: int, scenario: str, seconds: float, tm
         "redis_cpu": round(redis_cpu, 2),
         "loadgen_cpu": result["loadgen_cpu"],
         "worker_cpu": [round(c, 2) for c in each[1:]] or [round(each[0], 2)],
-        "gateway_rss_mib": round(rss, 1),
+        "rss_mib": rss,
         "connections_per_worker": spread or [clients],
         "pubsub_connections": pubsub,
     }
