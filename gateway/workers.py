@@ -8,15 +8,17 @@ SO_REUSEPORT would allow). A fresh interpreter rather than a fork: the superviso
 event loop, and the child of a fork inherits it half-way through a callback.
 
 Each worker is a whole gateway (`gateway.app.Gateway` with a `WorkerLink`): its own
-Redis pub/sub and command connections, hub and sessions. The supervisor serves no viewer:
+Redis connections, hub and sessions; it takes connections from the shared socket only
+once it reaches Redis (`Gateway._accept_once_ready`). The supervisor serves no viewer:
 
 * it restarts a worker that exits, and logs it (the pause grows while workers keep dying young);
 * on SIGTERM or SIGINT it sends SIGTERM to every worker, so they drain together (`/readyz`
   503, `gateway.drain_grace`, 1001), and exits 0 once all are gone; a repeated signal is
   harmless (a worker that is already draining ignores another);
 * it sums their metrics (`gateway.metrics_sum`): each worker serves its own exposition on a
-  unix socket in the supervisor's run directory, and `/metrics`, whichever worker answers
-  it, is fetched from the supervisor, which reads every worker's and adds them up.
+  unix socket in the supervisor's run directory (mode 0700), and `/metrics`, whichever
+  worker answers it, is fetched from the supervisor, which reads every worker's and adds
+  them up.
 
 A worker whose supervisor is gone (SIGKILLed) drains and exits by itself.
 """
@@ -159,6 +161,8 @@ class Supervisor:
             pid = int(text.split("\n", 1)[0].removeprefix("# pid "))
         except (OSError, TimeoutError, ValueError):
             return self.last.get(proc.pid)
+        if self.running.get(index) is not proc:  # it exited meanwhile: `_retire` kept its counters
+            return None
         if pid != proc.pid:  # a previous process's answer, or its successor's not yet known here
             return self.last.get(proc.pid)
         self.last[pid] = text
