@@ -103,6 +103,8 @@ POSITIVE = (
     "max_history_bytes",
     "history_connections",
     "max_pattern_chars",
+    "max_filter_terms",
+    "max_glob_minions",
     "control_rate",
     "control_burst",
     "catalog_window",

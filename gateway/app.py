@@ -39,7 +39,8 @@ from gateway.http.websocket import TailSocket
 from gateway.metrics import GatewayMetrics
 from gateway.tails.lifecycle import Tails
 from gateway.tails.minions import Minions
-from gateway.tails.salt import LocalSalt, make_salt_client
+from gateway.tails.salt import LocalSalt
+from gateway.tails.saltapi import make_salt_client
 from gateway.tasks import Tasks
 from gateway.workers import WorkerLink
 from settings import Settings
@@ -60,6 +61,7 @@ class Gateway:
         self.worker = worker  # None: alone on its port
         self.draining = False
         self._lines_in_reported = 0
+        self._lines_filtered_reported = 0
         self.metrics = GatewayMetrics()
         self.tasks = Tasks(self.metrics)
         stored = StoredLines(self.metrics)
@@ -135,6 +137,8 @@ class Gateway:
         self.metrics.reader_connected.set(int(self.live.connected))
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
+        self.metrics.lines_filtered.inc(self.hub.lines_filtered - self._lines_filtered_reported)
+        self._lines_filtered_reported = self.hub.lines_filtered
         sessions = self.orchestrator.sessions
         self.metrics.queue_bytes.set(sum(s.queued_bytes for s in sessions))
         self.metrics.queue_bytes_max.set(max((s.queued_bytes for s in sessions), default=0))
@@ -159,6 +163,7 @@ class Gateway:
             "metrics": self.metrics,
             "guard": guard,
             "tasks": self.tasks,
+            "minions": self.tails.minions,
         }
         files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
         # With --workers, /metrics is the sum over every worker, whichever one answers.

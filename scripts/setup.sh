@@ -32,6 +32,7 @@ if [ "$want_test" = 1 ]; then
   have nginx || missing+=(nginx)  # tests check and run conf/nginx.conf
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool: conf/monitoring/ alert rules
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies the tailgate formula's units
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # a real terminal for the tailgate command's tests
 fi
 [ ${#missing[@]} -gt 0 ] && apt_install "${missing[@]}"
 
@@ -51,5 +52,20 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
   # a test set-up also satisfies the runtime
   [ "$want_test" = 1 ] && touch ".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-0"
+fi
+
+# The `tailgate` command: a launcher in .venv/bin running this checkout's `python -m tailgate`.
+# It finds the checkout from the path it was started by (.venv/bin/tailgate -> ../..), so it
+# is the same file for every checkout; nothing is copied that could go stale.
+launcher=.venv/bin/tailgate
+read -r -d '' body <<'LAUNCHER' || true
+#!/bin/sh
+# Installed by scripts/setup.sh: the tailgate command of the checkout this .venv is in.
+here=$(dirname "$0")
+PYTHONPATH="$here/../..${PYTHONPATH:+:$PYTHONPATH}" exec "$here/python" -m tailgate "$@"
+LAUNCHER
+if [ ! -x "$launcher" ] || [ "$(cat "$launcher")" != "$body" ]; then
+  printf '%s\n' "$body" > "$launcher"
+  chmod 755 "$launcher"
 fi
 exit 0

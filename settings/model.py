@@ -95,6 +95,8 @@ class GatewaySettings:
     max_history_bytes: int = 8 * 1024 * 1024
     history_connections: int = 4
     max_pattern_chars: int = 1_000
+    max_filter_terms: int = 20  # keyword terms, excluded terms and fields of one subscribe
+    max_glob_minions: int = 50  # minions one file:<minion glob>:<path> subscribe may open
     control_rate: float = 20.0
     control_burst: int = 40
     catalog_window: float = 600.0

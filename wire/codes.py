@@ -41,6 +41,9 @@ class GapReason(StrEnum):
     TRIMMED = "trimmed"  # history was trimmed past the client's cursor
     HISTORY_BYTES = "history_bytes"  # the request asked for more than gateway.max_history_bytes of history
     UNAVAILABLE = "unavailable"  # history stayed unreadable after a Redis reconnect; the gateway went on live
+    # The two below begin a new sequence of ids: the lines after them are new to the client, whatever their ids.
+    RESET = "reset"  # the history was created again (Redis lost it): lines after the client's cursor may be lost
+    BEHIND = "behind"  # the history ends before the client's cursor (a replica that was behind, an older snapshot)
 
 
 class ProtocolError(Exception):

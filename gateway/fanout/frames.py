@@ -25,14 +25,16 @@ def error_frame(code: str, message: str, stream: str | None = None) -> bytes:
     return encode(body)
 
 
-def lines_prefix(stream: str) -> bytes:
-    """The bytes before a JSON array of lines in a `lines` frame for `stream`."""
-    return b'{"type":"lines","stream":' + dumpb(stream) + b',"lines":'
+def lines_prefix(stream: str, epoch: str | None = None) -> bytes:
+    """The bytes before a JSON array of lines in a `lines` frame for `stream`, with the
+    epoch of the history the lines are from when it has one (a valid epoch: [0-9a-z])."""
+    with_epoch = b',"epoch":"' + epoch.encode() + b'"' if epoch else b""
+    return b'{"type":"lines","stream":' + dumpb(stream) + with_epoch + b',"lines":'
 
 
-def lines_frame(stream: str, lines: list[dict[str, Any]]) -> bytes:
+def lines_frame(stream: str, lines: list[dict[str, Any]], epoch: str | None = None) -> bytes:
     """A `lines` frame from parsed lines (history, filtered batches)."""
-    return lines_prefix(stream) + dumpb(lines) + b"}"
+    return lines_prefix(stream, epoch) + dumpb(lines) + b"}"
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -9,40 +9,65 @@ follows the size of the lines read so far), and one request reads at most
 `backlog` reads newest first, so it keeps what it found (at most the byte bound) to hand
 it on oldest first.
 
-Resume reads check, in the same MULTI as each XRANGE, what XINFO STREAM says about
-removed entries: if trimming removed lines newer than what the client has, the page says
-`gap` (reason `trimmed`), right where the lines are missing. Entries are read through
-`StoredLines`, which makes what an older producer stored canonical and never raises for an
-entry it cannot read.
+Every read also reads the history's epoch (wire/epoch.py) in the same MULTI, and every
+page says it. Resume reads check, in the same MULTI as each XRANGE, that the history is
+still the one the client's cursor belongs to, and where it stands against the cursor
+(XINFO STREAM), each told with a `gap` right where lines may be missing:
+
+* another epoch than the client's (or no history now while the client holds one): the
+  history was created again, every line in it is new to the client (`reset`; it is read
+  from its start);
+* the history's last generated id older than the cursor: lines the client saw are gone,
+  so whatever followed them may be too (`behind`: a failover to a replica that was behind,
+  a restore from an older snapshot). A cursor equal to it is simply the newest line;
+* trimming removed lines newer than the cursor (`trimmed`).
+
+After `reset` or `behind` the page names the cursor the client now holds in this history
+(`rewind`). Entries are read through `StoredLines`, which makes what an older producer
+stored canonical and never raises for an entry it cannot read.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from gateway.fanout.stored import StoredLines
 from wire import Keys
 from wire.codes import GapReason
 from wire.envelope import UNREADABLE_META, LineId, format_id, parse_id
+from wire.epoch import queue_read
 
 PAGE_LINES = 1000
 PAGE_BYTES = 256 * 1024
 FIRST_PAGE_LINES = 100
 
-Match = Callable[[str], bool] | None
+Match = Callable[[dict[str, Any]], bool] | None
+
+
+START: LineId = (0, 0)  # the cursor of a client that has no line of a history
 
 
 @dataclass(slots=True)
 class Page:
-    """History lines in id order; `gap` says lines are missing just before them, and why."""
+    """History lines in id order; `gap` says lines are missing just before them, and why.
+    `epoch` is the epoch of the history they are from (None: it has none); `rewind`, with
+    a `reset` or `behind` gap, the cursor the client holds in that history from now on."""
 
     lines: list[dict[str, Any]]
     gap: GapReason | None = None
+    epoch: str | None = None
+    rewind: LineId | None = None
+
+
+class Head(NamedTuple):
+    """The newest id in a history (None when it holds nothing) and the history's epoch."""
+
+    last: LineId | None
+    epoch: str | None
 
 
 class _Budget:
@@ -81,15 +106,21 @@ class History:
     @staticmethod
     def _passes(line: dict[str, Any], match: Match) -> bool:
         # a notice for an unreadable line passes every filter: that line might have matched
-        return match is None or match(line["text"]) or line.get("meta") is UNREADABLE_META
+        return match is None or match(line) or line.get("meta") is UNREADABLE_META
 
-    async def head(self, stream: str) -> LineId | None:
-        """The newest id in a stream's history, or None when it holds nothing."""
-        entries = await self.client.xrevrange(self.keys.hist(stream), count=1)
-        return parse_id(entries[0][0]) if entries else None
+    async def head(self, stream: str) -> Head:
+        """The newest id in a stream's history and its epoch, read together."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(self.keys.hist(stream), count=1)
+            queue_read(pipe, self.keys, stream)
+            entries, exists, value = await pipe.execute()
+        return Head(parse_id(entries[0][0]) if entries else None, self.stored.history_epoch(stream, exists, value))
 
-    async def backlog(self, stream: str, count: int, match: Match, upper: LineId) -> AsyncGenerator[Page, None]:
-        """The last `count` lines up to `upper` (matching `match`), oldest first."""
+    async def backlog(
+        self, stream: str, count: int, match: Match, upper: LineId, epoch: str | None
+    ) -> AsyncGenerator[Page, None]:
+        """The last `count` lines up to `upper` (matching `match`), oldest first; `upper`
+        and `epoch` are the history's `head`."""
         key = self.keys.hist(stream)
         budget = _Budget(self.max_bytes)
         found: list[tuple[dict[str, Any], int]] = []  # newest first, with their sizes
@@ -117,28 +148,65 @@ class History:
             page.append(line)
             size += nbytes
             if size >= PAGE_BYTES or len(page) == PAGE_LINES:
-                yield Page(page, gap)
+                yield Page(page, gap, epoch)
                 page, size, gap = [], 0, None
         if page or gap is not None:
-            yield Page(page, gap)
+            yield Page(page, gap, epoch)
 
-    async def since(self, stream: str, cursor: LineId, match: Match) -> AsyncGenerator[Page, None]:
-        """Every line after `cursor` (matching `match`), oldest first, a page at a time."""
+    async def since(
+        self,
+        stream: str,
+        cursor: LineId,
+        match: Match,
+        epoch: str | None = None,
+        until: LineId | None = None,
+        limit: int | None = None,
+        held_cursor: bool = True,
+    ) -> AsyncGenerator[Page, None]:
+        """Every line after `cursor` (matching `match`), oldest first, a page at a time; the
+        first page always comes, to say the history's epoch. With `until`, only the lines
+        before it; with `limit`, at most that many.
+
+        `epoch` is the epoch of the history `cursor` is from; None when not known (a client
+        from before epochs), and then only the ids are compared. `held_cursor` False: the
+        cursor is a time the client asked for (`from`), not an id it holds, so a cursor
+        newer than the history is no sign of a history that went back (`behind`)."""
         key = self.keys.hist(stream)
         budget = _Budget(self.max_bytes)
-        read_to = cursor
+        read_to, held, said = cursor, epoch, False
+        top = "+" if until is None else "(" + format_id(until)
+        left = limit
         while True:
-            asked = budget.page()
+            asked = budget.page(left if left is not None and match is None else PAGE_LINES)
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xinfo_stream(key)
-                pipe.xrange(key, min="(" + format_id(read_to), count=asked)
-                info, entries = await pipe.execute(raise_on_error=False)
-            if isinstance(info, ResponseError) and not entries:
-                return  # no such key: nothing was ever kept, nothing lost
-            for reply in (info, entries):
+                pipe.xrange(key, min="(" + format_id(read_to), max=top, count=asked)
+                queue_read(pipe, self.keys, stream)
+                info, entries, exists, value = await pipe.execute(raise_on_error=False)
+            for reply in (entries, exists, value):
                 if isinstance(reply, Exception):
                     raise reply
-            gap = GapReason.TRIMMED if _lost_after(info, read_to) else None
+            if exists and isinstance(info, Exception):
+                raise info  # (XINFO fails for a missing key: that is no error)
+            now = self.stored.history_epoch(stream, exists, value)
+            if held is not None and now != held:
+                # Another history than the cursor's: read this one from its start.
+                yield Page([], GapReason.RESET, now, START)
+                if not exists:
+                    return
+                read_to, held, said = START, now, True
+                continue
+            if not exists:
+                if not said:
+                    yield Page([], None, now)
+                return  # nothing kept, and the client holds no epoch to say it was lost
+            gap, rewind = None, None
+            newest = parse_id(info["last-generated-id"])
+            if newest < read_to and held_cursor:
+                gap, rewind = GapReason.BEHIND, newest
+            elif _lost_after(info, read_to):
+                gap = GapReason.TRIMMED
+            held = now
             lines: list[dict[str, Any]] = []
             cut = False
             for entry_id, fields in entries:
@@ -148,11 +216,18 @@ class History:
                 line = self.stored.entry(stream, entry_id, fields)
                 if self._passes(line, match):
                     lines.append(line)
-            if lines or gap:
-                yield Page(lines, gap)
+                    if left is not None and len(lines) == left:
+                        break
+            if lines or gap or not said:
+                yield Page(lines, gap, now, rewind)
+                said = True
+            if left is not None:
+                left -= len(lines)
+                if left <= 0:
+                    return
             if cut:
                 # The lines after the last one sent are skipped: the client is told, then goes live.
-                yield Page([], GapReason.HISTORY_BYTES)
+                yield Page([], GapReason.HISTORY_BYTES, now)
                 return
             if len(entries) < asked:
                 return

@@ -9,6 +9,10 @@ Redis reconnect, `streams()` is the truth to resubscribe from.
 A batch is forwarded as Redis holds it, unparsed, unless it may break the canonical text
 rule (wire.envelope.may_break_rule: an older producer's lone surrogate or NaN): then it
 is read through `StoredLines` and re-encoded before anyone gets it.
+
+Every batch carries the epoch of the history its lines belong to, from the message
+headers (wire.epoch; None from a producer older than epochs), and its frame says it
+(`"epoch"`): messages of two epochs are never merged into one batch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fanout.filters import LineFilter
+from gateway.fanout.filters import FilterKey, LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
 from gateway.fanout.stored import StoredLines
@@ -35,7 +39,8 @@ class Batch:
     """Lines of one stream for one filter group, encoded once, shared by its members.
 
     `first` and `last` are the ids of the first and last line in `frame`. `lines` (the
-    parsed lines) is filled lazily, only when a member needs to trim the batch.
+    parsed lines) is filled lazily, only when a member needs to trim the batch. `epoch`
+    is the epoch of the history the lines are from (None: their producer did not say).
     """
 
     stream: str
@@ -46,6 +51,7 @@ class Batch:
     _lines: list[dict[str, Any]] | None = None
     _ws_frame: bytes | None = None
     _lag: tuple[int, float] | None = None
+    epoch: str | None = None
 
     @property
     def lag(self) -> tuple[int, float]:
@@ -77,7 +83,8 @@ class Batch:
         if self.last <= cursor:
             return None
         kept = [line for line in self.lines if parse_id(line["id"]) > cursor]
-        return Batch(self.stream, parse_id(kept[0]["id"]), self.last, len(kept), lines_frame(self.stream, kept), kept)
+        frame = lines_frame(self.stream, kept, self.epoch)
+        return Batch(self.stream, parse_id(kept[0]["id"]), self.last, len(kept), frame, kept, epoch=self.epoch)
 
 
 class Member(Protocol):
@@ -95,8 +102,9 @@ class _Group:
 @dataclass(slots=True)
 class _Channel:
     prefix: bytes
-    groups: dict[tuple[str, str, bool], _Group] = field(default_factory=dict)
-    member_filter: dict[Member, tuple[str, str, bool]] = field(default_factory=dict)
+    epoch: str | None = None  # the epoch `prefix` says
+    groups: dict[FilterKey, _Group] = field(default_factory=dict)
+    member_filter: dict[Member, FilterKey] = field(default_factory=dict)
 
 
 class Hub:
@@ -106,6 +114,7 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self.stored = stored or StoredLines()
         self.lines_in = 0
+        self.lines_filtered = 0  # lines tested against a filter: once per distinct filter, whatever its viewers
 
     def add(self, stream: str, member: Member, line_filter: LineFilter) -> bool:
         """Add or re-filter a viewer; True when this is the stream's first viewer."""
@@ -183,7 +192,12 @@ class Hub:
             self._fan_out(stream, channel, run)
 
     def _fan_out(self, stream: str, channel: _Channel, parts: list[LiveMessage]) -> None:
-        first, last, count, array, _ = parts[0]
+        first, last, count, array, epoch = parts[0]
+        if epoch != channel.epoch:
+            epoch = self.stored.epoch(stream, epoch)  # checked once per change: frames carry it as it is
+            if epoch != channel.epoch:
+                channel.prefix, channel.epoch = lines_prefix(stream, epoch), epoch
+        epoch = channel.epoch  # one object for every batch of an epoch: sessions compare it at once
         if len(parts) > 1:
             last = parts[-1][1]
             count = sum(p[2] for p in parts)
@@ -197,14 +211,15 @@ class Hub:
                 array = dumpb(parsed)
         for group in list(channel.groups.values()):
             if group.filter.passes_all:
-                batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed)
+                batch = Batch(stream, first, last, count, channel.prefix + array + b"}", parsed, epoch=epoch)
             else:
                 if parsed is None:
                     parsed = self.stored.array(stream, array, clean)[0]
                 match = group.filter.match
                 assert match is not None  # (not passes_all)
                 # a notice for an unreadable line passes every filter: that line might have matched
-                kept = [line for line in parsed if match(line["text"]) or line.get("meta") is UNREADABLE_META]
+                self.lines_filtered += len(parsed)
+                kept = [line for line in parsed if match(line) or line.get("meta") is UNREADABLE_META]
                 if not kept:
                     continue
                 batch = Batch(
@@ -212,8 +227,9 @@ class Hub:
                     parse_id(kept[0]["id"]),
                     parse_id(kept[-1]["id"]),
                     len(kept),
-                    lines_frame(stream, kept),
+                    lines_frame(stream, kept, epoch),
                     kept,
+                    epoch=epoch,
                 )
             for member in list(group.members):
                 member.deliver(batch)

@@ -8,6 +8,12 @@ repeats a line. History arrives a page at a time (`history`), each sent at once,
 reader waits for `room` in the outbox before the next, so a client that reads gets all of
 it and memory stays bounded. Backpressure (shedding, slow clients) is the outbox's
 (fanout/outbox.py).
+
+Each subscription also keeps the epoch of the history its cursor is from (wire/epoch.py),
+told by every history page and every live batch. A live batch of another epoch than a
+known one means the history was created again under a live subscription: the client is
+told `gap` (reason `reset`) once, and the cursor starts again in the new history, as it
+does after a history page with a `reset` or `behind` gap (`Page.rewind`).
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.fanout.frames import encode, lines_frame
+from gateway.fanout.history import START, Page
 from gateway.fanout.hub import Batch
 from gateway.fanout.outbox import CloseFn, DeliveryMetrics, Outbox, SendFn
 from wire.codes import GapReason
-from wire.envelope import LineId, parse_id
+from wire.envelope import LineId, format_id, parse_id
 
 HISTORY_FRAME_LINES = 500
 
@@ -28,10 +35,12 @@ HISTORY_FRAME_LINES = 500
 class _Sub:
     cursor: LineId | None = None  # the newest id this client has, or is known to need not
     start: LineId | None = None  # where a live-only subscription began, to resume from
+    epoch: str | None = None  # the epoch of the history `cursor` (or `start`) is from; None: not known
     catching_up: bool = True
     held: list[Batch] = field(default_factory=list)
     held_bytes: int = 0
     generation: int = 0
+    tell_caught_up: bool = False  # the client asked for `caught_up` frames
 
 
 class Session:
@@ -55,19 +64,23 @@ class Session:
 
     # Subscription lifecycle -------------------------------------------------------
 
-    def begin(self, stream: str, cursor: LineId | None = None) -> int:
+    def begin(
+        self, stream: str, cursor: LineId | None = None, epoch: str | None = None, caught_up: bool = False
+    ) -> int:
         """Start (or restart) catching up on `stream`; live batches are held meanwhile.
+        `cursor` and `epoch`: what a client resuming with `since` holds. `caught_up`: a new
+        subscription whose client wants a `caught_up` frame each time it goes live.
 
         Returns a generation number that `history` and `finish` must present, so a
         catch-up that a newer subscribe or a reconnect superseded is ignored.
         """
         sub = self.subs.get(stream)
         if sub is None:
-            sub = self.subs[stream] = _Sub(cursor=cursor)
+            sub = self.subs[stream] = _Sub(cursor=cursor, epoch=epoch, tell_caught_up=caught_up)
         else:
             sub.catching_up, sub.held, sub.held_bytes = True, [], 0
             if cursor is not None:
-                sub.cursor = cursor
+                sub.cursor, sub.epoch = cursor, epoch
         self._generations += 1
         sub.generation = self._generations
         return sub.generation
@@ -77,27 +90,31 @@ class Session:
         sub = self.subs.get(stream)
         return sub is not None and sub.generation == generation and sub.catching_up and not self.closed
 
-    def resume_point(self, stream: str) -> LineId:
-        """The id after which this client needs every line of `stream`."""
+    def resume_point(self, stream: str) -> tuple[LineId, str | None]:
+        """The id after which this client needs every line of `stream`, and the epoch of
+        the history that id is from (None: not known)."""
         sub = self.subs.get(stream)
         if sub is None:
-            return (0, 0)
-        return sub.cursor or sub.start or (0, 0)
+            return START, None
+        return sub.cursor or sub.start or START, sub.epoch
 
-    def history(self, stream: str, generation: int, lines: list[dict[str, Any]], gap: GapReason | None = None) -> bool:
+    def history(self, stream: str, generation: int, page: Page) -> bool:
         """Send a page of a catch-up: `gap` first if lines are missing before it, then its
         lines the client does not have yet. False when the catch-up is no longer wanted
         (stop reading)."""
         if not self.catching_up(stream, generation):
             return False
         sub = self.subs[stream]
-        if gap is not None:
-            self.control({"type": "gap", "stream": stream, "reason": gap})
+        if page.gap is not None:
+            self.gap(stream, page.gap)
+        if page.rewind is not None:
+            sub.cursor, sub.start = page.rewind, None
+        sub.epoch = page.epoch
         cursor = sub.cursor
-        fresh = [line for line in lines if cursor is None or parse_id(line["id"]) > cursor]
+        fresh = [line for line in page.lines if cursor is None or parse_id(line["id"]) > cursor]
         for i in range(0, len(fresh), HISTORY_FRAME_LINES):
             chunk = fresh[i : i + HISTORY_FRAME_LINES]
-            self.outbox.push_lines(stream, lines_frame(stream, chunk), len(chunk), 0)
+            self.outbox.push_lines(stream, lines_frame(stream, chunk, page.epoch), len(chunk), 0)
         if fresh:
             sub.cursor = parse_id(fresh[-1]["id"])
         return True
@@ -123,9 +140,23 @@ class Session:
         if start is not None:
             sub.start = start
         sub.catching_up = False
+        if sub.tell_caught_up:
+            # Before the held lines: what follows is live, and `after` is where to resume
+            # from when nothing more arrives (a client merging streams by time waits for it).
+            frame = {"type": "caught_up", "stream": stream, "after": format_id(sub.cursor or sub.start or START)}
+            if sub.epoch is not None:
+                frame["epoch"] = sub.epoch  # (resume with since = after and this epoch)
+            self.control(frame)
         held, sub.held, sub.held_bytes = sub.held, [], 0
         for batch in held:
             self.deliver(batch)
+
+    def complete(self, stream: str, generation: int) -> None:
+        """End a finite query (its history already sent): `complete`, and the subscription
+        is gone."""
+        if self.catching_up(stream, generation):
+            self.control({"type": "complete", "stream": stream})
+            self.forget(stream)
 
     def forget(self, stream: str) -> None:
         """Forget a subscription (unsubscribe or replaced). Queued frames still go out."""
@@ -146,6 +177,12 @@ class Session:
                 sub.held_bytes -= len(old.frame)
                 self.outbox.note_dropped(batch.stream, old.count)
             return
+        if batch.epoch is not None and batch.epoch != sub.epoch:
+            if sub.epoch is not None:
+                # The history was created again under this live subscription (FLUSHALL, a restart).
+                self.gap(batch.stream, GapReason.RESET)
+                sub.cursor, sub.start = START, None
+            sub.epoch = batch.epoch
         if sub.cursor is not None and batch.first <= sub.cursor:
             trimmed = batch.after(sub.cursor)
             if trimmed is None:
@@ -153,6 +190,10 @@ class Session:
             batch = trimmed
         sub.cursor = batch.last
         self.outbox.push_batch(batch)
+
+    def gap(self, stream: str, reason: GapReason) -> None:
+        """Tell the client lines of `stream` may be missing just before its next ones."""
+        self.control({"type": "gap", "stream": stream, "reason": reason})
 
     def control(self, obj: dict[str, Any]) -> None:
         """Queue a control frame (never dropped)."""

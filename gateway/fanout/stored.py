@@ -5,6 +5,7 @@ or foreign producer stored: a lone surrogate, NaN or Infinity is rewritten on th
 out; a line that cannot be read at all (not JSON, nested deeper than the parser goes)
 reaches viewers as a notice under its own id (wire.envelope.read_line). Either is
 counted and logged once per stream, never passed on as it is nor dropped unsaid.
+A history epoch that is not one (a key written by hand) is read as no epoch, logged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import Any, Protocol
 
 from wire.envelope import read_line, read_lines
+from wire.epoch import EPOCH_RE, epoch_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,30 @@ class StoredLines:
         if how:
             self._note(stream, how, 1)
         return line
+
+    def epoch(self, stream: str, value: str | None) -> str | None:
+        """A live message's epoch (`LiveMessage.epoch`), or None when it is not a valid one:
+        it goes into frames as it is, so it must be plain JSON text."""
+        if value is None or EPOCH_RE.fullmatch(value):
+            return value
+        self._bad_epoch(stream, value)
+        return None
+
+    def history_epoch(self, stream: str, exists: object, value: object) -> str | None:
+        """A history's epoch from the replies to `wire.epoch.queue_read` (see `epoch_of`);
+        None, as for a history without one, when the key holds no valid epoch."""
+        try:
+            return epoch_of(exists, value)
+        except ValueError:
+            self._bad_epoch(stream, value)
+            return None
+
+    def _bad_epoch(self, stream: str, value: object) -> None:
+        if (stream, "epoch") not in self._logged:
+            self._logged.add((stream, "epoch"))
+            log.warning(
+                "%s: the history's epoch %.60r is not an epoch; read as none (said once per stream)", stream, value
+            )
 
     def _note(self, stream: str, how: str, lines: int) -> None:
         if self.metrics is not None:

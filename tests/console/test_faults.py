@@ -6,6 +6,7 @@ against the wire contract.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -90,6 +91,31 @@ def test_a_resume_past_the_retained_history_says_gap_where_lines_were_lost(
     assert numbers == sorted(set(numbers)) and len(numbers) < 2000, "a hole, announced, never a duplicate"
 
 
+def test_a_resume_after_redis_lost_the_history_says_so_where_lines_may_be_missing(
+    page: Page,
+    rclient: redis.Redis,
+    prefix: str,
+    pub: Publisher,
+    start_gateway,
+    services: list[Service],
+    tmp_path: Path,
+) -> None:
+    gw = start_gateway()
+    s, keys = "kafka:recreated", Keys(prefix)
+    open_console(page, gw, f"#s={s}")
+    publish_numbered(pub, s, 1, 10)
+    wait_last_line(page, numbered(10))
+    gw.stop()
+    page.wait_for_selector("#conn[data-state=down]", timeout=10000)
+    rclient.delete(keys.hist(s), keys.epoch(s))  # what a Redis restarted empty holds of it
+    publish_numbered(pub, s, 11, 20)  # a new history, whose ids are newer anyway
+    restart_on_same_port(gw, services, tmp_path)
+    wait_last_line(page, numbered(20), timeout=20)
+    rows = download_rows(page)
+    assert numbers_around(rows, "Redis lost this stream's history") == [(10, 11)], rows
+    assert [int(row.split()[2]) for row in rows if not row.startswith("#")] == list(range(1, 21))
+
+
 def test_lines_the_gateway_drops_are_announced_where_they_went_missing(
     page: Page, pub: Publisher, start_gateway
 ) -> None:
@@ -171,14 +197,21 @@ NAMES = [
     "file:web-01",
     "http:nope",
     "",
+    "file:web-*:/var/log/nginx/error.log",
+    "file:w?b-0*:/x",
+    "file:web-[12]:/x",
+    "file:web-*:relative",
+    "file:web-*;id:/x",
 ]
 
 
 def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None:
     """The page's own logic, run in the browser: ids compare as numbers, merged buffers
     order by time, share links round-trip, RE2 spellings highlight, and stream names are
-    judged exactly as wire.names judges them."""
-    from wire.names import StreamNameError, parse_stream
+    judged exactly as wire.names judges them (minion globs included)."""
+    from gateway.http.protocol import parse_command
+    from gateway.http.queries import Limits
+    from wire.names import StreamNameError, parse_selector
 
     gw = start_gateway()
     resp = page.goto(f"{gw.base}/")
@@ -204,6 +237,20 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
       conn.accept(sub, [{ id: '9-99' }, { id: '9-100' }, { id: '10-2' }, { id: '10-11' }]);
       conn.accept(sub, [{ id: '10-3' }, { id: '10-11' }, { id: '11-0' }]);
       out.passed = passed;
+      // the epoch goes with the cursor; after a `reset` gap the ids start again
+      const got = [];
+      const sent = [];
+      const c2 = new Connection('ws://unused', { lines: (s, ls) => got.push(...ls.map((l) => l.id)), notice() {} });
+      c2.send = (msg) => sent.push(msg) > 0;
+      const s2 = { stream: 's', lastId: null, epoch: null, active: true, held: [], awaiting: false, fresh: false };
+      c2.subs.set('s', s2);
+      const frame = (obj) => c2.message(JSON.stringify({ stream: 's', ...obj }));
+      frame({ type: 'lines', epoch: 'e1', lines: [{ id: '9-0' }] });
+      frame({ type: 'gap', reason: 'reset' });
+      frame({ type: 'lines', epoch: 'e2', lines: [{ id: '5-0' }] });
+      frame({ type: 'lines', epoch: 'e2', lines: [{ id: '5-0' }, { id: '6-0' }] });
+      c2.sendSubscribe(s2);
+      out.epochs = { got, resume: sent[0] };
       const state = {
         streams: ['kafka:a', 'file:m:/var/log/a b&c#d.log'],
         filter: { q: 'x & y #1 ü', regex: true, ignoreCase: true },
@@ -217,6 +264,13 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
       out.keyword = matchRanges('a.b axb a.b', hl('a.b', false, false).re);
       out.re2only = hl('(?U)a+', true, false).error !== '';
       out.names = names.map((n) => checkStream(n) === '');
+      const { filterFields } = await import('./static/filters.js');
+      const box = 'error -healthz level:warn "two words" http.status:500';
+      out.query = filterFields({ q: box, regex: false, ignoreCase: true });
+      const linked = { streams: ['kafka:a'], filter: { q: '', regex: false, ignoreCase: false }, layout: 'merged',
+                       link: { id: '17-2', context: 5, follow: true } };
+      out.link = encodeState(linked);
+      out.linkRoundtrip = JSON.stringify(decodeState(out.link)) === JSON.stringify(linked);
       return out;
     }""",
         NAMES,
@@ -224,6 +278,10 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
     assert result["merged"] == [1, 3, 2, 5], "by time; the oldest (seq 4, ts 5) evicted at capacity"
     assert result["index"] == 2
     assert result["passed"] == ["10-2", "10-11", "11-0"], "ids compare as numbers; nothing old or repeated passes"
+    assert result["epochs"] == {
+        "got": ["9-0", "5-0", "6-0"],
+        "resume": {"op": "subscribe", "stream": "s", "caught_up": True, "since": "6-0", "epoch": "e2"},
+    }, "after a reset the ids start again; a resume sends the epoch of its cursor"
     assert result["roundtrip"], result["hash"]
     assert result["ci"] == [[3, 8], [16, 21]]
     assert result["named"] == [[9, 13]]
@@ -232,12 +290,25 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
 
     def valid(name: str) -> bool:
         try:
-            parse_stream(name)
+            parse_selector(name)
         except StreamNameError:
             return False
         return True
 
     assert result["names"] == [valid(n) for n in NAMES]
+    # the filter box's syntax becomes fields the gateway takes as they are
+    assert result["query"] == {
+        "keyword": ["error", "two words"],
+        "exclude": ["healthz"],
+        "fields": {"level": "warn", "http.status": "500"},
+        "ignore_case": True,
+    }
+    command = parse_command(json.dumps({"op": "subscribe", "stream": "kafka:x", **result["query"]}), Limits())
+    assert command.filter.keywords == ("error", "two words") and command.filter.fields == (
+        ("level", "warn"),
+        ("http.status", "500"),
+    )
+    assert result["link"] == "#s=kafka:a&at=17-2&ctx=5&live=1" and result["linkRoundtrip"]
 
 
 def test_with_authentication_on_the_page_says_why_and_works_with_a_token(

@@ -53,6 +53,8 @@ async def test_bad_frames_get_errors_and_the_connection_stays_usable(
         '{"op":"subscribe","stream":"kafka:x","backlog":-1}',
         '{"op":"subscribe","stream":"kafka:x","regex":"(unclosed"}',
         '{"op":"subscribe","stream":"kafka:x","since":"yesterday"}',
+        '{"op":"subscribe","stream":"kafka:x","since":"1-0","epoch":"Not-One"}',
+        '{"op":"subscribe","stream":"kafka:x","epoch":"18c2f1a0b3c4d5e6f"}',
     ]:
         before = len(c.frames)
         await c.send(bad)

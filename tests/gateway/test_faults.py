@@ -12,7 +12,7 @@ import pytest
 import redis
 import websockets
 
-from embedded import RedisServer
+from embedded import RedisServer, wait_until
 from tests.support import (
     GatewayProc,
     NumberedPublisher,
@@ -177,6 +177,32 @@ def pubsub_client(r: redis.Redis) -> dict | None:
     return found[0] if found else None
 
 
+async def numbered_viewers(gw: GatewayProc, url: str, prefix: str, s: str) -> tuple[list[WsClient], NumberedPublisher]:
+    """Three viewers of `s` (every line; the even ones; a backlog of 20 joining once lines
+    flow) and a started producer of its numbered lines."""
+    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
+    await live.subscribe(s)
+    await even.subscribe(s, regex=r"^n \d*[02468]\b")
+    producer = NumberedPublisher(url, prefix, s)
+    producer.start()
+    await live.wait_for(lambda: len(live.texts(s)) > 30, what="lines flowing")
+    await late.subscribe(s, backlog=20)
+    return [live, even, late], producer
+
+
+async def each_got_every_line_once_or_was_told(viewers: list[WsClient], s: str, producer: NumberedPublisher) -> None:
+    """Stop `producer`; then each of the `numbered_viewers` ends with every line it asked
+    for, in order, once, or a `gap` or `dropped` where lines are missing."""
+    producer.stop.set()
+    producer.join()
+    total = producer.published
+    live, even, late = viewers
+    first_late = int(late.texts(s)[0].split()[1])
+    for client, expected in ((live, range(total)), (even, range(0, total, 2)), (late, range(first_late, total))):
+        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
+        every_line_once_or_told(client, s, list(expected))
+
+
 async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     prefix: str, services: list[Service], tmp_path: Path
 ) -> None:
@@ -197,18 +223,12 @@ async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     services.append(gw)
     gw.start()
     s = "kafka:faulty"
-    live, even, late = [await WsClient.connect(gw.ws_url) for _ in range(3)]
-    await live.subscribe(s)
-    await even.subscribe(s, regex=r"^n \d*[02468]\b")
-    producer = NumberedPublisher(server.url, prefix, s)
-    producer.start()
+    viewers, producer = await numbered_viewers(gw, server.url, prefix, s)
+    live = viewers[0]
 
     async def progress(what: str) -> None:
         seen = len(live.texts(s))
         await live.wait_for(lambda: len(live.texts(s)) > seen + 30, timeout=15, what=what)
-
-    await progress("lines flowing")
-    await late.subscribe(s, backlog=20)
 
     # 1. the subscriber killed, and killed again as soon as it is back
     first = pubsub_client(r)
@@ -236,14 +256,150 @@ async def test_redis_faults_leave_every_line_once_or_an_explicit_gap(
     producer.release()
     await progress("lines after the restart")
 
-    producer.stop.set()
-    producer.join()
-    total = producer.published
-    for client, expected in ((live, range(total)), (even, range(0, total, 2))):
-        await client.wait_for(lambda c=client, e=expected: c.texts(s)[-1:] == [f"n {e[-1]}"], what="the last line")
-        every_line_once_or_told(client, s, list(expected))
-    await late.wait_for(lambda: late.texts(s)[-1:] == [f"n {total - 1}"], what="the last line")
-    every_line_once_or_told(late, s, list(range(int(late.texts(s)[0].split()[1]), total)))
-    for client in (live, even, late):
+    await each_got_every_line_once_or_was_told(viewers, s, producer)
+    for client in viewers:
         await client.close()
     server.stop()
+
+
+# Redis losing data (issue 12, defect 6): the history epoch and the cursor told apart --------
+
+
+def gap_reasons(client: WsClient, stream: str) -> list[str]:
+    return [f["reason"] for f in client.of_type("gap") if f["stream"] == stream]
+
+
+def said(client: WsClient, stream: str) -> list[str]:
+    """What `client` was told about `stream`, in order: frame types, gaps with their reason."""
+    return [
+        f"gap {f['reason']}" if f["type"] == "gap" else f["type"] for f in client.frames if f.get("stream") == stream
+    ]
+
+
+async def test_redis_killed_under_live_clients_is_a_reset_when_it_comes_back_empty(
+    own_redis: RedisServer, prefix: str, services: list[Service], tmp_path: Path
+) -> None:
+    """Lines Redis acknowledged but never sent live (the subscriber was reconnecting), then
+    Redis SIGKILLed. Restarted empty, every client is told `gap` reason `reset` once, then
+    gets every later line; restarted from its append-only file, every line comes and
+    nothing is said."""
+    gw = GatewayProc(service_env(TAILGATE_REDIS_URL=own_redis.url, TAILGATE_REDIS_PREFIX=prefix), log_dir=tmp_path)
+    services.append(gw)
+    gw.start()
+    s = "kafka:lost"
+    viewers, producer = await numbered_viewers(gw, own_redis.url, prefix, s)
+    live = viewers[0]
+    await live.wait_for(lambda: len(live.texts(s)) > 100, what="more lines")
+
+    producer.hold()
+    redis.Redis.from_url(own_redis.url).client_kill_filter(_type="pubsub")
+    # the gateway waits at least 50 ms before it reconnects: these reach history, no viewer
+    producer.publish_now(5)
+    own_redis.kill()
+    own_redis.start()
+    producer.release()
+    seen = producer.published
+    await live.wait_for(lambda: len(live.texts(s)) > seen + 50, timeout=15, what="lines after the restart")
+
+    await each_got_every_line_once_or_was_told(viewers, s, producer)
+    for client in viewers:
+        assert gap_reasons(client, s) == ([] if own_redis.appendonly else ["reset"])
+        await client.close()
+
+
+async def test_flushall_is_a_reset_for_a_live_client_and_for_one_resuming_with_its_epoch(
+    prefix: str, services: list[Service], tmp_path: Path
+) -> None:
+    server = RedisServer(workdir=str(tmp_path)).start()  # FLUSHALL: a Redis of its own
+    try:
+        gw = GatewayProc(service_env(TAILGATE_REDIS_URL=server.url, TAILGATE_REDIS_PREFIX=prefix), log_dir=tmp_path)
+        services.append(gw)
+        gw.start()
+        r = redis.Redis.from_url(server.url)
+        pub, s = Publisher(r, Keys(prefix)), "kafka:flushed"
+
+        def publish(*texts: str) -> None:
+            pub.publish([StreamBatch(s, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+
+        stay, away = await WsClient.connect(gw.ws_url), await WsClient.connect(gw.ws_url)
+        for client in (stay, away):
+            await client.subscribe(s)
+        publish("a0", "a1", "a2")
+        await away.wait_for(lambda: away.texts(s) == ["a0", "a1", "a2"], what="the first lines")
+        epoch, since = away.of_type("lines")[-1]["epoch"], away.lines[s][-1]["id"]
+        await away.close()
+
+        r.flushall()
+        publish("b0", "b1")
+        await stay.wait_for(lambda: stay.texts(s)[-2:] == ["b0", "b1"], what="lines of the new history")
+        assert said(stay, s) == ["subscribed", "lines", "gap reset", "lines"]
+        assert stay.of_type("lines")[-1]["epoch"] not in (None, epoch)
+
+        back, old = await WsClient.connect(gw.ws_url), await WsClient.connect(gw.ws_url)
+        await back.subscribe(s, since=since, epoch=epoch)
+        await old.subscribe(s, since=since)  # a client from before epochs: the ids alone say nothing was lost
+        publish("b2")
+        for client in (back, old, stay):
+            await client.wait_for(lambda c=client: c.texts(s)[-1:] == ["b2"], what="the live line")
+        assert said(back, s)[:3] == ["subscribed", "gap reset", "lines"] and back.texts(s) == ["b0", "b1", "b2"]
+        assert "gap reset" not in said(old, s) and old.texts(s) == ["b0", "b1", "b2"]
+        assert gap_reasons(stay, s) == ["reset"], "told once"
+        for client in (stay, back, old):
+            await client.close()
+    finally:
+        server.stop()
+
+
+async def test_a_failover_to_a_replica_that_was_behind_is_a_gap_behind_for_resuming_clients(
+    prefix: str, services: list[Service], tmp_path: Path
+) -> None:
+    """A real replica stops following its primary and takes over (REPLICAOF NO ONE) while
+    the primary still acknowledges lines: those are lost with it. The epoch, replicated,
+    is the same: a client whose cursor is newer than the replica's history is told `gap`
+    reason `behind`; one whose cursor is the replica's newest line is told nothing."""
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "replica").mkdir()
+    primary = RedisServer(workdir=str(tmp_path / "primary")).start()
+    replica = RedisServer(workdir=str(tmp_path / "replica"))
+    try:
+        replica.start(extra=("--replicaof", "127.0.0.1", str(primary.port)))
+        env = {"TAILGATE_REDIS_PREFIX": prefix}
+        gw = GatewayProc(service_env(TAILGATE_REDIS_URL=primary.url, **env), log_dir=tmp_path)
+        services.append(gw)
+        gw.start()
+        s, keys = "kafka:failover", Keys(prefix)
+        first, second = redis.Redis.from_url(primary.url), redis.Redis.from_url(replica.url)
+
+        def publish(r: redis.Redis, *texts: str) -> None:
+            Publisher(r, keys).publish([StreamBatch(s, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+
+        client = await WsClient.connect(gw.ws_url)
+        await client.subscribe(s)
+        publish(first, *(f"n {i}" for i in range(10)))
+        await client.wait_for(lambda: len(client.texts(s)) == 10, what="the replicated lines")
+        newest_replicated = client.lines[s][-1]["id"]
+        wait_until(lambda: second.exists(keys.hist(s)) and second.xinfo_stream(keys.hist(s))["length"] == 10)
+        second.replicaof("NO", "ONE")  # the failover
+        publish(first, *(f"n {i}" for i in range(10, 15)))  # acknowledged by the primary only
+        await client.wait_for(lambda: len(client.texts(s)) == 15, what="the lines the replica never got")
+        epoch, since = client.of_type("lines")[-1]["epoch"], client.lines[s][-1]["id"]
+        await client.close()
+        gw.stop()
+
+        gw = GatewayProc(service_env(TAILGATE_REDIS_URL=replica.url, **env), log_dir=tmp_path)
+        services.append(gw)
+        gw.start()
+        behind, old, newest = [await WsClient.connect(gw.ws_url) for _ in range(3)]
+        await behind.subscribe(s, since=since, epoch=epoch)
+        await old.subscribe(s, since=since)
+        await newest.subscribe(s, since=newest_replicated, epoch=epoch)
+        publish(second, "after the failover")
+        for c in (behind, old, newest):
+            await c.wait_for(lambda c=c: c.texts(s) == ["after the failover"], what="the new primary's line")
+        assert said(behind, s) == said(old, s) == ["subscribed", "gap behind", "lines"]
+        assert said(newest, s) == ["subscribed", "lines"], "a cursor at the newest line is no gap"
+        for c in (behind, old, newest):
+            await c.close()
+    finally:
+        replica.stop()
+        primary.stop()

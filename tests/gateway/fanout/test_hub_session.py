@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.fanout.filters import compile_filter
+from gateway.fanout.history import Page
 from gateway.fanout.hub import MERGE_BYTES, Batch, Hub
 from gateway.fanout.session import Session
 from wire.codes import GapReason
@@ -129,7 +130,7 @@ async def test_switch_from_history_to_live_neither_loses_nor_repeats() -> None:
     hub.dispatch("kafka:x", [message(5, ["l5", "l6", "l7"])])
     hub.dispatch("kafka:x", [message(8, ["l8", "l9"])])
     history = [{"id": f"{i}-0", "ts": 1.0, "text": f"l{i}"} for i in range(1, 7)]
-    session.history("kafka:x", gen, history)
+    session.history("kafka:x", gen, Page(history))
     session.finish("kafka:x", gen, head=(6, 0))
     hub.dispatch("kafka:x", [message(10, ["l10"])])
     hub.dispatch("kafka:x", [message(9, ["l9"])])  # a duplicate delivery is ignored
@@ -141,11 +142,53 @@ async def test_gap_is_announced_before_the_lines() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
     gen = session.begin("kafka:x", cursor=(1, 0))
-    session.history("kafka:x", gen, [{"id": "50-0", "ts": 1.0, "text": "l50"}], GapReason.TRIMMED)
+    session.history("kafka:x", gen, Page([{"id": "50-0", "ts": 1.0, "text": "l50"}], GapReason.TRIMMED))
     session.finish("kafka:x", gen)
     await settle()
     assert [f["type"] for f in wire.frames] == ["gap", "lines"]
     assert wire.frames[0]["reason"] == "trimmed"
+
+
+async def test_caught_up_comes_between_history_and_live_lines_and_says_where_to_resume() -> None:
+    """Asked for, `caught_up` tells a client merging streams by time when history is over,
+    and one that got no line at all where to resume without a hole."""
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    hub = Hub()
+    gen = session.begin("kafka:x", caught_up=True)
+    hub.add("kafka:x", session, compile_filter())
+    hub.dispatch("kafka:x", [message(8, ["l8"])])  # live, held while history is read
+    session.history("kafka:x", gen, Page([{"id": "3-0", "ts": 1.0, "text": "l3"}]))
+    session.finish("kafka:x", gen, head=(7, 0))
+    await settle()
+    assert [(f["type"], f.get("after")) for f in wire.frames] == [
+        ("lines", None),
+        ("caught_up", "7-0"),
+        ("lines", None),
+    ]
+    gen = session.begin("kafka:x")  # held again (a Redis reconnect): still asked for
+    session.finish("kafka:x", gen)
+    quiet = Session(wire.send, wire.close, 1 << 20, 30)
+    gen = quiet.begin("kafka:y", caught_up=True)
+    quiet.finish("kafka:y", gen, start=(42, 1))  # live only: nothing sent, resume after the head
+    unasked = quiet.begin("kafka:z")
+    quiet.finish("kafka:z", unasked, start=(43, 0))
+    await settle()
+    assert wire.frames[-2:] == [
+        {"type": "caught_up", "stream": "kafka:x", "after": "8-0"},
+        {"type": "caught_up", "stream": "kafka:y", "after": "42-1"},
+    ], "only subscriptions that asked for it"
+
+
+async def test_a_finite_query_ends_with_complete_and_is_gone() -> None:
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    gen = session.begin("kafka:x")
+    session.history("kafka:x", gen, Page([{"id": "3-0", "ts": 1.0, "text": "l3"}]))
+    session.complete("kafka:x", gen)
+    await settle()
+    assert [f["type"] for f in wire.frames] == ["lines", "complete"]
+    assert "kafka:x" not in session.subs
 
 
 async def test_a_stale_catch_up_is_ignored() -> None:
@@ -153,7 +196,7 @@ async def test_a_stale_catch_up_is_ignored() -> None:
     session = Session(wire.send, wire.close, 1 << 20, 30)
     old = session.begin("kafka:x")
     new = session.begin("kafka:x")
-    assert not session.history("kafka:x", old, [{"id": "1-0", "ts": 1.0, "text": "stale"}])
+    assert not session.history("kafka:x", old, Page([{"id": "1-0", "ts": 1.0, "text": "stale"}]))
     session.finish("kafka:x", old, head=(1, 0))
     session.finish("kafka:x", new, head=(5, 0))
     await settle()
@@ -162,9 +205,9 @@ async def test_a_stale_catch_up_is_ignored() -> None:
 
 async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     wire = Wire()
-    wire.blocked = asyncio.get_running_loop().create_future()
     session = Session(wire.send, wire.close, max_queue_bytes=2000, slow_timeout=30)
     hub = Hub()
+    wire.blocked = asyncio.get_running_loop().create_future()
     session.finish("kafka:x", session.begin("kafka:x"), head=(0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 101):
@@ -210,11 +253,11 @@ async def test_live_only_subscription_delivers_lines_whatever_redis_answers_firs
     hub.dispatch("kafka:x", [message(8, ["late"])])  # head already counted it; still new here
     await settle()
     assert wire.texts() == ["held", "late"]
-    assert session.resume_point("kafka:x") == (8, 0)
+    assert session.resume_point("kafka:x") == ((8, 0), None)
 
 
 async def test_resume_point_of_an_idle_live_subscription_is_where_it_started() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
     session.finish("kafka:x", session.begin("kafka:x"), start=(42, 0))
-    assert session.resume_point("kafka:x") == (42, 0)
+    assert session.resume_point("kafka:x") == ((42, 0), None)
