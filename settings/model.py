@@ -102,6 +102,8 @@ class GatewaySettings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     drain_timeout: float = 4.0
+    drain_grace: float = 0.0  # after SIGTERM: seconds of /readyz 503 while still serving, before closing clients
+    workers: int = 1  # processes sharing the port (python -m gateway --workers N); 0: one per core
     max_frame_bytes: int = 64 * 1024
     max_subscriptions: int = 50
     max_backlog: int = 10_000

@@ -31,6 +31,7 @@ from tests.browser import (
     restart_on_same_port,
     wait_last_line,
     wait_numbered_at_least,
+    whole_view_after_a_reconnect,
 )
 from tests.support import Service
 from wire import Keys, Publisher
@@ -59,11 +60,7 @@ def test_gateway_restart_resumes_with_no_duplicate_and_no_hole(
         wait_numbered_at_least(page, feeder.sent + 100)  # lines flow again after the restart
     finally:
         total = feeder.stop()
-    wait_last_line(page, numbered(total), timeout=20)
-    rows = download_rows(page)
-    lines = [row.split(" ", 1)[1] for row in rows if not row.startswith("#")]
-    assert lines == [numbered(i) for i in range(1, total + 1)]
-    assert any("connection lost" in r for r in rows), rows[:3]
+    rows = whole_view_after_a_reconnect(page, total)
     resumed = numbers_around(rows, "resumed after line")
     assert len(resumed) == 1 and resumed[0][1] == resumed[0][0] + 1, f"the notice sits where the outage was: {resumed}"
 
