@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=1, help="streams each client subscribes to")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--regex", default="", help="a filter per client; {n} becomes the client's number")
     parser.add_argument(
         "--filters", default="", help="a JSON list of filters (subscribe fields), given to the clients in turn"
     )
@@ -252,6 +253,8 @@ def main() -> None:
         asyncio.run(hold(args.url, args.clients, streams))
         return
     filters = json.loads(args.filters) if args.filters else None
+    if args.regex:
+        filters = [{"regex": args.regex.replace("{n}", str(i))} for i in range(args.clients)]
     result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup, filters))
     print(json.dumps(result), flush=True)
 

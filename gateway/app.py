@@ -1,9 +1,13 @@
 """Wires the gateway together (fanout, access, tails, http) and runs it until SIGTERM/SIGINT.
 
 The only module that knows every package: it builds each part once and hands it to the
-others through constructors and handlers' `initialize()`. Shutdown drains: stop
-accepting, report not ready, close every client with 1001 (going away) so it
-reconnects to another replica and resumes with `since`, then exit.
+others through constructors and handlers' `initialize()`. One `Gateway` is one process:
+alone on its port, or one of `--workers N` on a socket its supervisor bound
+(`gateway.workers`). Shutdown drains in an order a load balancer can follow: `/readyz`
+answers 503 at once while clients go on being served for `gateway.drain_grace` (the
+balancer's health checks take the replica out meanwhile), then it stops accepting,
+closes every client with 1001 (going away) so it reconnects to another replica and
+resumes with `since`, and exits.
 The package map and the import rule: docs/ARCHITECTURE.md.
 """
 
@@ -35,51 +39,56 @@ from gateway.http.websocket import TailSocket
 from gateway.metrics import GatewayMetrics
 from gateway.tails.lifecycle import Tails
 from gateway.tails.minions import Minions
-from gateway.tails.salt import LocalSalt, make_salt_client
+from gateway.tails.salt import LocalSalt
+from gateway.tails.saltapi import make_salt_client
 from gateway.tasks import Tasks
+from gateway.workers import WorkerLink
 from settings import Settings
 from wire import Keys
 from wire.codes import CloseCode
+from wire.connect import AsyncConnector, RedisTarget
 
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 1.0
+ACCEPT_WAIT = 10.0  # at most, for a worker's Redis connection before it takes connections
 
 
 class Gateway:
     """Everything one gateway process holds."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: WorkerLink | None = None) -> None:
         self.settings = settings
+        self.worker = worker  # None: alone on its port
         self.draining = False
         self._lines_in_reported = 0
+        self._lines_filtered_reported = 0
         self.metrics = GatewayMetrics()
         self.tasks = Tasks(self.metrics)
         stored = StoredLines(self.metrics)
         self.hub = Hub(stored)
         keys = Keys(settings.redis.prefix)
-        self.commands = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
-            )
+        # Every Redis connection comes from one connector: one node, or whichever node the
+        # sentinels name master (wire.connect), followed across failovers.
+        self.redis = AsyncConnector(RedisTarget.of(settings.redis))
+        self.commands = self.redis.client(
+            "tailgate-gateway-cmd", aioredis.BlockingConnectionPool, max_connections=1, timeout=10
         )
         # History reads get connections of their own: a long one must not delay file-stream
         # leases or the catalogue on the command connection.
-        self.history_client = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url,
-                max_connections=settings.gateway.history_connections,
-                timeout=10,
-                socket_timeout=10,
-                socket_connect_timeout=3,
-                client_name="tailgate-gateway-history",
-            )
+        self.history_client = self.redis.client(
+            "tailgate-gateway-history",
+            aioredis.BlockingConnectionPool,
+            max_connections=settings.gateway.history_connections,
+            timeout=10,
+            socket_timeout=10,
+            socket_connect_timeout=3,
         )
         self.history = History(
             self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
         )
         self.live = LiveReader(
-            settings.redis.url,
+            self.redis,
             keys,
             self.hub,
             self._on_lost,
@@ -128,6 +137,8 @@ class Gateway:
         self.metrics.reader_connected.set(int(self.live.connected))
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
+        self.metrics.lines_filtered.inc(self.hub.lines_filtered - self._lines_filtered_reported)
+        self._lines_filtered_reported = self.hub.lines_filtered
         sessions = self.orchestrator.sessions
         self.metrics.queue_bytes.set(sum(s.queued_bytes for s in sessions))
         self.metrics.queue_bytes_max.set(max((s.queued_bytes for s in sessions), default=0))
@@ -138,6 +149,11 @@ class Gateway:
             self.metrics.salt_calls.labels("running").set(self.salt_slots.busy)
             self.metrics.salt_calls.labels("waiting").set(len(self.salt_slots.waiting))
 
+    async def own_metrics(self) -> bytes:
+        """This process's exposition."""
+        self.refresh_gauges()
+        return self.metrics.render()
+
     def application(self) -> EdgeApplication:
         conf = self.settings.gateway
         guard = self.guard
@@ -147,8 +163,11 @@ class Gateway:
             "metrics": self.metrics,
             "guard": guard,
             "tasks": self.tasks,
+            "minions": self.tails.minions,
         }
         files = {"minions": self.tails.minions, "salt": self.tails.salt, "allowlist": conf.file_allowlist}
+        # With --workers, /metrics is the sum over every worker, whichever one answers.
+        exposition = self.worker.fleet_metrics if self.worker is not None else self.own_metrics
         return EdgeApplication(
             guard,
             [
@@ -159,7 +178,7 @@ class Gateway:
                     ReadyHandler,
                     {"live": self.live, "draining": lambda: self.draining, "tasks": self.tasks},
                 ),
-                (r"/metrics", MetricsHandler, {"metrics": self.metrics, "refresh": self.refresh_gauges}),
+                (r"/metrics", MetricsHandler, {"exposition": exposition}),
                 (r"/api/streams", StreamsHandler, {"catalog": self.catalog, "guard": guard}),
                 (r"/api/minions", MinionsHandler, {"minions": self.tails.minions, "guard": guard}),
                 (r"/api/minions/([^/]+)/files", MinionFilesHandler, {**files, "guard": guard}),
@@ -186,15 +205,20 @@ class Gateway:
         """Run until SIGTERM or SIGINT, then drain and return."""
         conf = self.settings.gateway
         server = make_server(self.application(), conf)
-        server.listen(conf.port, conf.host)
-        log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
+        if self.worker is None:
+            server.listen(conf.port, conf.host)
+            log.info("gateway listening on http://%s:%d/", conf.host, conf.port)
+        else:
+            await self.worker.serve_own(self.own_metrics)
+            self.tasks.supervise("supervisor-watch", self.worker.watch_parent)
+            self.tasks.spawn(self._accept_once_ready(server, self.worker), "accept-once-ready")
         self.tasks.supervise("live-reader", self.live.run, ready=lambda: self.live.ready)
         self.tasks.supervise("slow-client-sweep", self._sweep)
         self.tasks.supervise("stream-rates", self.catalog.run)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)  # once draining, a repeated signal changes nothing
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -207,18 +231,49 @@ class Gateway:
         await self.tails.close()
         await self.commands.aclose()
         await self.history_client.aclose()
+        await self.redis.aclose()
+        if self.worker is not None:
+            self.worker.close()
+
+    async def _accept_once_ready(self, server: tornado.httpserver.HTTPServer, worker: WorkerLink) -> None:
+        """A worker takes connections from the shared socket only once it is connected to
+        Redis (or after ACCEPT_WAIT, as a lone gateway would, answering `unavailable`):
+        a balancer's `/readyz` reaches whichever worker accepts, so it cannot keep viewers
+        away from one still starting (after a restart, say); the others take them meanwhile."""
+        deadline = time.monotonic() + ACCEPT_WAIT
+        # The reader offers no event to wait on; a look every 20 ms until it connects costs nothing.
+        while not self.live.ready and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if self.draining:
+            return
+        if not self.live.ready:
+            log.warning("worker %d: no Redis after %.0fs; accepting viewers anyway", worker.index, ACCEPT_WAIT)
+        server.add_sockets(worker.sockets())
+        log.info("worker %d serving", worker.index)
 
     async def drain(self, server: tornado.httpserver.HTTPServer) -> None:
-        """Stop accepting, close every client with 1001, wait briefly for them to go."""
+        """Report not ready and go on serving for `drain_grace`; then stop accepting, close
+        every client with 1001 and wait briefly for them to go."""
         started = time.monotonic()
+        conf = self.settings.gateway
+        # Not ready first, and for the whole grace: a balancer checking /readyz stops
+        # sending new viewers here while the ones already here are still served, so when
+        # they are closed below they reconnect to a replica the balancer still uses.
         self.draining = True
+        if conf.drain_grace > 0:
+            log.info(
+                "draining: /readyz answers 503; serving %d clients %.1fs more",
+                len(self.orchestrator.sessions),
+                conf.drain_grace,
+            )
+            await asyncio.sleep(conf.drain_grace)
         server.stop()
         sessions = list(self.orchestrator.sessions)
         log.info("draining: closing %d clients with 1001", len(sessions))
         for session in sessions:
             session.close(CloseCode.GOING_AWAY, "gateway shutting down")
         try:
-            await asyncio.wait_for(self.orchestrator.all_left.wait(), self.settings.gateway.drain_timeout)
+            await asyncio.wait_for(self.orchestrator.all_left.wait(), conf.drain_timeout)
         except TimeoutError:
             log.warning("drain timed out with %d clients still open", len(self.orchestrator.sessions))
         log.info("drained in %.2fs", time.monotonic() - started)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fanout.filters import LineFilter
+from gateway.fanout.filters import FilterKey, LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
 from gateway.fanout.onepass import FilterSet, plan_of
@@ -116,8 +116,8 @@ class _Group:
 class _Channel:
     prefix: bytes
     epoch: str | None = None  # the epoch `prefix` says
-    groups: dict[tuple[str, str, bool], _Group] = field(default_factory=dict)
-    member_filter: dict[Member, tuple[str, str, bool]] = field(default_factory=dict)
+    groups: dict[FilterKey, _Group] = field(default_factory=dict)
+    member_filter: dict[Member, FilterKey] = field(default_factory=dict)
     # the groups with a filter and their filters compiled together; None: to be built again
     onepass: tuple[list[_Group], FilterSet] | None = None
 
@@ -129,6 +129,7 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self.stored = stored or StoredLines()
         self.lines_in = 0
+        self.lines_filtered = 0  # lines tested against a filter: once per distinct filter, whatever its viewers
 
     def add(self, stream: str, member: Member, line_filter: LineFilter) -> bool:
         """Add or re-filter a viewer; True when this is the stream's first viewer."""
@@ -257,6 +258,7 @@ class Hub:
         # a notice for an unreadable line passes every filter: that line might have matched
         notices = {i for i, line in enumerate(lines) if line.get("meta") is UNREADABLE_META} if split is None else set()
         ids = [parse_id(line["id"]) for line in lines]  # once per line, not twice per group
+        self.lines_filtered += len(lines) * len(groups)
         for group, kept in zip(groups, filter_set.select(lines), strict=True):
             if notices:
                 kept = sorted(notices.union(kept))

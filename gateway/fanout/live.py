@@ -8,7 +8,11 @@ viewer; callers wait for Redis to confirm a SUBSCRIBE before reading history, wh
 what makes the history-to-live switch exact. On a lost connection it reconnects with
 backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and,
 once Redis has confirmed every channel on that same connection, tells the gateway to
-resume every client from history.
+resume every client from history. With Redis Sentinel (`wire.connect`) every connection
+goes to the master the sentinels name, and a failover is a lost connection like any
+other: the demoted primary closes it, or, sooner, the sentinels name another master
+(asked once a second) and the reader drops it; the reconnect resumes everyone from the
+new primary's history (a `gap` where it lacks lines a viewer saw).
 
 Invariants: whatever ends a connection (Redis, a keepalive timeout, an unexpected
 exception, `stop`), every subscription is held before anything else happens, so no
@@ -32,6 +36,7 @@ from gateway.fanout.hub import Hub
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
+from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ class LiveReader:
 
     def __init__(
         self,
-        url: str,
+        redis: AsyncConnector,
         keys: Keys,
         hub: Hub,
         on_lost: Callable[[], None],
@@ -63,7 +68,7 @@ class LiveReader:
         confirm_timeout: float = 5.0,
         coalesce: float = 0.0,
     ) -> None:
-        self.url = url
+        self.redis = redis
         self.keys = keys
         self.hub = hub
         self.on_lost = on_lost
@@ -111,8 +116,10 @@ class LiveReader:
             self._disconnect()
 
     async def _connect(self) -> None:
-        self._conn = await RespConnection.open(self.url, "tailgate-gateway-pubsub")
+        self._conn = await RespConnection.open(self.redis, "tailgate-gateway-pubsub")
         self._epoch += 1
+        if self.redis.sentinel:
+            self.tasks.spawn(self._follow_master(self._conn), "redis-master-watch")
         streams = self.hub.streams()
         if streams:
             for stream in streams:
@@ -125,6 +132,17 @@ class LiveReader:
                 self.metrics.redis_reconnect()
             self.tasks.spawn(self._after_reconnect(self._epoch, streams), "resume-after-reconnect")
         self._ever_connected = True
+
+    async def _follow_master(self, conn: RespConnection) -> None:
+        """Drop `conn` once the sentinels name another master. After a failover the old
+        primary stays a writable master until Sentinel demotes it (seconds later):
+        nothing is published there any more that will last, nor read here from the new one."""
+        while self._conn is conn:
+            await asyncio.sleep(self.redis.follow_interval)
+            master = await self.redis.follow(at_once=True)
+            if self._conn is conn and master is not None and master != conn.address:
+                log.warning("redis: the master moved to %s:%d; moving the pub/sub connection there", *master)
+                conn.close()
 
     async def _after_reconnect(self, epoch: int, streams: list[str]) -> None:
         results = await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)

@@ -6,8 +6,8 @@ for the exact keywords over the text, one for the folded keywords over `text.cas
 (folded once per line, as `LineFilter.match` folds it), and one RE2 `Set` per case mode for
 the regexes. A filter becomes a `Plan`: the atoms that must all hit (`need`), the atoms
 none of which may hit (`veto`), and a predicate on the line for what no atom expresses
-(`extra`), so a filter's further parts (excluded terms, fields on meta) slot in as `veto`
-and `extra` without another pass over the line.
+(`extra`): a filter's keyword terms and regex are its `need`, its excluded terms its
+`veto`, its fields on meta its `extra`.
 
 Invariant: `FilterSet([plan_of(f) for f in filters]).select(lines)[k]` holds exactly the
 indices of the lines `filters[k].match` keeps (tests/gateway/fanout/test_onepass.py checks
@@ -28,7 +28,7 @@ from typing import Any
 import ahocorasick
 import re2
 
-from gateway.fanout.filters import LineFilter
+from gateway.fanout.filters import LineFilter, fields_test
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,14 @@ class Plan:
 
 
 def plan_of(line_filter: LineFilter) -> Plan:
-    """The plan of a filter that does not pass everything."""
-    need: list[Atom] = []
-    if line_filter.keyword:
-        need.append(("keyword", line_filter.keyword, line_filter.ignore_case))
+    """The plan of a filter that does not pass everything: its keyword terms and regex must
+    hit, its excluded terms must not, its fields are the predicate."""
+    fold = line_filter.ignore_case
+    need: list[Atom] = [("keyword", term, fold) for term in line_filter.keywords]
     if line_filter.regex:
-        need.append(("regex", line_filter.regex, line_filter.ignore_case))
-    return Plan(tuple(need))
+        need.append(("regex", line_filter.regex, fold))
+    veto = tuple(("keyword", term, fold) for term in line_filter.exclude)
+    return Plan(tuple(need), veto, fields_test(line_filter.fields, fold))
 
 
 class _Keywords:

@@ -35,27 +35,42 @@ def regexes(draw: st.DrawFn) -> str:
     return "|".join("".join(piece + q for piece, q in branch) for branch in branches)
 
 
+LEVELS = st.sampled_from(["error", "ERROR", "warn", "ß", "SS"])
+
+
 @st.composite
 def line_filters(draw: st.DrawFn) -> LineFilter:
-    keyword = draw(keywords)
+    terms = draw(st.lists(keywords, max_size=3))
     regex = draw(st.one_of(st.just(""), regexes()))
+    exclude = draw(st.lists(keywords, max_size=2))
+    fields = draw(st.dictionaries(st.sampled_from(["level", "http.status"]), LEVELS, max_size=2))
     try:
-        line_filter = compile_filter(keyword, regex, draw(st.booleans()))
+        line_filter = compile_filter(terms, regex, draw(st.booleans()), exclude, fields)
     except FilterError:
         assume(False)
     assume(not line_filter.passes_all)
     return line_filter
 
 
+@st.composite
+def lines_of(draw: st.DrawFn) -> list[dict[str, Any]]:
+    items = draw(st.lists(st.tuples(texts, st.none() | LEVELS, st.none() | st.sampled_from([500, "500"])), max_size=12))
+    lines: list[dict[str, Any]] = []
+    for i, (text, level, status) in enumerate(items):
+        meta = {k: v for k, v in (("level", level), ("http", {"status": status})) if v is not None}
+        lines.append({"id": f"1-{i}", "text": text, **({"meta": meta} if meta else {})})
+    return lines
+
+
 def per_filter(filters: list[LineFilter], lines: list[dict[str, Any]]) -> list[list[int]]:
     """What each filter keeps on its own: the verdicts one pass must reproduce."""
-    return [[i for i, line in enumerate(lines) if f.match(line["text"])] for f in filters]  # type: ignore[misc]
+    return [[i for i, line in enumerate(lines) if f.match(line)] for f in filters]  # type: ignore[misc]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
-@given(st.lists(line_filters(), min_size=1, max_size=12), st.lists(texts, max_size=12))
-def test_one_pass_gives_each_filters_own_verdicts(filters: list[LineFilter], texts: list[str]) -> None:
-    lines = [{"id": f"1-{i}", "text": t} for i, t in enumerate(texts)]
+@given(st.lists(line_filters(), min_size=1, max_size=12), lines_of())
+def test_one_pass_gives_each_filters_own_verdicts(filters: list[LineFilter], lines: list[dict[str, Any]]) -> None:
+    """Keyword terms, regexes, excluded terms and fields, in both case modes."""
     assert FilterSet([plan_of(f) for f in filters]).select(lines) == per_filter(filters, lines)
 
 
@@ -100,7 +115,7 @@ def holds(atom: Atom, text: str) -> bool:
 def test_vetoes_and_extra_predicates_combine_with_the_hits(
     specs: list[tuple[list[Atom], list[Atom], bool]], texts: list[str]
 ) -> None:
-    """The slots for further filter parts (excluded terms as vetoes, fields as a predicate)."""
+    """Plans in general: vetoes and a predicate combine with the hits as documented."""
     even = lambda line: int(line["id"][2:]) % 2 == 0  # noqa: E731
     plans = [Plan(tuple(need), tuple(veto), even if use_extra else None) for need, veto, use_extra in specs]
     lines = [{"id": f"1-{i}", "text": t} for i, t in enumerate(texts)]
