@@ -234,13 +234,16 @@ class Hub:
         if channel.onepass is None:
             groups = [group for key, group in channel.groups.items() if key != PASS_ALL]
             channel.onepass = (groups, FilterSet([plan_of(group.filter) for group in groups]))
-        if channel.onepass[0]:
-            self._fan_out_filtered(stream, channel, array, clean, parsed)
+        groups, filter_set = channel.onepass
+        if groups:
+            self._fan_out_filtered(stream, channel, groups, filter_set, array, clean, parsed)
 
     def _fan_out_filtered(
         self,
         stream: str,
         channel: _Channel,
+        groups: list[_Group],
+        filter_set: FilterSet,
         array: bytes,
         clean: bool,
         parsed: list[dict[str, Any]] | None,
@@ -253,8 +256,6 @@ class Hub:
             encoded = [dumpb(line) for line in lines]
         else:
             lines, encoded = split
-        assert channel.onepass is not None  # (built by the caller)
-        groups, filter_set = channel.onepass
         # a notice for an unreadable line passes every filter: that line might have matched
         notices = {i for i, line in enumerate(lines) if line.get("meta") is UNREADABLE_META} if split is None else set()
         ids = [parse_id(line["id"]) for line in lines]  # once per line, not twice per group
