@@ -15,6 +15,8 @@ class RedisSettings:
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "tailgate:"
     history_maxlen: int = 10_000
+    mode: str = "single"  # "single" (one Redis at `url`) or "cluster" (Redis Cluster, seeds in `cluster_nodes`)
+    cluster_nodes: list[str] = field(default_factory=list)  # cluster mode: host:port seeds; credentials/TLS from `url`
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""Redis Cluster clients for every component, from the seeds and the URL's credentials.
+
+The mode is chosen by setting (`redis.mode: cluster`), never guessed: callers branch on
+it and call these. Seeds are ``host:port`` strings (`redis.cluster_nodes`); the
+credentials, TLS and client options come from `redis.url` as for one node (its host,
+port and database are not used: a cluster has database 0 only). redis-py's cluster
+clients learn the slot map from a seed, send each command to the slot's primary and
+follow MOVED and ASK while slots migrate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.cluster import ClusterNode
+from redis.connection import parse_url
+
+
+def parse_nodes(nodes: list[str]) -> list[tuple[str, int]]:
+    """``host:port`` seeds as pairs; raises ValueError naming a bad one."""
+    out = []
+    for node in nodes:
+        host, sep, port = node.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"redis.cluster_nodes: {node!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ValueError("redis.mode is cluster but redis.cluster_nodes names no node")
+    return out
+
+
+def connection_options(url: str) -> dict[str, Any]:
+    """What a cluster connection takes from `url`: credentials and TLS."""
+    opts = parse_url(url)
+    keep = {k: opts[k] for k in ("username", "password") if opts.get(k)}
+    if url.startswith("rediss://"):
+        keep["ssl"] = True
+    return keep
+
+
+def sync_client(url: str, nodes: list[str], **options: Any) -> redis.RedisCluster:
+    """A blocking cluster client (the bridge, the tail agent, the Salt engine)."""
+    seeds = [ClusterNode(host, port) for host, port in parse_nodes(nodes)]
+    return redis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
+
+
+def async_client(url: str, nodes: list[str], **options: Any) -> aioredis.RedisCluster:
+    """An asyncio cluster client (the gateway's commands and history reads)."""
+    seeds = [AsyncClusterNode(host, port) for host, port in parse_nodes(nodes)]
+    return aioredis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
