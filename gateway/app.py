@@ -26,6 +26,7 @@ from gateway.fanout.history import History
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader
 from gateway.fanout.orchestrator import Orchestrator
+from gateway.fanout.shards import ShardedReader
 from gateway.fanout.stored import StoredLines
 from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
 from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
@@ -39,6 +40,7 @@ from gateway.tails.salt import LocalSalt, make_salt_client
 from gateway.tasks import Tasks
 from settings import Settings
 from wire import Keys
+from wire.cluster import async_client, is_cluster, parse_nodes
 from wire.codes import CloseCode
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,49 @@ class Gateway:
         self._lines_in_reported = 0
         self.metrics = GatewayMetrics()
         self.tasks = Tasks(self.metrics)
-        stored = StoredLines(self.metrics)
-        self.hub = Hub(stored)
-        keys = Keys(settings.redis.prefix)
+        self.stored = StoredLines(self.metrics)
+        self.hub = Hub(self.stored)
+        self.cluster = is_cluster(settings.redis.mode)
+        keys = Keys(settings.redis.prefix, cluster=self.cluster)
+        if self.cluster:
+            self._cluster_clients(keys)
+        else:
+            self._single_clients(keys)
+        conf = settings.gateway
+        self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
+        self.tails = self._file_tails(keys)
+        self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
+        self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
+        install_redaction()
+
+    def _cluster_clients(self, keys: Keys) -> None:
+        """Redis Cluster: commands and history reads through redis-py's cluster client (each
+        read goes to the slot's owner, MOVED/ASK followed); live lines through one sharded
+        pub/sub connection per primary (fanout/shards.py)."""
+        redis, conf = self.settings.redis, self.settings.gateway
+        self.commands = async_client(redis.url, redis.cluster_nodes, client_name="tailgate-gateway-cmd")
+        self.history_client = async_client(
+            redis.url,
+            redis.cluster_nodes,
+            max_connections=max(conf.history_connections, 32),
+            socket_timeout=10,
+            socket_connect_timeout=3,
+            client_name="tailgate-gateway-history",
+        )
+        self.history = History(self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, self.stored)
+        self.live = ShardedReader(
+            redis.url,
+            parse_nodes(redis.cluster_nodes),
+            keys,
+            self.hub,
+            self._on_lost,
+            self._on_reconnected,
+            self.tasks,
+            self.metrics,
+        )
+
+    def _single_clients(self, keys: Keys) -> None:
+        settings = self.settings
         self.commands = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
@@ -76,7 +118,7 @@ class Gateway:
             )
         )
         self.history = History(
-            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
+            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, self.stored
         )
         self.live = LiveReader(
             settings.redis.url,
@@ -88,12 +130,6 @@ class Gateway:
             self.metrics,
             coalesce=settings.gateway.coalesce_ms / 1000.0,
         )
-        conf = settings.gateway
-        self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
-        self.tails = self._file_tails(keys)
-        self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
-        self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
-        install_redaction()
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
@@ -126,6 +162,8 @@ class Gateway:
         """Bring gauges (and the hub's plain counters) up to date before a scrape."""
         self.metrics.ready.set(int(self.live.ready and not self.draining))
         self.metrics.reader_connected.set(int(self.live.connected))
+        if isinstance(self.live, ShardedReader):
+            self.metrics.shard_gauges({self.live.node_name(n): len(s) for n, s in self.live.subscribed.items()})
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
         sessions = self.orchestrator.sessions

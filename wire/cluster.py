@@ -10,6 +10,7 @@ follow MOVED and ASK while slots migrate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,6 +18,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.connection import parse_url
+
+MODES = ("single", "cluster")
+
+
+def is_cluster(mode: str) -> bool:
+    """Whether `redis.mode` names Redis Cluster; raises ValueError for an unknown mode."""
+    if mode not in MODES:
+        raise ValueError(f"redis.mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode == "cluster"
 
 
 def parse_nodes(nodes: list[str]) -> list[tuple[str, int]]:
@@ -50,4 +60,18 @@ def sync_client(url: str, nodes: list[str], **options: Any) -> redis.RedisCluste
 def async_client(url: str, nodes: list[str], **options: Any) -> aioredis.RedisCluster:
     """An asyncio cluster client (the gateway's commands and history reads)."""
     seeds = [AsyncClusterNode(host, port) for host, port in parse_nodes(nodes)]
-    return aioredis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
+    client = aioredis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
+    # redis-py 7.0's asyncio cluster MULTI (the gateway's history reads) hands its reply
+    # parsers a `keys` option they do not take (TypeError); its other paths drop it first.
+    callbacks = client.response_callbacks
+    for name, parse in list(callbacks.items()):
+        callbacks[name] = _without_keys(parse)
+    return client
+
+
+def _without_keys(parse: Callable[..., Any]) -> Callable[..., Any]:
+    def call(response: Any, **options: Any) -> Any:
+        options.pop("keys", None)
+        return parse(response, **options)
+
+    return call

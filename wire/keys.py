@@ -82,6 +82,12 @@ class Keys:
         """Cluster layout: the `counts` hash of the streams in `slot`."""
         return f"{self.prefix}counts:{{{slot_tag(slot)}}}"
 
+    def per_slot_pattern(self, name: str) -> str:
+        """A SCAN pattern matching every slot's key of one kind: ``seen``, ``counts`` or
+        ``offsets:<group>`` (cluster layout)."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in f"{self.prefix}{name}")
+        return escaped + ":{*}"
+
     def offsets_in(self, group: str, slot: int) -> str:
         """Cluster layout: a group's checkpoints for the lines published to `slot`."""
         if "{" in group or "}" in group:

@@ -162,7 +162,7 @@ class Publisher:
         """
         keys = [self.keys.offsets(checkpoint.group)]
         if self.keys.cluster:
-            pattern = _glob_escape(self.keys.offsets(checkpoint.group)) + ":{*}"
+            pattern = self.keys.per_slot_pattern(f"offsets:{checkpoint.group}")
             keys += [_s(k) for k in self.client.scan_iter(match=pattern, count=1000)]
         for key in keys:
             if last < 0:
@@ -188,7 +188,3 @@ def _seq_runs(seqs: tuple[int, ...]) -> tuple[int, int, str]:
 
 def _s(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

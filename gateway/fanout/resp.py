@@ -5,7 +5,8 @@ of thousands of messages a second on a busy process. redis-py's PubSub reads the
 a time, each behind a retry wrapper and a timeout context, which costs more than the
 fan-out itself. This connection reads whatever the socket has in one call and parses
 every complete message in it at once. It does only what a subscriber needs: connect,
-authenticate, name itself, SUBSCRIBE, UNSUBSCRIBE, PING, read. Reconnecting is the
+authenticate, name itself, SUBSCRIBE, UNSUBSCRIBE, PING, read; on a cluster node also
+SSUBSCRIBE, SUNSUBSCRIBE and CLUSTER SLOTS (fanout/shards.py). Reconnecting is the
 caller's job (the hub's stream list is the truth to resubscribe from).
 """
 
@@ -40,9 +41,14 @@ class RespConnection:
         self._parser = hiredis.Reader(replyError=ResponseError)
 
     @classmethod
-    async def open(cls, url: str, client_name: str, connect_timeout: float = 3.0) -> RespConnection:
-        """Connect to the Redis at `url` (redis:// or rediss://, with credentials if any)."""
+    async def open(
+        cls, url: str, client_name: str, connect_timeout: float = 3.0, address: tuple[str, int] | None = None
+    ) -> RespConnection:
+        """Connect to the Redis at `url` (redis:// or rediss://, with credentials if any),
+        or at `address` with `url`'s credentials and TLS (a cluster node)."""
         opts: dict[str, Any] = parse_url(url)
+        if address is not None:
+            opts.update(host=address[0], port=address[1], path=None)
         context = ssl.create_default_context() if url.startswith("rediss://") else None
         path = opts.get("path")
         try:
@@ -85,6 +91,16 @@ class RespConnection:
 
     def unsubscribe(self, *channels: str) -> None:
         self._writer.write(_command("UNSUBSCRIBE", *channels))
+
+    def ssubscribe(self, channel: str) -> None:
+        self._writer.write(_command("SSUBSCRIBE", channel))
+
+    def sunsubscribe(self, channel: str) -> None:
+        self._writer.write(_command("SUNSUBSCRIBE", channel))
+
+    def send(self, *args: str) -> None:
+        """Any other command (CLUSTER SLOTS on a connection not yet subscribed)."""
+        self._writer.write(_command(*args))
 
     def ping(self) -> None:
         self._writer.write(_command("PING"))

@@ -1,0 +1,93 @@
+"""A gateway on Redis Cluster: streams on three shards, one sharded pub/sub connection per
+primary, viewers that keep every line once across a slot migration and a failover."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from embedded import RedisClusterNodes
+from tests.support import GatewayProc, Service, WsClient, http_get
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire.cluster import sync_client
+
+
+def publish(pub: Publisher, stream: str, texts: list[str]) -> None:
+    pub.publish([StreamBatch(stream, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+
+
+def pubsub_connections(nodes: RedisClusterNodes) -> dict[int, int]:
+    """The gateway's pub/sub connections on each primary now (CLIENT LIST on each node)."""
+    out = {}
+    for port in nodes.primaries():
+        with nodes.client(port) as c:
+            out[port] = sum(1 for cl in c.client_list() if cl.get("name") == "tailgate-gateway-pubsub")
+    return out
+
+
+def start(env: dict[str, str], services: list[Service], tmp_path: Path) -> GatewayProc:
+    gw = GatewayProc(env, log_dir=tmp_path)
+    services.append(gw)
+    return gw.start()
+
+
+class Numbered(threading.Thread):
+    """Publishes 'n <i>' to one stream every few ms through the cluster client, retrying a
+    publish that failed (MOVED, TRYAGAIN, a node down) as a producer would."""
+
+    def __init__(self, nodes: RedisClusterNodes, keys: Keys, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher(sync_client("redis://", nodes.seeds, socket_timeout=2), keys)
+        self.stream = stream
+        self.stop = threading.Event()
+        self.published = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                publish(self.pub, self.stream, [f"n {self.published}"])
+                self.published += 1
+            except redis.RedisError:
+                pass
+            self.stop.wait(0.005)
+
+
+def check_numbered(client: WsClient, stream: str, total: int) -> None:
+    """Every line once and in order, or a `gap` right where lines are missing."""
+    seen = [int(t.split()[1]) for t in client.texts(stream)]
+    assert len(seen) == len(set(seen)), "a line came twice"
+    assert seen == sorted(seen), "lines out of order"
+    gaps = [f for f in client.of_type("gap") if f["stream"] == stream]
+    if not gaps:
+        assert seen == list(range(total)), f"a hole without a gap: {sorted(set(range(total)) - set(seen))[:10]}"
+
+
+async def test_streams_on_three_shards_one_pubsub_connection_per_primary(
+    redis_cluster: RedisClusterNodes, cclient: redis.RedisCluster, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    pub = Publisher(cclient, ckeys)
+    streams = [f"kafka:spread{i}" for i in range(9)]
+    assert len({redis_cluster.owner(ckeys.slot(s)) for s in streams}) == 3
+    for s in streams:
+        publish(pub, s, [f"{s} old {i}" for i in range(3)])
+    viewers = {s: await WsClient.connect(gw.ws_url) for s in streams}
+    for s, c in viewers.items():
+        await c.subscribe(s, backlog=2)
+    for s in streams:
+        publish(pub, s, [f"{s} new {i}" for i in range(5)])
+    for s, c in viewers.items():
+        await c.wait_for(lambda c=c, s=s: len(c.texts(s)) == 7, what=f"every line of {s}")
+        assert c.texts(s) == [f"{s} old {i}" for i in (1, 2)] + [f"{s} new {i}" for i in range(5)]
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+    status, body = http_get(gw.base + "/api/streams")
+    listed = {e["stream"]: e["lines"] for e in json.loads(body)["streams"]}
+    assert status == 200 and all(listed.get(s) == 8 for s in streams), listed
+    _, metrics = http_get(gw.base + "/metrics")
+    assert metrics.decode().count("tailgate_gateway_redis_shard_connections{") == 3
+    for c in viewers.values():
+        await c.close()
