@@ -45,7 +45,12 @@ class RedisClusterNodes:
     def start(self, timeout: float = 30.0) -> RedisClusterNodes:
         for node in self.nodes:
             node.dir.mkdir(parents=True, exist_ok=True)
-            node.start(extra=("--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS)))
+            node.start(
+                extra=(
+                    *("--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+                    *("--repl-diskless-sync-delay", "0", "--logfile", str(node.dir / "redis.log")),
+                )
+            )
         subprocess.run(
             [self.cli, "--cluster", "create", *self.seeds, "--cluster-replicas", "1", "--cluster-yes"],
             check=True,
@@ -54,7 +59,17 @@ class RedisClusterNodes:
             timeout=timeout,
         )
         wait_until(self.healthy, timeout, interval=0.1, what="redis cluster ok")
+        # a replica that never finished its first sync is never promoted
+        wait_until(self.replicas_synced, timeout, interval=0.1, what="replicas synchronised")
         return self
+
+    def replicas_synced(self) -> bool:
+        linked = 0
+        for node in self.nodes:
+            with self.client(node.port) as c:
+                info = c.info("replication")
+            linked += info.get("role") == "slave" and info.get("master_link_status") == "up"
+        return linked == len(self.nodes) - self.primary_count
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=5)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from embedded import RedisClusterNodes
 from tests.support import GatewayProc, Service, WsClient, http_get
@@ -51,7 +52,7 @@ class Numbered(threading.Thread):
             try:
                 publish(self.pub, self.stream, [f"n {self.published}"])
                 self.published += 1
-            except redis.RedisError:
+            except (redis.RedisError, RedisClusterException):
                 pass
             self.stop.wait(0.005)
 
@@ -91,3 +92,55 @@ async def test_streams_on_three_shards_one_pubsub_connection_per_primary(
     assert metrics.decode().count("tailgate_gateway_redis_shard_connections{") == 3
     for c in viewers.values():
         await c.close()
+
+
+async def watch_numbered(gw: GatewayProc, nodes: RedisClusterNodes, keys: Keys, stream: str):
+    feed = Numbered(nodes, keys, stream)
+    viewer = await WsClient.connect(gw.ws_url)
+    await viewer.subscribe(stream)
+    feed.start()
+    await viewer.wait_for(lambda: len(viewer.texts(stream)) >= 20, what="lines before the fault")
+    return feed, viewer
+
+
+async def finish_numbered(feed: Numbered, viewer: WsClient, stream: str) -> None:
+    after = feed.published + 20
+    await viewer.wait_for(lambda: feed.published >= after, timeout=15, what="publishing again after the fault")
+    feed.stop.set()
+    feed.join()
+    await viewer.wait_for(
+        lambda: viewer.texts(stream) and viewer.texts(stream)[-1] == f"n {feed.published - 1}",
+        timeout=15,
+        what="the last line",
+    )
+    check_numbered(viewer, stream, feed.published)
+    await viewer.close()
+
+
+async def test_a_watched_stream_whose_slot_migrates_keeps_every_line_once(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:moving"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    slot = ckeys.slot(stream)
+    source = redis_cluster.owner(slot)
+    target = next(p for p in redis_cluster.primaries() if p != source)
+    redis_cluster.migrate_slot(slot, target)
+    assert redis_cluster.owner(slot) == target
+    await finish_numbered(feed, viewer, stream)
+    assert not [f for f in viewer.of_type("gap")], "a migration loses nothing: no gap"
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+
+
+async def test_viewers_resume_when_their_shard_primary_is_killed(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:failing"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    dead = redis_cluster.owner(ckeys.slot(stream))
+    redis_cluster.kill(dead)
+    redis_cluster.wait_failover(dead)
+    await finish_numbered(feed, viewer, stream)
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
