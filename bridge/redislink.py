@@ -5,6 +5,13 @@ lines and offsets. redis-py would reconnect silently and the next publish would 
 newer offset over the hole. So every connection after the first fails its first command
 with a ConnectionError until the bridge has re-read its positions (`resync()`), which
 makes the bridge re-fetch from Kafka whatever Redis no longer has.
+
+On Redis Cluster (`redis.mode: cluster`) the same rule holds per node: `resync()` opens a
+connection to every primary (PING), and any connection opened outside it, to a node seen
+before or to a new one (a replica promoted after a failover, which may be behind its old
+primary), fails its first command until positions are re-read. redis-py's cluster client
+raises RedisClusterException (not a RedisError) when no node answers: `REDIS_ERRORS`
+names both for the bridge's handlers.
 """
 
 from __future__ import annotations
@@ -14,6 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
+
+from wire.cluster import sync_client
+
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
 
 class ReconnectedError(redis.ConnectionError):
@@ -23,10 +35,23 @@ class ReconnectedError(redis.ConnectionError):
 class RedisLink:
     """A redis.Redis client on a single connection, plus the reconnect guard."""
 
-    def __init__(self, url: str, socket_timeout: float = 3.0) -> None:
+    def __init__(self, url: str, socket_timeout: float = 3.0, cluster_nodes: list[str] | None = None) -> None:
         self.connects = 0
         self.reconnected = False
         self._resyncing = False
+        self.cluster = bool(cluster_nodes)
+        if cluster_nodes:
+            self._resyncing = True  # the cluster client reads the slot map from a seed right away
+            self.client: redis.Redis | redis.RedisCluster = sync_client(
+                url,
+                cluster_nodes,
+                client_name="tailgate-bridge",
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=1.0,
+                redis_connect_func=self._on_cluster_connect,
+            )
+            self._resyncing = False
+            return
         # One connection, shared in turn by the consume loop and the publishing thread, so
         # that a second connection always means a reconnect.
         pool = redis.BlockingConnectionPool.from_url(
@@ -47,12 +72,21 @@ class RedisLink:
             self.reconnected = True
             raise ReconnectedError("Redis connection re-established; positions must be re-read before publishing")
 
+    def _on_cluster_connect(self, conn: Any) -> None:
+        # redis-py's cluster client has already run conn.on_connect() (AUTH, SETNAME)
+        self.connects += 1
+        if not self._resyncing:
+            self.reconnected = True
+            raise ReconnectedError("Redis connection re-established; positions must be re-read before publishing")
+
     @contextlib.contextmanager
-    def resync(self) -> Iterator[redis.Redis]:
+    def resync(self) -> Iterator[redis.Redis | redis.RedisCluster]:
         """Calls made inside may open a new connection; once they succeed the bridge is
         back in step with what Redis holds."""
         self._resyncing = True
         try:
+            if isinstance(self.client, redis.RedisCluster):
+                self.client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
             yield self.client
             self.reconnected = False
         finally:

@@ -34,12 +34,13 @@ from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
-from bridge.redislink import RedisLink
+from bridge.redislink import REDIS_ERRORS, RedisLink
 from bridge.route import Router
 from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
 from wire import Keys, Publisher
+from wire.cluster import is_cluster
 from wire.names import StreamNameError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,10 @@ class Bridge:
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        self.link = RedisLink(settings.redis.url)
-        self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
+        cluster = is_cluster(settings.redis.mode)
+        self.link = RedisLink(settings.redis.url, cluster_nodes=settings.redis.cluster_nodes if cluster else None)
+        keys = Keys(settings.redis.prefix, cluster=cluster)
+        self.publisher = Publisher(self.link.client, keys, settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
@@ -176,7 +179,7 @@ class Bridge:
         try:
             with self.link.resync():
                 self.positions.resolve()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
         except KafkaError as exc:
