@@ -37,8 +37,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
+from wire.cluster import is_cluster, sync_client
 from wire.envelope import TRUNCATION_MARKER, clean_text
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
 from wire.names import StreamNameError, check_minion, file_stream
@@ -66,6 +68,8 @@ class AgentConfig:
 
     redis_url: str
     key_prefix: str
+    redis_mode: str
+    redis_cluster_nodes: list[str]
     allowlist: list[str]
     grace_period: float
     max_line_bytes: int
@@ -295,9 +299,13 @@ class Agent:
         self.lock_fd: int | None = lock_fd
         self.stream = file_stream(minion, path).name
         self.path = path
-        self.keys = Keys(conf.key_prefix)
-        self.client = redis.Redis.from_url(
-            conf.redis_url, socket_connect_timeout=2, socket_timeout=5, client_name="tailgate-logtail"
+        cluster = is_cluster(conf.redis_mode)
+        self.keys = Keys(conf.key_prefix, cluster=cluster)
+        options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5, "client_name": "tailgate-logtail"}
+        self.client: redis.Redis | redis.RedisCluster = (
+            sync_client(conf.redis_url, conf.redis_cluster_nodes, **options)
+            if cluster
+            else redis.Redis.from_url(conf.redis_url, **options)
         )
         self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
         self.wanted = self.client.register_script(WANTED_LUA)
@@ -353,7 +361,7 @@ class Agent:
         try:
             wanted = self._heartbeat() if due_heartbeat or not self.redis_ok else None
             self._publish()
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             if self.redis_ok:
                 log.warning("redis unreachable (%s); buffering up to %d lines", exc, self.conf.buffer_max_lines)
                 self.down_since = now
@@ -403,10 +411,10 @@ class Agent:
         # The lock goes (with the reason for a refusal in it) before the heartbeat: a gateway
         # that sees the heartbeat gone asks the module at once, which must find this agent
         # gone and why, not an agent still holding its lock.
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
             self._publish()
         self.unlock()
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
             self.release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
         if self.buffer or self.dropped:
             log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)
