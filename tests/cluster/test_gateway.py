@@ -92,6 +92,14 @@ async def test_streams_on_three_shards_one_pubsub_connection_per_primary(
     assert metrics.decode().count("tailgate_gateway_redis_shard_connections{") == 3
     for c in viewers.values():
         await c.close()
+    # the last viewer gone, each stream is SUNSUBSCRIBEd on its owner; the connections stay
+    for s in streams:
+        with redis_cluster.client(redis_cluster.owner(ckeys.slot(s))) as node:
+            await c.wait_for(
+                lambda node=node, s=s: node.execute_command("PUBSUB", "SHARDNUMSUB", ckeys.live(s))[1] == 0,
+                what=f"{s} unsubscribed",
+            )
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
 
 
 async def watch_numbered(gw: GatewayProc, nodes: RedisClusterNodes, keys: Keys, stream: str):
