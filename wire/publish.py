@@ -75,13 +75,12 @@ class Publisher:
         self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None, slot: int | None = None
     ) -> tuple[list[str], list[object]]:
         if slot is None:
-            keys = [self.keys.offsets(checkpoint.group) if checkpoint else self.keys.seen, self.keys.seen]
-            keys.append(self.keys.counts)
+            seen, counts, pub = self.keys.seen, self.keys.counts, "PUBLISH"
+            offsets = self.keys.offsets(checkpoint.group) if checkpoint else seen
         else:
-            seen = self.keys.seen_in(slot)
-            keys = [self.keys.offsets_in(checkpoint.group, slot) if checkpoint else seen, seen]
-            keys.append(self.keys.counts_in(slot))
-        pub = "PUBLISH" if slot is None else "SPUBLISH"
+            seen, counts, pub = self.keys.seen_in(slot), self.keys.counts_in(slot), "SPUBLISH"
+            offsets = self.keys.offsets_in(checkpoint.group, slot) if checkpoint else seen
+        keys = [offsets, seen, counts]
         args: list[object] = [self.maxlen, checkpoint.field if checkpoint else "", f"{time.time():.3f}", pub]
         for batch in batches:
             lines = batch.lines

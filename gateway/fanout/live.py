@@ -8,48 +8,35 @@ viewer; callers wait for Redis to confirm a SUBSCRIBE before reading history, wh
 what makes the history-to-live switch exact. On a lost connection it reconnects with
 backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and,
 once Redis has confirmed every channel on that same connection, tells the gateway to
-resume every client from history.
+resume every client from history (the loop, confirmations and resume: fanout/reader.py,
+shared with the Redis Cluster reader, fanout/shards.py).
 
-Invariants: whatever ends a connection (Redis, a keepalive timeout, an unexpected
-exception, `stop`), every subscription is held before anything else happens, so no
-viewer believes it is live while nothing is read; complete messages already read are
-handed on first. A resume belongs to one connection: one lost before its resume starts
-leaves the resume to the next connection.
+Invariants: those of fanout/reader.py; complete messages already read are handed on
+before the subscriptions are held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from gateway.fanout.hub import Hub
+from gateway.fanout.reader import KEEPALIVE_SECONDS, ReconnectMetrics, Subscriber, Unavailable
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_SECONDS = 5.0
+__all__ = ["LiveReader", "Unavailable"]
 
 
-class Unavailable(Exception):
-    """Redis cannot be reached right now; the client is told `unavailable`."""
-
-
-class ReconnectMetrics(Protocol):
-    """Where reconnects are counted (gateway.metrics.GatewayMetrics provides it)."""
-
-    def redis_reconnect(self) -> None: ...
-
-
-class LiveReader:
-    """Owns the pub/sub connection, its reconnects, and SUBSCRIBE confirmations."""
+class LiveReader(Subscriber):
+    """Owns the pub/sub connection to one Redis."""
 
     def __init__(
         self,
@@ -63,83 +50,35 @@ class LiveReader:
         confirm_timeout: float = 5.0,
         coalesce: float = 0.0,
     ) -> None:
+        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout)
         self.url = url
-        self.keys = keys
-        self.hub = hub
-        self.on_lost = on_lost
-        self.on_reconnected = on_reconnected
-        self.tasks = tasks
         self.metrics = metrics
-        self.confirm_timeout = confirm_timeout
         self.coalesce = coalesce
-        self.connected = False
         self._conn: RespConnection | None = None
-        self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
-        self._stopping = False
-        self._ever_connected = False
-        self._epoch = 0  # counts connections, so a resume knows whether its connection still stands
 
-    @property
-    def ready(self) -> bool:
-        """Connected and every SUBSCRIBE confirmed: what /readyz reports."""
-        return self.connected and not any(self._confirm.values())
-
-    async def run(self) -> None:
-        """Connect, read, and reconnect forever (until `stop`).
-
-        An exception other than a Redis or socket error escapes to the supervisor
-        (gateway/tasks.py), which restarts `run` after a pause; the `finally` first leaves
-        everything as after a lost connection, so the restart resumes every viewer."""
-        delay = 0.1
-        try:
-            while not self._stopping:
-                try:
-                    await self._connect()
-                    delay = 0.1
-                    await self._read_loop()
-                except (RedisError, OSError) as exc:
-                    if self._stopping:
-                        break
-                    if self.connected or not self._ever_connected:
-                        log.warning("redis pub/sub connection lost or refused: %s; retrying", exc)
-                self._disconnect()
-                if self._stopping:
-                    break
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
-        finally:
-            self._disconnect()
-
-    async def _connect(self) -> None:
+    async def _open(self) -> None:
         self._conn = await RespConnection.open(self.url, "tailgate-gateway-pubsub")
-        self._epoch += 1
-        streams = self.hub.streams()
-        if streams:
-            for stream in streams:
-                self._confirm.setdefault(stream, deque()).append(asyncio.get_running_loop().create_future())
+
+    def _subscribe_all(self, streams: list[str]) -> None:
+        if streams and self._conn is not None:
             self._conn.subscribe(*(self.keys.live(s) for s in streams))
-        self.connected = True
-        if self._ever_connected:
-            log.info("redis pub/sub reconnected; resubscribing %d streams", len(streams))
-            if self.metrics is not None:
-                self.metrics.redis_reconnect()
-            self.tasks.spawn(self._after_reconnect(self._epoch, streams), "resume-after-reconnect")
-        self._ever_connected = True
 
-    async def _after_reconnect(self, epoch: int, streams: list[str]) -> None:
-        results = await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)
-        if epoch != self._epoch or not self.connected:
-            return  # lost again meanwhile: subscriptions are held anew, the next connection resumes them
-        if any(isinstance(r, BaseException) for r in results):
-            # Resuming now would read history before the channels are live: lines published
-            # in between would reach nobody. Start over on a new connection instead.
-            log.warning("redis did not confirm the resubscription in %.0fs; reconnecting", self.confirm_timeout)
-            if self._conn is not None:
-                self._conn.close()
-            return
-        await self.on_reconnected()
+    def _send_subscribe(self, stream: str) -> None:
+        if self._conn is None:
+            raise Unavailable("not connected to redis")
+        self._conn.subscribe(self.keys.live(stream))
 
-    async def _read_loop(self) -> None:
+    def _reconnected(self, streams: int) -> None:
+        log.info("redis pub/sub reconnected; resubscribing %d streams", streams)
+        if self.metrics is not None:
+            self.metrics.redis_reconnect()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _read(self) -> None:
         """Read, and hand messages to the hub grouped by stream, in order.
 
         Messages are gathered for up to `coalesce` seconds after the first one: with many
@@ -197,52 +136,8 @@ class LiveReader:
                 burst.setdefault(stream, []).append(reply[2])
         elif kind == b"subscribe":
             stream = self.keys.stream_of_channel(reply[1])
-            waiting = self._confirm.get(stream or "")
-            if waiting:
-                fut = waiting.popleft()
-                if not fut.done():
-                    fut.set_result(None)
-                if not waiting:
-                    self._confirm.pop(stream or "", None)
-
-    def _disconnect(self) -> None:
-        if self.connected:
-            self.on_lost()
-        self.connected = False
-        for waiting in self._confirm.values():
-            for fut in waiting:
-                if not fut.done():
-                    fut.set_exception(Unavailable("redis connection lost"))
-        self._confirm.clear()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def _wait_confirmed(self, stream: str) -> None:
-        waiting = self._confirm.get(stream)
-        if waiting:
-            await asyncio.wait_for(asyncio.shield(waiting[-1]), self.confirm_timeout)
-
-    async def subscribe(self, stream: str) -> None:
-        """SUBSCRIBE to a stream's channel and wait until Redis confirms it."""
-        if not self.connected or self._conn is None:
-            raise Unavailable("not connected to redis")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm.setdefault(stream, deque()).append(fut)
-        try:
-            self._conn.subscribe(self.keys.live(stream))
-            await asyncio.wait_for(asyncio.shield(fut), self.confirm_timeout)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise Unavailable(f"subscribe failed: {exc}") from None
-
-    async def wait_subscribed(self, stream: str) -> None:
-        """Wait for any SUBSCRIBE of `stream` still in flight (another viewer's)."""
-        if not self.connected:
-            raise Unavailable("not connected to redis")
-        try:
-            await self._wait_confirmed(stream)
-        except TimeoutError:
-            raise Unavailable("subscribe not confirmed") from None
+            if stream is not None:
+                self._confirmed(stream)
 
     async def unsubscribe(self, stream: str) -> None:
         """UNSUBSCRIBE a stream's channel (its last viewer left)."""
@@ -251,7 +146,3 @@ class LiveReader:
                 self._conn.unsubscribe(self.keys.live(stream))
             except (RedisError, OSError) as exc:
                 log.warning("unsubscribe %s failed: %s (the reconnect will not resubscribe it)", stream, exc)
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._disconnect()

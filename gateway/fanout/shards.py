@@ -16,23 +16,21 @@ line once, or an explicit `gap` when the new owner lacks lines. Resuming every s
 viewers, not only the moved slot's, costs a history read per subscription on a rare event
 and keeps one resume path for every fault.
 
-Invariants: as for `LiveReader` (nothing is live while a connection is missing; a resume
-belongs to one generation of connections); each connection's reads reach the hub in order.
+Invariants: those of fanout/reader.py (the loop, confirmations and resume it shares with
+`LiveReader`); each connection's reads reach the hub in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.fanout.hub import Hub
-from gateway.fanout.live import KEEPALIVE_SECONDS, Unavailable
+from gateway.fanout.reader import KEEPALIVE_SECONDS, Subscriber
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
@@ -54,8 +52,10 @@ class ShardMetrics(Protocol):
     def shard_reconnect(self, node: str) -> None: ...
 
 
-class ShardedReader:
-    """Owns one sharded pub/sub connection per primary, the slot map, and confirmations."""
+class ShardedReader(Subscriber):
+    """Owns one sharded pub/sub connection per primary, and the slot map."""
+
+    what = "redis cluster pub/sub"
 
     def __init__(
         self,
@@ -69,53 +69,17 @@ class ShardedReader:
         metrics: ShardMetrics | None = None,
         confirm_timeout: float = 5.0,
     ) -> None:
+        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout)
         self.url = url
         self.seeds = seeds
-        self.keys = keys
-        self.hub = hub
-        self.on_lost = on_lost
-        self.on_reconnected = on_reconnected
-        self.tasks = tasks
         self.metrics = metrics
-        self.confirm_timeout = confirm_timeout
-        self.connected = False
         self.conns: dict[Node, RespConnection] = {}
         self.subscribed: dict[Node, set[str]] = {}  # streams SSUBSCRIBEd per primary (metrics, tests)
         self._slots: list[tuple[int, int, Node]] = []
-        self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
         self._leaving: dict[str, int] = {}  # SUNSUBSCRIBEs sent and not yet answered, per stream
-        self._stopping = False
-        self._ever_connected = False
-        self._epoch = 0
-
-    @property
-    def ready(self) -> bool:
-        return self.connected and not any(self._confirm.values())
 
     def node_name(self, node: Node) -> str:
         return f"{node[0]}:{node[1]}"
-
-    async def run(self) -> None:
-        """Connect to every primary, read, and start over on any loss or topology change."""
-        delay = 0.1
-        try:
-            while not self._stopping:
-                try:
-                    await self._connect()
-                    delay = 0.1
-                    await self._read_all()
-                except (RedisError, OSError) as exc:
-                    if self._stopping:
-                        break
-                    if self.connected or not self._ever_connected:
-                        log.warning("redis cluster pub/sub: %s; connecting every shard again", exc)
-                self._disconnect()
-                if self._stopping:
-                    break
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
-        finally:
-            self._disconnect()
 
     async def _slot_map(self) -> list[tuple[int, int, Node]]:
         """CLUSTER SLOTS from the first seed or known primary that answers."""
@@ -149,45 +113,31 @@ class ShardedReader:
                 return node
         raise TopologyChanged(f"no primary owns slot {slot}")
 
-    async def _connect(self) -> None:
+    async def _open(self) -> None:
         self._slots = await self._slot_map()
-        self._epoch += 1
         for node in dict.fromkeys(node for _, _, node in self._slots):
             self.conns[node] = await RespConnection.open(self.url, "tailgate-gateway-pubsub", address=node)
             self.subscribed[node] = set()
-        streams = self.hub.streams()
+
+    def _subscribe_all(self, streams: list[str]) -> None:
         for stream in streams:
-            self._confirm.setdefault(stream, deque()).append(asyncio.get_running_loop().create_future())
             self._send_subscribe(stream)
-        self.connected = True
-        if self._ever_connected:
-            log.info("redis cluster pub/sub: %d shards; resubscribing %d streams", len(self.conns), len(streams))
-            if self.metrics is not None:
-                self.metrics.redis_reconnect()
-                for node in self.conns:
-                    self.metrics.shard_reconnect(self.node_name(node))
-            self.tasks.spawn(self._after_reconnect(self._epoch, streams), "resume-after-reshard")
-        self._ever_connected = True
 
     def _send_subscribe(self, stream: str) -> None:
         node = self.owner(stream)
         self.conns[node].ssubscribe(self.keys.live(stream))
         self.subscribed[node].add(stream)
 
-    async def _after_reconnect(self, epoch: int, streams: list[str]) -> None:
-        results = await asyncio.gather(*(self._wait_confirmed(s) for s in streams), return_exceptions=True)
-        if epoch != self._epoch or not self.connected:
-            return  # lost again meanwhile: the next generation of connections resumes them
-        if any(isinstance(r, BaseException) for r in results):
-            log.warning("redis cluster did not confirm the resubscription; connecting again")
-            for conn in self.conns.values():
-                conn.close()
-            return
-        await self.on_reconnected()
+    def _reconnected(self, streams: int) -> None:
+        log.info("redis cluster pub/sub: %d shards; resubscribing %d streams", len(self.conns), streams)
+        if self.metrics is not None:
+            self.metrics.redis_reconnect()
+            for node in self.conns:
+                self.metrics.shard_reconnect(self.node_name(node))
 
-    async def _read_all(self) -> None:
+    async def _read(self) -> None:
         """Read every shard's connection until one of them fails or says the topology changed."""
-        readers = [asyncio.ensure_future(self._read(node, conn)) for node, conn in self.conns.items()]
+        readers = [asyncio.ensure_future(self._read_shard(node, conn)) for node, conn in self.conns.items()]
         try:
             done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -198,7 +148,7 @@ class ShardedReader:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
 
-    async def _read(self, node: Node, conn: RespConnection) -> None:
+    async def _read_shard(self, node: Node, conn: RespConnection) -> None:
         pinged = False
         while not self._stopping:
             try:
@@ -233,56 +183,19 @@ class ShardedReader:
         if kind == b"smessage":
             burst.setdefault(stream, []).append(reply[2])
         elif kind == b"ssubscribe":
-            waiting = self._confirm.get(stream)
-            if waiting and not (fut := waiting.popleft()).done():
-                fut.set_result(None)
-            if not waiting:
-                self._confirm.pop(stream, None)
+            self._confirmed(stream)
         elif kind == b"sunsubscribe":
             if self._leaving.get(stream):
                 self._leaving[stream] -= 1
             else:
                 raise TopologyChanged(f"{self.node_name(node)} no longer serves {stream}: its slot moved")
 
-    def _disconnect(self) -> None:
-        if self.connected:
-            self.on_lost()
-        self.connected = False
-        for waiting in self._confirm.values():
-            for fut in waiting:
-                if not fut.done():
-                    fut.set_exception(Unavailable("redis connection lost"))
-        self._confirm.clear()
+    def _close(self) -> None:
         self._leaving.clear()
         for conn in self.conns.values():
             conn.close()
         self.conns.clear()
         self.subscribed.clear()
-
-    async def _wait_confirmed(self, stream: str) -> None:
-        waiting = self._confirm.get(stream)
-        if waiting:
-            await asyncio.wait_for(asyncio.shield(waiting[-1]), self.confirm_timeout)
-
-    async def subscribe(self, stream: str) -> None:
-        """SSUBSCRIBE on the stream's owner and wait until it confirms."""
-        if not self.connected:
-            raise Unavailable("not connected to redis")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm.setdefault(stream, deque()).append(fut)
-        try:
-            self._send_subscribe(stream)
-            await asyncio.wait_for(asyncio.shield(fut), self.confirm_timeout)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise Unavailable(f"subscribe failed: {exc}") from None
-
-    async def wait_subscribed(self, stream: str) -> None:
-        if not self.connected:
-            raise Unavailable("not connected to redis")
-        try:
-            await self._wait_confirmed(stream)
-        except TimeoutError:
-            raise Unavailable("subscribe not confirmed") from None
 
     async def unsubscribe(self, stream: str) -> None:
         """SUNSUBSCRIBE on the stream's owner (its last viewer left)."""
@@ -293,7 +206,3 @@ class ShardedReader:
                 streams.discard(stream)
                 self._leaving[stream] = self._leaving.get(stream, 0) + 1
                 self.conns[node].sunsubscribe(self.keys.live(stream))
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._disconnect()
