@@ -134,6 +134,22 @@ class RedisClusterNodes:
             with self.client(port) as c:
                 c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
 
+    def failover(self, primary: int, timeout: float = 20.0) -> int:
+        """`CLUSTER FAILOVER` on a replica of `primary` (it catches up first, so nothing is
+        lost); returns the port of the new primary once every node agrees."""
+        replica = None
+        with self.client(primary) as c:
+            for line in c.execute_command("CLUSTER", "REPLICAS", self.node_id(primary)):
+                parts = line.decode().split()
+                if "fail" not in parts[2]:
+                    replica = int(parts[1].split("@")[0].rsplit(":", 1)[1])
+        if replica is None:
+            raise LookupError(f"no replica of {primary}")
+        with self.client(replica) as c:
+            c.execute_command("CLUSTER", "FAILOVER")
+        wait_until(lambda: replica in self.primaries() and self.healthy(), timeout, interval=0.1, what="failover")
+        return replica
+
     def kill(self, port: int) -> None:
         """SIGKILL the node on `port`; its replica is promoted after the node timeout."""
         for node in self.nodes:

@@ -141,6 +141,20 @@ async def test_a_watched_stream_whose_slot_migrates_keeps_every_line_once(
     assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
 
 
+async def test_a_manual_failover_of_a_watched_streams_primary_loses_nothing(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:handover"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    old = redis_cluster.owner(ckeys.slot(stream))
+    new = redis_cluster.failover(old)
+    assert redis_cluster.owner(ckeys.slot(stream)) == new
+    await finish_numbered(feed, viewer, stream)
+    assert not viewer.of_type("gap"), "a manual failover waits for the replica: no gap"
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+
+
 async def test_viewers_resume_when_their_shard_primary_is_killed(
     redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
 ) -> None:
