@@ -23,6 +23,9 @@ Master config (the ``tailgate`` formula's ``master`` state writes it)::
           redis_url: redis://127.0.0.1:6379/0
           key_prefix: "tailgate:"
           wire_dir: /opt/tailgate-master     # holds the shared wire/ package
+          # on Redis Cluster (docs/CLUSTER.md), with credentials and TLS from redis_url:
+          # redis_mode: cluster
+          # redis_cluster_nodes: [10.0.0.1:6379, 10.0.0.2:6379]
 
 Salt finds it after ``salt-run saltutil.sync_engines`` (from ``salt://_engines``) and a
 master restart, or through the master's ``engines_dirs``.
@@ -253,11 +256,13 @@ class _Wire:
         if wire_dir and wire_dir not in sys.path:
             sys.path.append(wire_dir)
         import redis
+        from redis.exceptions import RedisClusterException
 
-        from wire import Keys, Line, Publisher, StreamBatch, encode_line
+        from wire import Keys, Line, Publisher, StreamBatch, cluster, encode_line
 
         self.redis, self.Keys, self.Line, self.Publisher = redis, Keys, Line, Publisher
-        self.StreamBatch, self.encode_line, self.RedisError = StreamBatch, encode_line, redis.RedisError
+        self.StreamBatch, self.encode_line, self.cluster = StreamBatch, encode_line, cluster
+        self.RedisError = (redis.RedisError, RedisClusterException)
 
 
 def start(
@@ -266,13 +271,22 @@ def start(
     wire_dir: str = "",
     history_maxlen: int = 10_000,
     buffer_max_lines: int = 10_000,
+    redis_mode: str = "single",
+    redis_cluster_nodes: list[str] | None = None,
 ) -> None:
     """Run until the master stops: read its event bus, publish lines to Redis."""
     import salt.utils.event
 
     wire = _Wire(wire_dir)
-    client = wire.redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
-    feed = Feed(wire.Publisher(client, wire.Keys(key_prefix), int(history_maxlen)), wire, int(buffer_max_lines))
+    on_cluster = wire.cluster.is_cluster(redis_mode)
+    timeouts = {"socket_timeout": 3, "socket_connect_timeout": 3}
+    client = (
+        wire.cluster.sync_client(redis_url, list(redis_cluster_nodes or []), **timeouts)
+        if on_cluster
+        else wire.redis.Redis.from_url(redis_url, **timeouts)
+    )
+    keys = wire.Keys(key_prefix, cluster=on_cluster)
+    feed = Feed(wire.Publisher(client, keys, int(history_maxlen)), wire, int(buffer_max_lines))
     describer = Describer()
     opts = __opts__  # noqa: F821 - injected by Salt's loader
     log.info("tailgate_events: publishing the master's events to %s (prefix %s)", redis_url, key_prefix)
