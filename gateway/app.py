@@ -96,6 +96,7 @@ class Gateway:
             self._on_reconnected,
             self.tasks,
             self.metrics,
+            coalesce=conf.coalesce_ms / 1000.0,
         )
 
     def _single_clients(self, keys: Keys) -> None:

@@ -17,7 +17,6 @@ before the subscriptions are held.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway.fanout.hub import Hub
-from gateway.fanout.reader import KEEPALIVE_SECONDS, ReconnectMetrics, Subscriber, Unavailable
+from gateway.fanout.reader import ReconnectMetrics, Subscriber, Unavailable
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
@@ -50,10 +49,9 @@ class LiveReader(Subscriber):
         confirm_timeout: float = 5.0,
         coalesce: float = 0.0,
     ) -> None:
-        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout)
+        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
         self.url = url
         self.metrics = metrics
-        self.coalesce = coalesce
         self._conn: RespConnection | None = None
 
     async def _open(self) -> None:
@@ -79,52 +77,8 @@ class LiveReader(Subscriber):
             self._conn = None
 
     async def _read(self) -> None:
-        """Read, and hand messages to the hub grouped by stream, in order.
-
-        Messages are gathered for up to `coalesce` seconds after the first one: with many
-        streams each publishing small batches, that merges a stream's batches into one
-        frame per client instead of one per publish, which is what bounds the gateway's
-        work per client; when the gateway falls behind, batches grow further on their own.
-        """
         assert self._conn is not None
-        conn = self._conn
-        loop = asyncio.get_running_loop()
-        pinged = False
-        burst: dict[str, list[bytes]] = {}
-        flush_at = 0.0
-        try:
-            while not self._stopping:
-                wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
-                try:
-                    async with asyncio.timeout(wait):
-                        replies = await conn.read()
-                except TimeoutError:
-                    if burst:
-                        self._flush(burst)
-                        burst = {}
-                        continue
-                    if pinged:
-                        raise RedisError("no answer to keepalive PING") from None
-                    conn.ping()
-                    pinged = True
-                    continue
-                pinged = False
-                if not burst:
-                    flush_at = loop.time() + self.coalesce
-                for reply in replies:
-                    self._handle(reply, burst)
-                if burst and loop.time() >= flush_at:
-                    self._flush(burst)
-                    burst = {}
-        except (RedisError, OSError):
-            # Messages read before the connection failed are complete: hand them on before
-            # the subscriptions are held. A restarted Redis may no longer have them in history.
-            self._flush(burst)
-            raise
-
-    def _flush(self, burst: dict[str, list[bytes]]) -> None:
-        for stream, messages in burst.items():
-            self.hub.dispatch(stream, messages)
+        await self._read_from(self._conn, self._handle, "redis")
 
     def _handle(self, reply: list[Any], burst: dict[str, list[bytes]]) -> None:
         if isinstance(reply, Exception):

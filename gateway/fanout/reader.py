@@ -20,17 +20,20 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
 from gateway.fanout.hub import Hub
+from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 5.0
+
+Handler = Callable[[Any, dict[str, list[bytes]]], None]
 
 
 class Unavailable(Exception):
@@ -56,6 +59,7 @@ class Subscriber:
         on_reconnected: Callable[[], Awaitable[None]],
         tasks: Tasks,
         confirm_timeout: float = 5.0,
+        coalesce: float = 0.0,
     ) -> None:
         self.keys = keys
         self.hub = hub
@@ -63,6 +67,7 @@ class Subscriber:
         self.on_reconnected = on_reconnected
         self.tasks = tasks
         self.confirm_timeout = confirm_timeout
+        self.coalesce = coalesce
         self.connected = False
         self._confirm: dict[str, deque[asyncio.Future[None]]] = {}
         self._stopping = False
@@ -161,6 +166,53 @@ class Subscriber:
                     fut.set_exception(Unavailable("redis connection lost"))
         self._confirm.clear()
         self._close()
+
+    async def _read_from(self, conn: RespConnection, handle: Handler, source: str) -> None:
+        """Read `conn`, and hand messages to the hub grouped by stream, in order; `handle`
+        sorts each reply into the burst (or raises to end the connection).
+
+        Messages are gathered for up to `coalesce` seconds after the first one: with many
+        streams each publishing small batches, that merges a stream's batches into one
+        frame per client instead of one per publish, which is what bounds the gateway's
+        work per client; when the gateway falls behind, batches grow further on their own.
+        """
+        loop = asyncio.get_running_loop()
+        pinged = False
+        burst: dict[str, list[bytes]] = {}
+        flush_at = 0.0
+        try:
+            while not self._stopping:
+                wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
+                try:
+                    async with asyncio.timeout(wait):
+                        replies = await conn.read()
+                except TimeoutError:
+                    if burst:
+                        self._flush(burst)
+                        burst = {}
+                        continue
+                    if pinged:
+                        raise RedisError(f"no answer to keepalive PING from {source}") from None
+                    conn.ping()
+                    pinged = True
+                    continue
+                pinged = False
+                if not burst:
+                    flush_at = loop.time() + self.coalesce
+                for reply in replies:
+                    handle(reply, burst)
+                if burst and loop.time() >= flush_at:
+                    self._flush(burst)
+                    burst = {}
+        except (RedisError, OSError):
+            # Messages read before the connection failed are complete: hand them on before
+            # the subscriptions are held. A restarted Redis may no longer have them in history.
+            self._flush(burst)
+            raise
+
+    def _flush(self, burst: dict[str, list[bytes]]) -> None:
+        for stream, messages in burst.items():
+            self.hub.dispatch(stream, messages)
 
     # --- confirmations ------------------------------------------------------------------
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.fanout.hub import Hub
-from gateway.fanout.reader import KEEPALIVE_SECONDS, Subscriber
+from gateway.fanout.reader import Subscriber
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
@@ -68,8 +69,9 @@ class ShardedReader(Subscriber):
         tasks: Tasks,
         metrics: ShardMetrics | None = None,
         confirm_timeout: float = 5.0,
+        coalesce: float = 0.0,
     ) -> None:
-        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout)
+        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
         self.url = url
         self.seeds = seeds
         self.metrics = metrics
@@ -137,7 +139,10 @@ class ShardedReader(Subscriber):
 
     async def _read(self) -> None:
         """Read every shard's connection until one of them fails or says the topology changed."""
-        readers = [asyncio.ensure_future(self._read_shard(node, conn)) for node, conn in self.conns.items()]
+        readers = [
+            asyncio.ensure_future(self._read_from(conn, partial(self._handle, node), self.node_name(node)))
+            for node, conn in self.conns.items()
+        ]
         try:
             done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -147,28 +152,6 @@ class ShardedReader(Subscriber):
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
-
-    async def _read_shard(self, node: Node, conn: RespConnection) -> None:
-        pinged = False
-        while not self._stopping:
-            try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    replies = await conn.read()
-            except TimeoutError:
-                if pinged:
-                    raise RedisError(f"no answer to keepalive PING from {self.node_name(node)}") from None
-                conn.ping()
-                pinged = True
-                continue
-            pinged = False
-            burst: dict[str, list[bytes]] = {}
-            try:
-                for reply in replies:
-                    self._handle(node, reply, burst)
-            finally:
-                # complete messages read before a topology change are handed on first
-                for stream, messages in burst.items():
-                    self.hub.dispatch(stream, messages)
 
     def _handle(self, node: Node, reply: Any, burst: dict[str, list[bytes]]) -> None:
         if isinstance(reply, ResponseError):
