@@ -59,26 +59,34 @@ class Gateway:
         self.tasks = Tasks(self.metrics)
         self.stored = StoredLines(self.metrics)
         self.hub = Hub(self.stored)
-        self.cluster = is_cluster(settings.redis.mode)
-        keys = Keys(settings.redis.prefix, cluster=self.cluster)
-        if self.cluster:
-            self._cluster_clients(keys)
-        else:
-            self._single_clients(keys)
-        conf = settings.gateway
+        cluster = is_cluster(settings.redis.mode)
+        keys = Keys(settings.redis.prefix, cluster=cluster)
+        redis, conf = settings.redis, settings.gateway
+        # History reads get connections of their own: a long one must not delay file-stream
+        # leases or the catalogue on the command connection.
+        self.commands, self.history_client = self._cluster_clients() if cluster else self._single_clients()
+        self.history = History(self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, self.stored)
+        hooks = (self.hub, self._on_lost, self._on_reconnected, self.tasks, self.metrics)
+        coalesce = conf.coalesce_ms / 1000.0
+        self.live: LiveReader | ShardedReader = (
+            ShardedReader(redis.url, parse_nodes(redis.cluster_nodes), keys, *hooks, coalesce=coalesce)
+            if cluster
+            else LiveReader(redis.url, keys, *hooks, coalesce=coalesce)
+        )
         self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
         self.tails = self._file_tails(keys)
         self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
         self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
         install_redaction()
 
-    def _cluster_clients(self, keys: Keys) -> None:
+    def _cluster_clients(self) -> tuple[aioredis.RedisCluster, aioredis.RedisCluster]:
         """Redis Cluster: commands and history reads through redis-py's cluster client (each
-        read goes to the slot's owner, MOVED/ASK followed); live lines through one sharded
-        pub/sub connection per primary (fanout/shards.py)."""
+        command goes to its slot's owner, MOVED/ASK followed); live lines come through one
+        sharded pub/sub connection per primary (fanout/shards.py)."""
         redis, conf = self.settings.redis, self.settings.gateway
-        self.commands = async_client(redis.url, redis.cluster_nodes, client_name="tailgate-gateway-cmd")
-        self.history_client = async_client(
+        commands = async_client(redis.url, redis.cluster_nodes, client_name="tailgate-gateway-cmd")
+        # the cluster client's pools do not block when full: a few more than history_connections
+        history = async_client(
             redis.url,
             redis.cluster_nodes,
             max_connections=max(conf.history_connections, 32),
@@ -86,51 +94,26 @@ class Gateway:
             socket_connect_timeout=3,
             client_name="tailgate-gateway-history",
         )
-        self.history = History(self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, self.stored)
-        self.live = ShardedReader(
-            redis.url,
-            parse_nodes(redis.cluster_nodes),
-            keys,
-            self.hub,
-            self._on_lost,
-            self._on_reconnected,
-            self.tasks,
-            self.metrics,
-            coalesce=conf.coalesce_ms / 1000.0,
-        )
+        return commands, history
 
-    def _single_clients(self, keys: Keys) -> None:
-        settings = self.settings
-        self.commands = aioredis.Redis(
+    def _single_clients(self) -> tuple[aioredis.Redis, aioredis.Redis]:
+        redis, conf = self.settings.redis, self.settings.gateway
+        commands = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
+                redis.url, max_connections=1, timeout=10, client_name="tailgate-gateway-cmd"
             )
         )
-        # History reads get connections of their own: a long one must not delay file-stream
-        # leases or the catalogue on the command connection.
-        self.history_client = aioredis.Redis(
+        history = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis.url,
-                max_connections=settings.gateway.history_connections,
+                redis.url,
+                max_connections=conf.history_connections,
                 timeout=10,
                 socket_timeout=10,
                 socket_connect_timeout=3,
                 client_name="tailgate-gateway-history",
             )
         )
-        self.history = History(
-            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, self.stored
-        )
-        self.live = LiveReader(
-            settings.redis.url,
-            keys,
-            self.hub,
-            self._on_lost,
-            self._on_reconnected,
-            self.tasks,
-            self.metrics,
-            coalesce=settings.gateway.coalesce_ms / 1000.0,
-        )
+        return commands, history
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
