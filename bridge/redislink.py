@@ -39,7 +39,7 @@ class RedisLink:
         self.connects = 0
         self.reconnected = False
         self._resyncing = False
-        self.cluster = bool(cluster_nodes)
+        self._pinged = False
         if cluster_nodes:
             self._resyncing = True  # the cluster client reads the slot map from a seed right away
             self.client: redis.Redis | redis.RedisCluster = sync_client(
@@ -49,6 +49,9 @@ class RedisLink:
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=1.0,
                 redis_connect_func=self._on_cluster_connect,
+                # one connection per node, shared in turn, as on one node
+                connection_pool_class=redis.BlockingConnectionPool,
+                max_connections=1,
             )
             self._resyncing = False
             return
@@ -85,8 +88,10 @@ class RedisLink:
         back in step with what Redis holds."""
         self._resyncing = True
         try:
-            if isinstance(self.client, redis.RedisCluster):
+            if isinstance(self.client, redis.RedisCluster) and (self.reconnected or not self._pinged):
+                # a connection to every primary now, so that none is opened outside resync
                 self.client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+                self._pinged = True
             yield self.client
             self.reconnected = False
         finally:
