@@ -17,6 +17,8 @@ names both for the bridge's handlers.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +29,12 @@ from wire.cluster import sync_client
 
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """The bridge was told to stop while it waited for Redis."""
+
 
 class ReconnectedError(redis.ConnectionError):
     """A new Redis connection was made outside `resync()`."""
@@ -35,25 +43,19 @@ class ReconnectedError(redis.ConnectionError):
 class RedisLink:
     """A redis.Redis client on a single connection, plus the reconnect guard."""
 
-    def __init__(self, url: str, socket_timeout: float = 3.0, cluster_nodes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        socket_timeout: float = 3.0,
+        cluster_nodes: list[str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.connects = 0
         self.reconnected = False
         self._resyncing = False
         self._pinged = False
-        if cluster_nodes:
-            self._resyncing = True  # the cluster client reads the slot map from a seed right away
-            self.client: redis.Redis | redis.RedisCluster = sync_client(
-                url,
-                cluster_nodes,
-                client_name="tailgate-bridge",
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=1.0,
-                redis_connect_func=self._on_cluster_connect,
-                # one connection per node, shared in turn, as on one node
-                connection_pool_class=redis.BlockingConnectionPool,
-                max_connections=1,
-            )
-            self._resyncing = False
+        if cluster_nodes is not None:
+            self.client: redis.Redis | redis.RedisCluster = self._cluster(url, cluster_nodes, socket_timeout, stop)
             return
         # One connection, shared in turn by the consume loop and the publishing thread, so
         # that a second connection always means a reconnect.
@@ -74,6 +76,35 @@ class RedisLink:
         if self.connects > 1 and not self._resyncing:
             self.reconnected = True
             raise ReconnectedError("Redis connection re-established; positions must be re-read before publishing")
+
+    def _cluster(
+        self, url: str, nodes: list[str], socket_timeout: float, stop: threading.Event | None
+    ) -> redis.RedisCluster:
+        """The cluster client, once a seed answers (redis-py reads the slot map right away);
+        raises `Stopped` when `stop` is set first."""
+        delay = 0.5
+        self._resyncing = True
+        try:
+            while True:
+                try:
+                    return sync_client(
+                        url,
+                        nodes,
+                        client_name="tailgate-bridge",
+                        socket_timeout=socket_timeout,
+                        socket_connect_timeout=1.0,
+                        redis_connect_func=self._on_cluster_connect,
+                        # one connection per node, shared in turn, as on one node
+                        connection_pool_class=redis.BlockingConnectionPool,
+                        max_connections=1,
+                    )
+                except REDIS_ERRORS as exc:
+                    log.warning("no Redis Cluster node answers (%s); retrying in %.1fs", exc, delay)
+                if stop is not None and stop.wait(delay):
+                    raise Stopped("stopped before a Redis Cluster node answered")
+                delay = min(delay * 2, 5.0)
+        finally:
+            self._resyncing = False
 
     def _on_cluster_connect(self, conn: Any) -> None:
         # redis-py's cluster client has already run conn.on_connect() (AUTH, SETNAME)

@@ -40,7 +40,7 @@ from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
 from wire import Keys, Publisher
-from wire.cluster import is_cluster
+from wire.cluster import check_layout
 from wire.names import StreamNameError
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ class Bridge:
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        cluster = is_cluster(settings.redis.mode)
-        self.link = RedisLink(settings.redis.url, cluster_nodes=settings.redis.cluster_nodes if cluster else None)
+        redis_conf = settings.redis
+        cluster = check_layout(redis_conf.mode, redis_conf.cluster_nodes, redis_conf.prefix)
+        nodes = redis_conf.cluster_nodes if cluster else None
+        self.link = RedisLink(redis_conf.url, cluster_nodes=nodes, stop=self.stop)
         keys = Keys(settings.redis.prefix, cluster=cluster)
         self.publisher = Publisher(self.link.client, keys, settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None

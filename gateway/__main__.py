@@ -14,6 +14,7 @@ from gateway.access.identity import Authenticator
 from gateway.access.tokens import token_main
 from gateway.app import Gateway
 from settings import ConfigError, Settings, load
+from wire.cluster import check_layout
 
 log = logging.getLogger("gateway")
 
@@ -93,7 +94,12 @@ SALT_POSITIVE = ("workers", "max_calls_per_user", "queue_timeout", "list_files_r
 
 
 def check_values(settings: Settings) -> None:
-    """Refuse sizes, limits and intervals that cannot work (zero or negative)."""
+    """Refuse sizes, limits and intervals that cannot work (zero or negative), and a Redis
+    mode without what it needs."""
+    try:
+        check_layout(settings.redis.mode, settings.redis.cluster_nodes, settings.redis.prefix)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     for section, positive, non_negative in (
         ("gateway", POSITIVE, ("coalesce_ms", "ping_interval", "ping_timeout")),
         ("salt", SALT_POSITIVE, ("max_streams", "max_streams_per_user")),

@@ -19,6 +19,8 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.connection import parse_url
 
+from wire.keys import Keys
+
 MODES = ("single", "cluster")
 
 
@@ -27,6 +29,16 @@ def is_cluster(mode: str) -> bool:
     if mode not in MODES:
         raise ValueError(f"redis.mode must be one of {', '.join(MODES)}, not {mode!r}")
     return mode == "cluster"
+
+
+def check_layout(mode: str, nodes: list[str], prefix: str) -> bool:
+    """Whether `mode` is cluster, after checking that the settings make a layout (seeds,
+    a prefix without braces); raises ValueError naming the setting otherwise."""
+    if not is_cluster(mode):
+        return False
+    parse_nodes(nodes)
+    Keys(prefix, cluster=True)
+    return True
 
 
 def parse_nodes(nodes: list[str]) -> list[tuple[str, int]]:

@@ -49,3 +49,16 @@ def test_cluster_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="names no node"):
         parse_nodes([])
     assert parse_nodes(["10.0.0.1:7000", "[::1]:7001"]) == [("10.0.0.1", 7000), ("::1", 7001)]
+
+
+def test_a_gateway_refuses_to_start_on_a_mode_without_what_it_needs() -> None:
+    from gateway.__main__ import check_values
+    from settings import ConfigError, Settings
+
+    settings = Settings()
+    check_values(settings)
+    settings.redis.mode = "cluster"
+    with pytest.raises(ConfigError, match="names no node"):
+        check_values(settings)
+    settings.redis.cluster_nodes = ["127.0.0.1:7000"]
+    check_values(settings)
