@@ -143,6 +143,8 @@ class ShardedReader(Subscriber):
             asyncio.ensure_future(self._read_from(conn, partial(self._handle, node), self.node_name(node)))
             for node, conn in self.conns.items()
         ]
+        if not readers:
+            raise TopologyChanged("no primary owns a slot")
         try:
             done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
