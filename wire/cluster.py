@@ -16,8 +16,11 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode
 from redis.connection import parse_url
+from redis.retry import Retry
 
 from wire.keys import Keys
 
@@ -63,15 +66,23 @@ def connection_options(url: str) -> dict[str, Any]:
     return keep
 
 
+def _retry(retry_class: type[Any]) -> Any:
+    # redis-py waits up to 1 s (then 2, 4...) before retrying after MOVED or a lost node;
+    # a slot that moved is served at once by its new owner, so retry sooner.
+    return retry_class(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
+
+
 def sync_client(url: str, nodes: list[str], **options: Any) -> redis.RedisCluster:
     """A blocking cluster client (the bridge, the tail agent, the Salt engine)."""
     seeds = [ClusterNode(host, port) for host, port in parse_nodes(nodes)]
+    options.setdefault("retry", _retry(Retry))
     return redis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
 
 
 def async_client(url: str, nodes: list[str], **options: Any) -> aioredis.RedisCluster:
     """An asyncio cluster client (the gateway's commands and history reads)."""
     seeds = [AsyncClusterNode(host, port) for host, port in parse_nodes(nodes)]
+    options.setdefault("retry", _retry(AsyncRetry))
     client = aioredis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
     # redis-py 7.0's asyncio cluster MULTI (the gateway's history reads) hands its reply
     # parsers a `keys` option they do not take (TypeError); its other paths drop it first.
