@@ -1,8 +1,10 @@
-"""The bridge on Redis Cluster: a topic split by key over streams on every shard, the
-bridge SIGKILLed mid-stream: every Kafka offset published exactly once."""
+"""End to end on Redis Cluster: a topic split by key over streams on every shard, through
+the bridge (SIGKILLed mid-stream) to a gateway's viewers: every Kafka offset published
+exactly once, every line viewed once and in order, one pub/sub connection per primary."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -11,8 +13,9 @@ from pathlib import Path
 
 import redis
 
-from embedded import KafkaBroker, RedisClusterNodes, wait_until
-from tests.support import Service, create_topic
+from embedded import KafkaBroker, RedisClusterNodes
+from tests.cluster.test_gateway import pubsub_connections
+from tests.support import GatewayProc, Service, WsClient, create_topic
 from wire import Keys
 
 KEYS = [f"k{i}" for i in range(12)]
@@ -45,7 +48,7 @@ class KeyedFeeder(threading.Thread):
             producer.close()
 
 
-def test_bridge_killed_mid_stream_on_a_cluster_publishes_every_offset_once(
+async def test_bridge_killed_mid_stream_on_a_cluster_publishes_and_delivers_every_offset_once(
     redis_cluster: RedisClusterNodes,
     cclient: redis.RedisCluster,
     ckeys: Keys,
@@ -76,23 +79,39 @@ def test_bridge_killed_mid_stream_on_a_cluster_publishes_every_offset_once(
     def texts() -> list[str]:
         return [json.loads(b"{" + f[b"d"] + b"}")["text"] for s in streams for _, f in cclient.xrange(ckeys.hist(s))]
 
+    def published() -> int:
+        return sum(cclient.xlen(ckeys.hist(s)) for s in streams)
+
     def bridge() -> Service:
         svc = Service("bridge", env, args=["--static"], log_dir=tmp_path)
         services.append(svc)
         return svc.start()
 
+    gw = GatewayProc(cluster_env, log_dir=tmp_path)
+    services.append(gw)
+    gw.start()
+    viewer = await WsClient.connect(gw.ws_url)
+    for s in streams:
+        await viewer.subscribe(s)
     feeder = KeyedFeeder(kafka.bootstrap, topic, total=12_000, rate=4_000)
     feeder.start()
     first = bridge()
-    wait_until(lambda: len(texts()) >= 2_000, 30, what="lines before the kill")
+    await viewer.wait_for(lambda: published() >= 2_000, 30, what="lines before the kill")
     first.kill()  # SIGKILL, mid-stream: some slots' calls of a batch may be in, others not
-    assert len(texts()) < feeder.total, "the stream ended before the kill; nothing was tested"
+    assert published() < feeder.total, "the stream ended before the kill; nothing was tested"
     bridge()
-    feeder.join(30)
+    await asyncio.to_thread(feeder.join, 30)
     assert feeder.error is None
-    wait_until(lambda: len(texts()) >= feeder.total, 60, what="every line")
+    await viewer.wait_for(lambda: published() >= feeder.total, 60, what="every line")
     got = texts()
     assert len(got) == len(set(got)) == feeder.total, f"{len(got) - len(set(got))} doubled"
     for s in streams:  # each stream in offset order
         mine = [json.loads(b"{" + f[b"d"] + b"}")["text"] for _, f in cclient.xrange(ckeys.hist(s))]
         assert mine == sorted(mine, key=lambda t: (int(t) % 2, int(t)))
+    # the viewer got each stream's history exactly, live
+    await viewer.wait_for(lambda: sum(len(viewer.texts(s)) for s in streams) >= feeder.total, 30, what="every line")
+    for s in streams:
+        assert viewer.texts(s) == [json.loads(b"{" + f[b"d"] + b"}")["text"] for _, f in cclient.xrange(ckeys.hist(s))]
+    assert not viewer.of_type("gap") and not viewer.of_type("dropped")
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+    await viewer.close()
