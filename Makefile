@@ -1,5 +1,6 @@
 # The two commands (see README.md):
 #   make run    set up, then run the whole product on embedded defaults; Ctrl-C stops it
+#               (TAILGATE_REPLICAS=3 make run: three gateways behind HAProxy)
 #   make test   set up, then run the whole test suite (what CI runs)
 .PHONY: run test test-unit setup setup-test lint bench
 
@@ -23,9 +24,11 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
-# Every benchmark, one after another (about 10 minutes; results in docs/BENCHMARKS.md)
+# Every benchmark, one after another (about 15 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
+	.venv/bin/python -m bench.workers_bench
+	.venv/bin/python -m bench.replica_loss
 	.venv/bin/python -m bench.bridge_bench
 	.venv/bin/python -m bench.broker_floor
 	.venv/bin/python -m bench.salt_tail

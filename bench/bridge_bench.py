@@ -1,7 +1,9 @@
 """Bridge benchmark (a script, not a test): throughput against a bare kafka-python consume
-loop in the same run, and produce-to-PUBLISH latency at a steady 5,000 lines/s.
+loop in the same run, and produce-to-PUBLISH latency at a steady 5,000 lines/s; with
+`--replica`, the cost of waiting for a replica after each publish step
+(`redis.min_replicas_acked` 0 against 1, with the same replica attached).
 
-    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--runs 3] [--seconds 10]
+    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--runs 3] [--seconds 10] [--replica]
 
 Starts its own redis-server and embedded broker (Tansu) on free ports, and the bridge
 as a real `python -m bridge` process. The process under test (the bridge, or the bare
@@ -116,7 +118,9 @@ def bare_loop(bootstrap: str, topic: str, messages: int) -> float:
 class BridgeProc:
     """A `python -m bridge` process on the benchmark's Redis and broker, on core 1."""
 
-    def __init__(self, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path) -> None:
+    def __init__(
+        self, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path, extra: dict[str, str] | None = None
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILGATE_")}
         config = log.with_suffix(".yaml")
         config.write_text("bridge: {}\n")
@@ -132,6 +136,7 @@ class BridgeProc:
             TAILGATE_BRIDGE_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
         )
         env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
+        env.update(extra or {})
         taskset = ["taskset", "-c", str(TEST_CORE)] if PINNED else []
         self.out = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -151,10 +156,18 @@ class BridgeProc:
         self.out.close()
 
 
-def bridge_rate(r: redis.Redis, redis_url: str, bootstrap: str, topic: str, count: int, log: Path) -> float:
+def bridge_rate(
+    r: redis.Redis,
+    redis_url: str,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    log: Path,
+    extra: dict[str, str] | None = None,
+) -> float:
     """Lines per second the bridge publishes, first line to last, watching the counts hash."""
     prefix = f"b{uuid.uuid4().hex[:6]}:"
-    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log)
+    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log, extra)
     key, stream = Keys(prefix).counts, f"kafka:{topic}"
     try:
         first = wait_until(lambda: int(r.hget(key, stream) or 0) > 0 and time.perf_counter(), 120, 0.005)
@@ -209,11 +222,19 @@ def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float, linger_m
 
 
 def bridge_latency(
-    r: redis.Redis, redis_url: str, bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int, log: Path
+    r: redis.Redis,
+    redis_url: str,
+    bootstrap: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    linger_ms: int,
+    log: Path,
+    extra: dict[str, str] | None = None,
 ) -> list[float]:
     """produce -> PUBLISH latencies (ms) of lines produced at `rate` lines/s."""
     prefix = f"b{uuid.uuid4().hex[:6]}:"
-    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log)
+    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log, extra)
     pubsub = r.pubsub()
     pubsub.subscribe(Keys(prefix).live(f"kafka:{topic}"))
     lat: list[float] = []
@@ -243,6 +264,30 @@ def bridge_latency(
     return lat
 
 
+def replica_costs(
+    r: redis.Redis, server: RedisServer, urls: tuple[str, str], plain: str, args: argparse.Namespace, work: Path
+) -> None:
+    """With a replica attached: the bridge without and with a WAIT for it after each publish
+    step, in turn `--runs` times: throughput (the filled topic) and latency (linger_ms 5)."""
+    replica = RedisServer(workdir=str(work)).start(extra=("--replicaof", "127.0.0.1", str(server.port)))
+    assert replica.proc is not None
+    pin(REST_CORE, replica.proc.pid)
+    try:
+        online = lambda: r.info("replication").get("slave0", {}).get("state") == "online"  # noqa: E731
+        wait_until(online, 30, what="the replica in sync")
+        for run, acked in enumerate([0, 1] * args.runs):  # in turn, so drift on a shared machine hits both
+            extra = {"TAILGATE_REDIS_MIN_REPLICAS_ACKED": str(acked)}
+            what = f"with a replica, redis.min_replicas_acked={acked}"
+            rate = bridge_rate(r, *urls, plain, args.lines, work / f"replica{run}.log", extra)
+            print(f"{what}: bridge {rate:,.0f} lines/s, 1 line/message")
+            live = f"replica{acked}-{uuid.uuid4().hex[:6]}"
+            create(urls[1], live)
+            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, 5, work / f"rlive{run}.log", extra)
+            print(f"{what}: at {args.rate} lines/s, linger_ms=5: produce -> PUBLISH {summary(lat)}")
+    finally:
+        replica.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
@@ -255,6 +300,7 @@ def main() -> int:
         default=[5, 0],
         help="the latency producer's linger_ms values, one latency pair each (default 5,0)",
     )
+    parser.add_argument("--replica", action="store_true", help="also: a replica, WAIT after each step or not")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     server = RedisServer(workdir=str(work)).start()
@@ -299,6 +345,8 @@ def main() -> int:
             log = work / f"live{linger}.log"
             lat = bridge_latency(r, *urls, live, args.rate, args.seconds, linger, log)
             print(f"{where}: bridge, produce -> PUBLISH {summary(lat)}")
+        if args.replica:
+            replica_costs(r, server, urls, plain, args, work)
     finally:
         r.close()
         broker.stop()

@@ -56,10 +56,13 @@ class Stats:
 
 
 class LoadClient(asyncio.Protocol):
-    def __init__(self, host: str, path: str, streams: list[str], stats: Stats, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self, host: str, path: str, streams: list[str], stats: Stats, ready: asyncio.Future[None], regex: str = ""
+    ) -> None:
         self.host = host
         self.path = path
         self.streams = streams
+        self.regex = regex
         self.stats = stats
         self.ready = ready
         self.buf = bytearray()
@@ -89,7 +92,8 @@ class LoadClient(asyncio.Protocol):
             self.handshaken = True
             self.stats.connected += 1
             for stream in self.streams:
-                self.transport.write(client_frame(json.dumps({"op": "subscribe", "stream": stream}).encode()))
+                sub = {"op": "subscribe", "stream": stream, **({"regex": self.regex} if self.regex else {})}
+                self.transport.write(client_frame(json.dumps(sub).encode()))
             if not self.streams and not self.ready.done():
                 self.ready.set_result(None)
         self._frames()
@@ -156,7 +160,9 @@ class LoadClient(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(str(exc)))
 
 
-async def run(url: str, clients: int, streams: list[str], per_client: int, seconds: float, warmup: float) -> dict:
+async def run(
+    url: str, clients: int, streams: list[str], per_client: int, seconds: float, warmup: float, regex: str = ""
+) -> dict:
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     stats = Stats()
@@ -167,7 +173,7 @@ async def run(url: str, clients: int, streams: list[str], per_client: int, secon
     for i in range(clients):
         mine = [streams[(i * per_client + k) % len(streams)] for k in range(per_client)] if streams else []
         ready = loop.create_future()
-        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready)
+        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready, regex.replace("{n}", str(i)))
         await loop.create_connection(lambda proto=proto: proto, host, port)
         waits.append(ready)
         protos.append(proto)
@@ -218,6 +224,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--streams", default="", help="comma-separated; clients spread over them")
     parser.add_argument("--per-client", type=int, default=1, help="streams each client subscribes to")
+    parser.add_argument("--regex", default="", help="a filter per client; {n} becomes the client's number")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--hold", action="store_true", help="idle mode: connect, report ready, wait for stdin EOF")
@@ -228,7 +235,7 @@ def main() -> None:
     if args.hold:
         asyncio.run(hold(args.url, args.clients, streams))
         return
-    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup))
+    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup, args.regex))
     print(json.dumps(result), flush=True)
 
 

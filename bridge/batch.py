@@ -34,6 +34,8 @@ class Work:
     spans: dict[tuple[str, int], tuple[int, int, float, float]] = field(default_factory=dict)
     # partitions whose log started over or was truncated -> the offset their Redis checkpoint is lowered to
     resets: dict[Any, int] = field(default_factory=dict)
+    # False once published when no replica acknowledged it in time (redis.min_replicas_acked)
+    acked: bool = True
 
     def lines_out(self) -> tuple[Counter[str], Counter[str]]:
         """Lines and bytes bound for each stream."""

@@ -74,6 +74,12 @@ class BridgeMetrics:
         self.truncated_offsets = Counter(
             f"{ns}_truncated_offsets", "Published offsets a truncated log no longer holds", registry=r
         )
+        self.unacked_publishes = Counter(
+            f"{ns}_unacked_publishes",
+            "Publish steps no replica acknowledged within redis.replica_ack_timeout (their Kafka offsets are "
+            "committed once a later step is acknowledged)",
+            registry=r,
+        )
         self.checkpoint_fallbacks = Counter(
             f"{ns}_checkpoint_fallbacks",
             "Partitions resumed at the offset committed to Kafka because Redis had lost their checkpoint",

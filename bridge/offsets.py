@@ -13,6 +13,14 @@ behalf of a partition that published nothing since. A commit that fails is sent 
 the next turn (unless a newer one replaced it); shutdown commits synchronously. A commit
 lost anyway costs, only if Redis loses its checkpoint too, the lines published since the
 previous commit: published again.
+
+With replicas to wait for (`redis.min_replicas_acked`), a published offset is due only
+once a replica has acknowledged its publish step (or a later one: WAIT covers every
+earlier write of the connection; so does one the bridge sends between steps, for a
+partition that has gone quiet). Until then it waits in `unacked`, and a Redis failure
+forgets it: the partition resumes from what the (maybe new) primary holds, and what it
+publishes from there is committed as it is acknowledged. Kafka's stand-in is then never
+ahead of what a promoted replica can hold.
 """
 
 from __future__ import annotations
@@ -40,17 +48,42 @@ class OffsetCommits:
         self.enabled = enabled
         self.lock = threading.Lock()
         self.due: dict[Key, int] = {}  # partition -> next offset, changed since its last commit
+        self.unacked: dict[Key, int] = {}  # partition -> next offset, published but not acknowledged by a replica
 
-    def published(self, spans: dict[Key, tuple[int, int, float, float]]) -> None:
-        """A work was published: its partitions' newest offsets."""
+    def published(self, spans: dict[Key, tuple[int, int, float, float]], acked: bool = True) -> None:
+        """A work was published: its partitions' newest offsets, due once a replica
+        acknowledged it (`acked`; always, with no replica to wait for)."""
         with self.lock:
             for key, (_, last, _, _) in spans.items():
-                self.due[key] = last + 1
+                self.unacked[key] = last + 1
+            if acked:
+                self.due.update(self.unacked)
+                self.unacked.clear()
+
+    def unacked_now(self) -> dict[Key, int]:
+        """What waits for a replica, as it is now (hand it to `acked` after a WAIT)."""
+        with self.lock:
+            return dict(self.unacked)
+
+    def acked(self, held: dict[Key, int]) -> None:
+        """A WAIT sent after `held` was taken succeeded: those offsets are due, unless a
+        newer step of the partition (not covered) replaced them meanwhile."""
+        with self.lock:
+            for key, nxt in held.items():
+                if self.unacked.get(key) == nxt:
+                    del self.unacked[key]
+                    self.due[key] = nxt
+
+    def forget_unacked(self) -> None:
+        """Redis failed: what no replica acknowledged may be gone with the primary."""
+        with self.lock:
+            self.unacked.clear()
 
     def moved(self, key: Key, nxt: int) -> None:
         """A partition's Redis checkpoint was lowered: `nxt` is its next offset now."""
         with self.lock:
             self.due[key] = nxt
+            self.unacked.pop(key, None)
 
     def commit(self, consumer: KafkaConsumer) -> None:
         """Send what is due, without waiting for the answer (every housekeeping turn)."""

@@ -1,10 +1,15 @@
 """The bridge's Redis client, which refuses to publish over a fresh connection unnoticed.
 
 A Redis that restarted may have come back from an older snapshot, without the newest
-lines and offsets. redis-py would reconnect silently and the next publish would record a
-newer offset over the hole. So every connection after the first fails its first command
-with a ConnectionError until the bridge has re-read its positions (`resync()`), which
-makes the bridge re-fetch from Kafka whatever Redis no longer has.
+lines and offsets; after a Sentinel failover the new primary may lack what the old one
+took last. redis-py would reconnect silently and the next publish would record a newer
+offset over the hole. So every connection after the first fails its first command with
+a ConnectionError until the bridge has re-read its positions (`resync()`), which makes
+the bridge re-fetch from Kafka whatever Redis no longer has.
+
+The connection itself comes from `wire.connect`: one node, or the master the sentinels
+name (`redis.follow()` asks them where it is now; a connection left on the old primary is
+then made again to the new one, and so fails its first command as above).
 
 On Redis Cluster (`redis.mode: cluster`) the same rule holds per node: `resync()` opens a
 connection to every primary (PING), and any connection opened outside it, to a node seen
@@ -25,8 +30,9 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from wire.cluster import sync_client
+from wire.connect import Connector, RedisTarget
 
+SOCKET_TIMEOUT = 3.0  # seconds for any one Redis call
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
 log = logging.getLogger(__name__)
@@ -44,31 +50,27 @@ class RedisLink:
     """A redis.Redis client on a single connection, plus the reconnect guard."""
 
     def __init__(
-        self,
-        url: str,
-        socket_timeout: float = 3.0,
-        cluster_nodes: list[str] | None = None,
-        stop: threading.Event | None = None,
+        self, target: RedisTarget, socket_timeout: float = SOCKET_TIMEOUT, stop: threading.Event | None = None
     ) -> None:
         self.connects = 0
         self.reconnected = False
         self._resyncing = False
         self._pinged = False
-        if cluster_nodes is not None:
-            self.client: redis.Redis | redis.RedisCluster = self._cluster(url, cluster_nodes, socket_timeout, stop)
+        self.redis = Connector(target)
+        if target.cluster:
+            self.client: redis.Redis | redis.RedisCluster = self._cluster(socket_timeout, stop)
             return
         # One connection, shared in turn by the consume loop and the publishing thread, so
         # that a second connection always means a reconnect.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
+        self.client = self.redis.client(
+            "tailgate-bridge",
+            redis.BlockingConnectionPool,
             max_connections=1,
             timeout=None,
-            client_name="tailgate-bridge",
             socket_timeout=socket_timeout,
             socket_connect_timeout=1.0,
             redis_connect_func=self._on_connect,
         )
-        self.client = redis.Redis(connection_pool=pool)
 
     def _on_connect(self, conn: Any) -> None:
         conn.on_connect()
@@ -77,9 +79,7 @@ class RedisLink:
             self.reconnected = True
             raise ReconnectedError("Redis connection re-established; positions must be re-read before publishing")
 
-    def _cluster(
-        self, url: str, nodes: list[str], socket_timeout: float, stop: threading.Event | None
-    ) -> redis.RedisCluster:
+    def _cluster(self, socket_timeout: float, stop: threading.Event | None) -> redis.RedisCluster:
         """The cluster client, once a seed answers (redis-py reads the slot map right away);
         raises `Stopped` when `stop` is set first."""
         delay = 0.5
@@ -87,10 +87,8 @@ class RedisLink:
         try:
             while True:
                 try:
-                    return sync_client(
-                        url,
-                        nodes,
-                        client_name="tailgate-bridge",
+                    return self.redis.client(  # type: ignore[return-value]  # cluster mode: a RedisCluster
+                        "tailgate-bridge",
                         socket_timeout=socket_timeout,
                         socket_connect_timeout=1.0,
                         redis_connect_func=self._on_cluster_connect,
@@ -129,4 +127,4 @@ class RedisLink:
             self._resyncing = False
 
     def close(self) -> None:
-        self.client.close()
+        self.redis.close()

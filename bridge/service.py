@@ -14,6 +14,13 @@ holds no offset at all, the one committed to Kafka stands in (bridge.positions).
 being unreachable only makes polls come back empty (the client reconnects by itself); a
 partition whose log started over or was truncated is handled by bridge.positions.
 SIGTERM (the `stop` event) ends the loop after the batch in hand has been published.
+
+With Redis Sentinel (wire.connect) a failover is such a fault: the bridge asks the
+sentinels where the master is every housekeeping turn (and after a step no replica
+acknowledged), its connection to the old primary is made again to the new one, and the
+positions are re-read there. With `redis.min_replicas_acked`, each publish step is
+followed by WAIT, and its offsets are committed to Kafka only once a replica has them
+(bridge.offsets).
 """
 
 from __future__ import annotations
@@ -34,13 +41,13 @@ from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
-from bridge.redislink import REDIS_ERRORS, RedisLink
+from bridge.redislink import REDIS_ERRORS, SOCKET_TIMEOUT, RedisLink
 from bridge.route import Router
 from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
-from wire import Keys, Publisher
-from wire.cluster import check_layout
+from wire import Publisher
+from wire.connect import RedisTarget
 from wire.names import StreamNameError
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,7 @@ POLL_MS = 100
 HOUSEKEEPING = 1.0  # seconds between lag, connection and commit updates
 KAFKA_PROBE = 5.0  # longest interval between metadata reads (they tell whether Kafka answers)
 SHUTDOWN_COMMIT_MS = 1000  # the last commit's wait: SIGTERM must end the bridge within 5 s
+CATCH_UP_WAIT_MS = 50  # a housekeeping turn's WAIT for offsets still unacknowledged (blocks the loop)
 
 
 class Bridge:
@@ -62,17 +70,26 @@ class Bridge:
             raise ValueError(f"bridge.instance must be in 0..{b.instances - 1} (instances: {b.instances})")
         if b.batch_max_lines < 1 or b.max_line_bytes < 256:
             raise ValueError("bridge.batch_max_lines must be >= 1 and bridge.max_line_bytes >= 256")
+        r = settings.redis
+        if r.min_replicas_acked < -1:
+            raise ValueError("redis.min_replicas_acked must be a number of replicas, 0 (off) or -1 (by redis.mode)")
+        if r.mode == "cluster" and r.min_replicas_acked > 0:
+            # WAIT counts the replicas of the node it reaches: one command cannot cover a
+            # step that wrote to several primaries.
+            raise ValueError("redis.min_replicas_acked is not supported in cluster mode: set it to -1 or 0")
+        if not 0 < r.replica_ack_timeout < SOCKET_TIMEOUT:
+            raise ValueError(f"redis.replica_ack_timeout must be above 0 and below {SOCKET_TIMEOUT:g} s")
         self.settings = settings
         self.stop = stop or threading.Event()
         self.metrics = metrics or BridgeMetrics()
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        redis_conf = settings.redis
-        cluster = check_layout(redis_conf.mode, redis_conf.cluster_nodes, redis_conf.prefix)
-        nodes = redis_conf.cluster_nodes if cluster else None
-        self.link = RedisLink(redis_conf.url, cluster_nodes=nodes, stop=self.stop)
-        keys = Keys(settings.redis.prefix, cluster=cluster)
+        target = RedisTarget.of(settings.redis)
+        keys = target.keys(settings.redis.prefix)
+        self.link = RedisLink(target, stop=self.stop)
+        self.unacked_since: float | None = None  # the first of the steps no replica has acknowledged yet
+        self.publishing = True  # the last publish went through
         self.publisher = Publisher(self.link.client, keys, settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
@@ -152,12 +169,15 @@ class Bridge:
                 self.health.turned()
                 if self.assigner is not None:
                     self.assigner.maintain()
-                self._take_back()
-                if not self._resolve():
+                # A failed publish waits too, not only failed reads: a Redis that answers
+                # reads but refuses writes (NOREPLICAS while a failover settles) must not be
+                # tried again at poll speed. The wait shrinks once a publish went through.
+                if self._take_back() or not self._resolve():
                     self._idle(delay)
                     delay = min(delay * 2, self.settings.bridge.retry_max)
                     continue
-                delay = self.settings.bridge.retry_initial
+                if self.publishing:
+                    delay = self.settings.bridge.retry_initial
                 try:
                     polled = self.consumer.poll(timeout_ms=POLL_MS)
                 except KafkaError as exc:
@@ -227,22 +247,67 @@ class Bridge:
             self.positions.reset(tp, work.resets[tp])
             self.commits.moved((tp.topic, tp.partition), work.resets.pop(tp) + 1)
         _, skipped = self.publisher.publish_many(work.calls)
+        work.acked = self._replicated()
         return skipped
+
+    def _replicated(self) -> bool:
+        """After a publish step: whether `redis.min_replicas_acked` replicas have everything
+        written so far (WAIT, at most `redis.replica_ack_timeout`). When they do not, the
+        step's offsets wait (bridge.offsets), and the sentinels are asked at once whether
+        the master moved: a replica promoted away leaves the old primary without one."""
+        conf = self.settings.redis
+        wanted = conf.replicas_to_ack
+        if not wanted:
+            return True
+        acked = int(self.link.client.wait(wanted, int(conf.replica_ack_timeout * 1000)))
+        if acked >= wanted:
+            if self.unacked_since is not None:
+                log.info("a replica acknowledged again after %.1fs", time.monotonic() - self.unacked_since)
+                self.unacked_since = None
+            return True
+        self.metrics.unacked_publishes.inc()
+        if self.unacked_since is None:
+            self.unacked_since = time.monotonic()
+            log.warning(
+                "%d of %d replicas acknowledged a publish step within %gs; its Kafka offsets wait until they do",
+                acked,
+                wanted,
+                conf.replica_ack_timeout,
+            )
+        self.link.redis.follow(at_once=True)
+        return False
+
+    def _acked_since(self) -> None:
+        """Offsets still waiting for a replica (their step's WAIT timed out): WAIT again,
+        briefly, so that a partition that published nothing since does not keep its
+        Kafka commit behind for good. The WAIT covers every step published before it."""
+        held = self.commits.unacked_now()
+        if not held:
+            return
+        wanted = self.settings.redis.replicas_to_ack
+        try:
+            if int(self.link.client.wait(wanted, CATCH_UP_WAIT_MS)) >= wanted:
+                self.commits.acked(held)
+        except REDIS_ERRORS as exc:
+            log.debug("WAIT for held offsets failed: %s", exc)
 
     def _published(self, work: Work, skipped: int, seconds: float) -> None:
         self.metrics.publish_seconds.observe(seconds)
         self.metrics.record(work, skipped)
         if skipped:
             log.info("%d lines were already published (redelivered offsets); skipped", skipped)
-        self.commits.published(work.spans)
+        self.commits.published(work.spans, work.acked)
+        self.publishing = True
 
-    def _take_back(self, extra: list[Work] | None = None) -> None:
+    def _take_back(self, extra: list[Work] | None = None) -> bool:
         """After a failed publish: rewind every partition of the unpublished works to its
-        oldest unpublished offset and pause everything until Redis is read again."""
+        oldest unpublished offset and pause everything until Redis is read again. False
+        when there was nothing to take back."""
         assert self.worker is not None and self.positions is not None
         if self.worker.error is None and not extra:
-            return
+            return False
         error, failed = self.worker.take_failed()
+        self.publishing = False  # after take_failed: what the worker published before the failure is in
         failed += extra or []
         first: dict[TopicPartition, int] = {}
         for work in failed:
@@ -253,6 +318,7 @@ class Bridge:
         for tp, offset in first.items():
             self.positions.rewind(tp, offset)
         self._redis_failed(error or redis.ConnectionError("publish failed"))
+        return True
 
     # --- faults -------------------------------------------------------------------------
 
@@ -262,6 +328,7 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None
         self.metrics.redis_errors.inc()
         self.positions.recheck(self.consumer.assignment())
+        self.commits.forget_unacked()
         if self.health.redis_down:
             log.debug("Redis still failing: %s", exc)
             return
@@ -307,6 +374,8 @@ class Bridge:
         assert self.consumer is not None and self.positions is not None and self.watcher is not None
         self.health.update_lag(self.consumer, self.positions.expected)
         self.health.watch_kafka(self.watcher)
+        self.link.redis.follow()
+        self._acked_since()
         self.commits.commit(self.consumer)
 
     def _shutdown(self) -> None:

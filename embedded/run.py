@@ -4,6 +4,10 @@ Starts, each only if needed: Redis (reuses one already answering at the configur
 the embedded Kafka-compatible broker, the bridge, the gateway and a demo log producer;
 prints the console URL; Ctrl-C (or SIGTERM) stops everything it started, in reverse.
 Logs of every process go to run/logs/.
+
+`TAILGATE_REPLICAS=N` (N > 1) runs the demo as a fleet: N gateways on ports of their
+own behind HAProxy, which runs conf/haproxy.cfg as shipped (embedded/balancer.py) on the
+usual port.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from urllib.parse import urlparse
 import redis
 
 from embedded import producer
+from embedded.balancer import HAProxy
 from embedded.salt_demo import SaltDemo, start_salt_demo
 from embedded.services import (
     KafkaBroker,
@@ -53,6 +58,10 @@ class Stack:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.servers: list[RedisServer | KafkaBroker] = []
+
+    def add(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """A process started elsewhere (in a session of its own), watched and stopped like the rest."""
+        self.procs.append((name, proc))
 
     def spawn(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115
@@ -95,6 +104,7 @@ def main() -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)
     LOGS.mkdir(parents=True, exist_ok=True)
     settings = load()
+    count = replicas()
     env = {k: v for k, v in os.environ.items()}
     env["PYTHONPATH"] = str(ROOT)
     stack = Stack()
@@ -134,13 +144,12 @@ def main() -> int:
             "TAILGATE_GATEWAY_PORT", str(settings.gateway.port if not port_open(settings.gateway.port) else free_port())
         )
         port = int(gw_env["TAILGATE_GATEWAY_PORT"])
-        gateway = stack.spawn("gateway", "gateway", gw_env)
-        wait_until(lambda: gateway.poll() is None and gateway_ready(port), 30, what="the gateway to be ready")
+        serving = start_gateways(stack, gw_env, port, count)
 
         feeder = threading.Thread(target=producer.run, args=(bootstrap, stop), daemon=True)
         feeder.start()
         print(
-            f"\n  Tailgate is running.  Console: http://127.0.0.1:{port}/\n"
+            f"\n  Tailgate is running{serving}.  Console: http://127.0.0.1:{port}/\n"
             + (f"  A file on a Salt minion: {salt_demo.stream}\n" if salt_demo else "")
             + f"  Logs: {LOGS}\n  Ctrl-C stops everything.\n",
             flush=True,
@@ -166,6 +175,37 @@ def main() -> int:
         if salt_demo is not None:
             salt_demo.stop(graceful=not asked.kill)
     return 0
+
+
+def replicas() -> int:
+    """TAILGATE_REPLICAS: how many gateways the demo runs (1 unless set)."""
+    value = os.environ.get("TAILGATE_REPLICAS", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"TAILGATE_REPLICAS must be a whole number of gateways, 1 or more, not {value!r}")
+    return int(value)
+
+
+def start_gateways(stack: Stack, env: dict[str, str], port: int, count: int) -> str:
+    """One gateway on `port`; or `count` gateways on free ports behind HAProxy on `port`.
+    Returns what the banner says about them."""
+    if count == 1:
+        gateway = stack.spawn("gateway", "gateway", env)
+        wait_until(lambda: gateway.poll() is None and gateway_ready(port), 30, what="the gateway to be ready")
+        return ""
+    ports = [free_port() for _ in range(count)]
+    # The balancer, on loopback, is the replicas' one trusted proxy (X-Forwarded-For).
+    replica_env = dict(env, TAILGATE_AUTH_TRUSTED_PROXIES="127.0.0.1")
+    gateways = [
+        stack.spawn(f"gateway-{i + 1}", "gateway", dict(replica_env, TAILGATE_GATEWAY_PORT=str(p)))
+        for i, p in enumerate(ports)
+    ]
+    for gateway, p in zip(gateways, ports, strict=True):
+        wait_until(lambda g=gateway, p=p: g.poll() is None and gateway_ready(p), 30, what=f"the gateway on {p}")
+    balancer = HAProxy(port, ports, ROOT / "run", LOGS / "haproxy.log").start()
+    stack.add("haproxy", balancer.proc)
+    balancer.wait_servers(ports)
+    log.info("HAProxy on %d balancing gateways on %s", port, ", ".join(map(str, ports)))
+    return f": {count} gateways (ports {', '.join(map(str, ports))}) behind HAProxy"
 
 
 def kill_all(stack: Stack, salt_demo: SaltDemo | None, asked: Asked) -> None:

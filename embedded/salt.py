@@ -8,7 +8,8 @@ formula written here. The master runs the `tailgate_events` engine (its event bu
 `salt:*` streams of the pillar's Redis and prefix) and finds the `tailgate` runner, both
 straight from salt_states/ (`engines_dirs`, `runner_dirs`). `start()` waits until the
 minion's key is accepted and it answers `test.ping`; `apply()` syncs the modules and runs
-`state.apply logtail`.
+`state.apply logtail`. `add_minion()` starts another salt-minion process with an id, config
+directory, root and logtail pillar of its own (a second minion on the same machine).
 
 Production never uses this module: there the formula is served by the real master.
 """
@@ -69,6 +70,8 @@ class SaltPair:
         self.master: subprocess.Popen[bytes] | None = None
         self.minion: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
+        self.extra: dict[str, subprocess.Popen[bytes]] = {}  # more minion ids on this machine (add_minion)
+        self.roots: dict[str, str] = {}
 
     @property
     def api_url(self) -> str:
@@ -160,13 +163,44 @@ class SaltPair:
         """(Re)write pillar `name` (`{name: data}`) for every minion, the master's own
         (which orchestrations render with) included."""
         self.pillars[name] = data
-        (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": sorted(self.pillars)}}))
         (self.pillar_dir / f"{name}.sls").write_text(yaml.safe_dump({name: data}))
+        self._write_top()
 
-    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
-        out = open(self.dir / f"{name}.out", "ab")  # noqa: SIM115 - owned by the child
+    def _write_top(self) -> None:
+        # An added minion's own pillar file comes after the shared ones: merged over them.
+        top: dict[str, list[str]] = {"*": sorted(self.pillars)}
+        top.update({minion: [_own_pillar(minion)] for minion in self.extra})
+        (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": top}, sort_keys=False))
+
+    def add_minion(self, minion_id: str, logtail: dict[str, Any], timeout: float = 90.0) -> None:
+        """Start a second salt-minion process on this machine, as `minion_id`, with a config
+        directory of its own and `logtail` merged over the shared logtail pillar for it
+        alone (where its agents keep their config, locks and logs); return once it answers."""
+        conf_dir = self.dir / f"conf-{minion_id}"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        minion = yaml.safe_load((self.conf_dir / "minion").read_text())
+        # a root of its own where the paths of its IPC sockets stay short (AF_UNIX paths end at 108 bytes)
+        self.roots[minion_id] = root = tempfile.mkdtemp(prefix="tailgate-minion-")
+        minion.update(id=minion_id, root_dir=root, log_file=str(conf_dir / "log"))
+        (conf_dir / "minion").write_text(yaml.safe_dump(minion))
+        (self.pillar_dir / f"{_own_pillar(minion_id)}.sls").write_text(yaml.safe_dump({"logtail": logtail}))
+        self.extra[minion_id] = self._spawn("minion", conf_dir, f"minion-{minion_id}")
+        self._write_top()
+        self._wait(lambda: self._alive(minion_id) and self.ping(minion_id), timeout, 0.5, f"{minion_id} to answer")
+
+    def remove_minion(self, minion_id: str, forget_key: bool = True) -> None:
+        """Stop an added minion and delete its key: the master knows one minion again."""
+        stop_process(self.extra.pop(minion_id, None), timeout=10)
+        shutil.rmtree(self.roots.pop(minion_id, ""), ignore_errors=True)
+        if forget_key:
+            self._write_top()
+            argv = [str(BIN / "salt-key"), "-c", str(self.conf_dir), "-y", "-d", minion_id]
+            subprocess.run(argv, capture_output=True, timeout=60, cwd=str(self.dir), check=False)
+
+    def _spawn(self, name: str, conf_dir: Path | None = None, out_name: str = "") -> subprocess.Popen[bytes]:
+        out = open(self.dir / f"{out_name or name}.out", "ab")  # noqa: SIM115 - owned by the child
         return subprocess.Popen(
-            [str(BIN / f"salt-{name}"), "-c", str(self.conf_dir), "-l", self.log_level],
+            [str(BIN / f"salt-{name}"), "-c", str(conf_dir or self.conf_dir), "-l", self.log_level],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -200,21 +234,23 @@ class SaltPair:
         return self
 
     def _alive(self, name: str) -> bool:
-        proc = {"master": self.master, "minion": self.minion, "api": self.api}[name]
+        proc = {"master": self.master, "minion": self.minion, "api": self.api}.get(name) or self.extra.get(name)
         if proc is None or proc.poll() is not None:
             raise SaltError(f"salt-{name} exited; see {self.dir / (name + '.out')} and {self.dir / (name + '.log')}")
         return True
 
-    def ping(self) -> bool:
+    def ping(self, minion: str | None = None) -> bool:
         try:
-            return self.call("test.ping", timeout=5) is True
+            return self.call("test.ping", timeout=5, minion=minion) is True
         except SaltError:
             return False
 
-    def call(self, fun: str, *args: str, timeout: float = 30.0) -> Any:
-        """Run one function on the minion through the master (the `salt` CLI); its return."""
+    def call(self, fun: str, *args: str, timeout: float = 30.0, minion: str | None = None) -> Any:
+        """Run one function on the minion (or another id, `add_minion`) through the master
+        (the `salt` CLI); its return."""
+        minion = minion or self.minion_id
         argv = [str(BIN / "salt"), "-c", str(self.conf_dir), "--out=json", "--static", "-t", str(int(timeout))]
-        argv += ["-L", self.minion_id, fun, *args]
+        argv += ["-L", minion, fun, *args]
         try:
             done = subprocess.run(argv, capture_output=True, timeout=timeout + 30, cwd=str(self.dir), check=False)
         except subprocess.TimeoutExpired:
@@ -223,15 +259,15 @@ class SaltPair:
             result = json.loads(done.stdout or b"{}")
         except ValueError:
             raise SaltError(f"{fun}: {done.stdout[-500:]!r} {done.stderr[-500:]!r}") from None
-        if not isinstance(result, dict) or self.minion_id not in result:
-            raise SaltError(f"{fun}: no answer from {self.minion_id}: {done.stderr[-500:]!r}")
-        return result[self.minion_id]
+        if not isinstance(result, dict) or minion not in result:
+            raise SaltError(f"{fun}: no answer from {minion}: {done.stderr[-500:]!r}")
+        return result[minion]
 
-    def apply(self, sls: str = "logtail") -> dict[str, Any]:
+    def apply(self, sls: str = "logtail", minion: str | None = None) -> dict[str, Any]:
         """Sync the modules and apply `sls` (the logtail formula); raise if a state fails."""
-        self.call("saltutil.sync_all", timeout=60)
-        self.call("saltutil.refresh_pillar", timeout=30)
-        result = self.call("state.apply", sls, timeout=120)
+        self.call("saltutil.sync_all", timeout=60, minion=minion)
+        self.call("saltutil.refresh_pillar", timeout=30, minion=minion)
+        result = self.call("state.apply", sls, timeout=120, minion=minion)
         if not isinstance(result, dict):
             raise SaltError(f"state.apply {sls}: {result!r}")
         failed = {k: v.get("comment") for k, v in result.items() if not v.get("result")}
@@ -265,6 +301,8 @@ class SaltPair:
         return [p for p in (self.api, self.minion, self.master) if p is not None]
 
     def stop(self) -> None:
+        for minion_id in list(self.extra):
+            self.remove_minion(minion_id, forget_key=False)
         stop_process(self.api, timeout=10)
         stop_process(self.minion, timeout=10)
         stop_process(self.master, timeout=10)
@@ -273,6 +311,11 @@ class SaltPair:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _own_pillar(minion_id: str) -> str:
+    """The pillar file holding an added minion's own settings."""
+    return "minion_" + minion_id.replace(".", "_").replace("-", "_")
 
 
 def logtail_pillar(

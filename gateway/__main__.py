@@ -1,4 +1,5 @@
-"""`python -m gateway`: run a gateway process; `python -m gateway token`: mint a viewer token."""
+"""`python -m gateway`: run a gateway (one process, or `--workers N` under a supervisor);
+`python -m gateway token`: mint a viewer token."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import logging
 import os
 import resource
 import sys
+from pathlib import Path
 
 from gateway.access.hosts import HostPolicy, is_loopback
 from gateway.access.identity import Authenticator
 from gateway.access.tokens import token_main
 from gateway.app import Gateway
+from gateway.workers import Supervisor, WorkerLink, worker_count
 from settings import ConfigError, Settings, load
-from wire.cluster import check_layout
+from wire.connect import RedisTarget, RedisTargetError
 
 log = logging.getLogger("gateway")
 
@@ -30,8 +33,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML config file (default: $TAILGATE_CONFIG or conf/tailgate.yaml)")
     parser.add_argument("--host", help="address to listen on (default from gateway.host)")
     parser.add_argument("--port", type=int, help="port to listen on (default from gateway.port)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port, each with its own Redis connections; 0: one per core "
+        "(default from gateway.workers)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    # Set by the supervisor on each worker it starts (gateway.workers), never by hand.
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def worker_args(args: argparse.Namespace) -> list[str]:
+    """The command line every worker of a supervisor gets (before its own --worker flags)."""
+    out = ["--log-level", args.log_level]
+    for flag in ("config", "host", "port"):
+        value = getattr(args, flag)
+        if value is not None:
+            out += [f"--{flag}", str(value)]
+    return out
 
 
 def check_bind(settings: Settings) -> None:
@@ -81,6 +104,8 @@ POSITIVE = (
     "max_history_bytes",
     "history_connections",
     "max_pattern_chars",
+    "max_filter_terms",
+    "max_glob_minions",
     "control_rate",
     "control_burst",
     "catalog_window",
@@ -94,14 +119,14 @@ SALT_POSITIVE = ("workers", "max_calls_per_user", "queue_timeout", "list_files_r
 
 
 def check_values(settings: Settings) -> None:
-    """Refuse sizes, limits and intervals that cannot work (zero or negative), and a Redis
-    mode without what it needs."""
+    """Refuse sizes, limits and intervals that cannot work (zero or negative), and Redis
+    settings that name no Redis (or a key prefix the mode's layout refuses)."""
     try:
-        check_layout(settings.redis.mode, settings.redis.cluster_nodes, settings.redis.prefix)
-    except ValueError as exc:
+        RedisTarget.of(settings.redis).keys(settings.redis.prefix)
+    except RedisTargetError as exc:
         raise ConfigError(str(exc)) from None
     for section, positive, non_negative in (
-        ("gateway", POSITIVE, ("coalesce_ms", "ping_interval", "ping_timeout")),
+        ("gateway", POSITIVE, ("coalesce_ms", "ping_interval", "ping_timeout", "drain_grace", "workers")),
         ("salt", SALT_POSITIVE, ("max_streams", "max_streams_per_user")),
     ):
         conf = getattr(settings, section)
@@ -118,20 +143,28 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["token"]:
         return token_main(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    who = f" [worker {args.worker}]" if args.worker is not None else ""
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s{who} %(name)s: %(message)s")
     try:
         settings = load(args.config)
         if args.host:
             settings.gateway.host = args.host
         if args.port is not None:
             settings.gateway.port = args.port
+        if args.workers is not None:
+            settings.gateway.workers = args.workers
         check_values(settings)
-        check_bind(settings)
+        if args.worker is None:  # a worker's supervisor has checked (and said) it
+            check_bind(settings)
         auth = Authenticator(settings.auth)  # a bad key or secret fails the start, not the first viewer
         HostPolicy(settings.gateway.allowed_hosts)  # likewise a host name that is not one
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.worker is not None:
+        fds = [int(fd) for fd in args.worker_fds.split(",")]
+        asyncio.run(Gateway(settings, WorkerLink(args.worker, fds, Path(args.worker_dir))).serve())
+        return 0
     if auth.enabled:
         log.info(
             "authentication ON: tokens signed with %s%s",
@@ -140,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             if settings.auth.proxy_user_header
             else "",
         )
-    raise_open_files_limit()
+    raise_open_files_limit()  # before any worker starts: they inherit it
+    count = worker_count(settings.gateway.workers)
+    if count > 1:
+        return asyncio.run(Supervisor(settings, count, worker_args(args)).run())
     asyncio.run(Gateway(settings).serve())
     return 0
 
@@ -148,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 def exit_now(code: int) -> None:
     """Exit without joining worker threads. A Salt call still in flight in the executor
     (bounded only by salt.timeout) has no one left to answer, and must not hold the
-    process past its drain: a load balancer expects it gone within 5 s of SIGTERM."""
+    process past its drain: a load balancer expects it gone within 5 s of the end of
+    `gateway.drain_grace`."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

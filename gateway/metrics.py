@@ -55,6 +55,11 @@ class GatewayMetrics:
         )
         self.errors = Counter("tailgate_gateway_client_errors", "Error frames sent, by code", ["code"], registry=r)
         self.lines_in = Counter("tailgate_gateway_lines_in", "Lines received from Redis", registry=r)
+        self.lines_filtered = Counter(
+            "tailgate_gateway_filter_evaluations",
+            "Live lines tested against a filter: once per line and distinct filter, however many viewers share it",
+            registry=r,
+        )
         self.repaired = Counter(
             "tailgate_gateway_lines_repaired",
             "Stored lines an older or foreign producer wrote, by what the gateway did: rewritten (made "

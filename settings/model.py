@@ -10,13 +10,28 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RedisSettings:
-    """Where Redis is and how the wire keys are laid out in it."""
+    """Where Redis is (one node, the master a set of Sentinels names, or a Redis Cluster's
+    seeds: wire.connect turns
+    these into connections and checks them) and how the wire keys are laid out in it."""
 
-    url: str = "redis://127.0.0.1:6379/0"
+    mode: str = "single"  # "single" (url), "sentinel" (sentinels + master_name) or "cluster" (cluster_nodes)
+    url: str = "redis://127.0.0.1:6379/0"  # sentinel mode: its scheme, credentials and db only
+    sentinels: list[str] = field(default_factory=list)  # host:port of each sentinel
+    master_name: str = ""
+    cluster_nodes: list[str] = field(default_factory=list)  # cluster mode: host:port seeds; credentials/TLS from `url`
+    sentinel_username: str = ""
+    sentinel_password: str = ""  # a secret: set it with TAILGATE_REDIS_SENTINEL_PASSWORD, not in the file
+    min_replicas_acked: int = -1  # the bridge's WAIT after each publish step; -1: 1 in sentinel mode, else 0
+    replica_ack_timeout: float = 0.5  # seconds that WAIT may take
     prefix: str = "tailgate:"
     history_maxlen: int = 10_000
-    mode: str = "single"  # "single" (one Redis at `url`) or "cluster" (Redis Cluster, seeds in `cluster_nodes`)
-    cluster_nodes: list[str] = field(default_factory=list)  # cluster mode: host:port seeds; credentials/TLS from `url`
+
+    @property
+    def replicas_to_ack(self) -> int:
+        """Replicas the bridge waits for after each publish step (0: it does not wait)."""
+        if self.min_replicas_acked >= 0:
+            return self.min_replicas_acked
+        return 1 if self.mode == "sentinel" else 0
 
 
 @dataclass
@@ -89,12 +104,16 @@ class GatewaySettings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     drain_timeout: float = 4.0
+    drain_grace: float = 0.0  # after SIGTERM: seconds of /readyz 503 while still serving, before closing clients
+    workers: int = 1  # processes sharing the port (python -m gateway --workers N); 0: one per core
     max_frame_bytes: int = 64 * 1024
     max_subscriptions: int = 50
     max_backlog: int = 10_000
     max_history_bytes: int = 8 * 1024 * 1024
     history_connections: int = 4
     max_pattern_chars: int = 1_000
+    max_filter_terms: int = 20  # keyword terms, excluded terms and fields of one subscribe
+    max_glob_minions: int = 50  # minions one file:<minion glob>:<path> subscribe may open
     control_rate: float = 20.0
     control_burst: int = 40
     catalog_window: float = 600.0

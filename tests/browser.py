@@ -138,6 +138,18 @@ def download_rows(page: Page, button: str = "#download") -> list[str]:
     return Path(info.value.path()).read_text(encoding="utf-8").splitlines()
 
 
+def whole_view_after_a_reconnect(page: Page, total: int) -> list[str]:
+    """Once the last line drawn is line `total`, the downloaded view (its rows, notices
+    included), which must hold lines 1..`total` once each, in order, and say the
+    connection was lost on the way."""
+    wait_last_line(page, numbered(total), timeout=20)
+    rows = download_rows(page)
+    lines = [row.split(" ", 1)[1] for row in rows if not row.startswith("#")]
+    assert lines == [numbered(i) for i in range(1, total + 1)]
+    assert any("connection lost" in r for r in rows), rows[:3]
+    return rows
+
+
 def numbers_around(rows: list[str], marker: str) -> list[tuple[int | None, int | None]]:
     """For each notice row containing `marker`: the numbered lines just before and after it."""
 

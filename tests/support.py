@@ -193,8 +193,13 @@ class GatewayProc(Service):
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, timeout: float = 15.0) -> GatewayProc:
+    def start(self, timeout: float = 15.0, wait: bool = True) -> GatewayProc:
         super().start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> GatewayProc:
         wait_until(lambda: http_get(self.base + "/readyz")[0] == 200, timeout, what="gateway ready")
         return self
 

@@ -1,5 +1,6 @@
 """`make run`'s program (python -m embedded.run): it prints the console URL, Kafka and
-file streams reach a viewer, and Ctrl-C, once or twice, leaves nothing running.
+file streams reach a viewer, and Ctrl-C, once or twice, leaves nothing running; with
+TAILGATE_REPLICAS=3 it runs three gateways behind HAProxy on the same URL.
 
 The demo runs on the session's Redis (a prefix of its own) and broker, as it would on
 a machine where they already answer; it starts its own bridge, gateway, producer and
@@ -20,19 +21,22 @@ from pathlib import Path
 import pytest
 
 from embedded import KafkaBroker, RedisServer, free_port, wait_until
-from tests.support import ROOT, WsClient, service_env
+from tests.support import ROOT, WsClient, http_get, service_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo's Salt master and minion need root")
 
 
 class Demo:
-    def __init__(self, redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> None:
+    def __init__(
+        self, redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path, **extra: str
+    ) -> None:
         self.out = tmp_path / "demo.out"
         env = service_env(
             TAILGATE_REDIS_URL=redis_server.url,
             TAILGATE_REDIS_PREFIX=prefix,
             TAILGATE_KAFKA_BOOTSTRAP=kafka.bootstrap,
             TAILGATE_GATEWAY_PORT=str(free_port()),
+            **extra,
         )
         self.seen: set[int] = set()  # every process ever found below the demo
         self.proc = subprocess.Popen(
@@ -98,10 +102,7 @@ def alive(pids: set[int]) -> set[int]:
     return out
 
 
-@pytest.fixture
-def demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> Iterator[Demo]:
-    d = Demo(redis_server, kafka, prefix, tmp_path)
-    yield d
+def stopped(d: Demo) -> None:
     if d.proc.poll() is None:
         d.descendants()
         d.interrupt()
@@ -109,6 +110,27 @@ def demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: P
         d.proc.wait(30)
     for pid in alive(d.seen):  # whatever a failed test left behind
         os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(redis_server, kafka, prefix, tmp_path)
+    yield d
+    stopped(d)
+
+
+@pytest.fixture
+def fleet_demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(redis_server, kafka, prefix, tmp_path, TAILGATE_REPLICAS="3")
+    yield d
+    stopped(d)
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 async def test_the_demo_shows_kafka_and_file_streams_and_ctrl_c_stops_everything(demo: Demo) -> None:
@@ -140,3 +162,24 @@ async def test_a_second_ctrl_c_kills_what_is_left_at_once(demo: Demo) -> None:
     assert demo.exit_code(15) == 0
     wait_until(lambda: not alive(started), 10, 0.2, what="every process the demo started to end")
     assert "interrupted again: killing what is still running" in demo.text()
+
+
+async def test_the_demo_as_a_fleet_serves_through_haproxy_and_ctrl_c_stops_it_all(fleet_demo: Demo) -> None:
+    url, file_stream = fleet_demo.ready()
+    fleet = r"Tailgate is running: 3 gateways \(ports (\d+), (\d+), (\d+)\) behind HAProxy"
+    banner = re.search(fleet, fleet_demo.text())
+    assert banner, fleet_demo.text()[-2000:]
+    for port in banner.groups():
+        assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    assert http_get(url + "metrics")[0] == 404, "the balancer keeps /metrics to the replicas"
+    client = await WsClient.connect(url.replace("http://", "ws://") + "ws")
+    for stream in ("kafka:nginx-access", file_stream):
+        await client.subscribe(stream)
+        await client.wait_for(lambda s=stream: client.texts(s), timeout=60, what=f"lines of {stream}")
+    started = fleet_demo.descendants()
+    assert [pid for pid in started if command(pid) == "haproxy"], "HAProxy runs under the demo"
+    await client.close()
+
+    fleet_demo.interrupt()
+    assert fleet_demo.exit_code(60) == 0
+    wait_until(lambda: not alive(started), 15, 0.2, what="every process the demo started to end")

@@ -1,9 +1,10 @@
 """Redis Cluster clients for every component, from the seeds and the URL's credentials.
 
-The mode is chosen by setting (`redis.mode: cluster`), never guessed: callers branch on
-it and call these. Seeds are ``host:port`` strings (`redis.cluster_nodes`); the
-credentials, TLS and client options come from `redis.url` as for one node (its host,
-port and database are not used: a cluster has database 0 only). redis-py's cluster
+The mode is chosen by setting (`redis.mode: cluster`), never guessed: wire/connect.py
+decides and checks it and builds every client through these. Seeds are ``host:port``
+strings (`redis.cluster_nodes`); the credentials, TLS and client options come from
+`redis.url` as for one node (its host, port and database are not used: a cluster has
+database 0 only). redis-py's cluster
 clients learn the slot map from a seed, send each command to the slot's primary and
 follow MOVED and ASK while slots migrate.
 """
@@ -22,38 +23,18 @@ from redis.cluster import ClusterNode
 from redis.connection import parse_url
 from redis.retry import Retry
 
-from wire.keys import Keys
 
-MODES = ("single", "cluster")
-
-
-def is_cluster(mode: str) -> bool:
-    """Whether `redis.mode` names Redis Cluster; raises ValueError for an unknown mode."""
-    if mode not in MODES:
-        raise ValueError(f"redis.mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode == "cluster"
-
-
-def check_layout(mode: str, nodes: list[str], prefix: str) -> bool:
-    """Whether `mode` is cluster, after checking that the settings make a layout (seeds,
-    a prefix without braces); raises ValueError naming the setting otherwise."""
-    if not is_cluster(mode):
-        return False
-    parse_nodes(nodes)
-    Keys(prefix, cluster=True)
-    return True
-
-
-def parse_nodes(nodes: list[str]) -> list[tuple[str, int]]:
-    """``host:port`` seeds as pairs; raises ValueError naming a bad one."""
+def parse_nodes(nodes: list[str], where: str = "redis.") -> list[tuple[str, int]]:
+    """``host:port`` seeds as pairs; raises ValueError naming a bad one (`where`: how the
+    settings are named, as in wire.connect)."""
     out = []
     for node in nodes:
         host, sep, port = node.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"redis.cluster_nodes: {node!r} is not host:port")
+            raise ValueError(f"{where}cluster_nodes: {node!r} is not host:port")
         out.append((host.strip("[]"), int(port)))
     if not out:
-        raise ValueError("redis.mode is cluster but redis.cluster_nodes names no node")
+        raise ValueError(f"{where}mode is cluster but {where}cluster_nodes names no node")
     return out
 
 

@@ -6,6 +6,7 @@ module may assume a `StreamName` is safe to use in a Redis key, a log line or a 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ from wire.text import has_lone_surrogate
 
 TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 MINION_RE = re.compile(r"[A-Za-z0-9._-]{1,253}")
+# A minion glob (file:<glob>:<path>): minion id characters plus the wildcards * and ?, at
+# least one of them. No [...] classes, nothing a shell or Salt's own targeting would read.
+MINION_GLOB_RE = re.compile(r"[A-Za-z0-9._*?-]{1,253}")
 # salt:<what>: a lowercase word naming a part of the Salt master's event bus (salt:jobs).
 SALT_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 MAX_SUB_CHARS = 200
@@ -127,6 +131,50 @@ def kafka_stream(topic: str, sub: str = "") -> StreamName:
 def file_stream(minion: str, path: str) -> StreamName:
     """Build and validate the stream name for a file on a minion."""
     return parse_stream(f"file:{minion}:{path}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileGlob:
+    """``file:<minion glob>:<path>``: one file on every minion whose id matches the glob.
+
+    Not a stream: it names no Redis key and is never passed to Salt. A gateway expands it
+    into the `StreamName`s of the matching minions (`member`), each checked on its own.
+    """
+
+    name: str
+    minion_glob: str
+    path: str
+    kind: str = "file_glob"
+
+    def matches(self, minion: str) -> bool:
+        """Whether `minion` (a valid minion id) matches the glob (case-sensitive; * and ?)."""
+        return fnmatch.fnmatchcase(minion, self.minion_glob)
+
+    def member(self, minion: str) -> StreamName:
+        """The file stream of this path on `minion`."""
+        return file_stream(minion, self.path)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def is_minion_glob(minion: str) -> bool:
+    return "*" in minion or "?" in minion
+
+
+def parse_selector(name: object) -> StreamName | FileGlob:
+    """`parse_stream`, or a `FileGlob` for ``file:<minion glob>:<path>`` (what a client may
+    subscribe to and unsubscribe from). Raises `StreamNameError`."""
+    if isinstance(name, str) and name.startswith("file:"):
+        minion, colon, path = name[5:].partition(":")
+        if colon and is_minion_glob(minion):
+            if len(name) > MAX_NAME_CHARS or has_lone_surrogate(name):
+                return parse_stream(name)  # raises, with the same message as for a stream
+            if not MINION_GLOB_RE.fullmatch(minion):
+                raise StreamNameError(f"a minion glob is 1-253 of A-Z a-z 0-9 . _ - * ?: {minion!r:.80}")
+            check_path(path)
+            return FileGlob(name, minion, path)
+    return parse_stream(name)
 
 
 def salt_stream(what: str) -> StreamName:

@@ -45,7 +45,7 @@ PAGE_LINES = 1000
 PAGE_BYTES = 256 * 1024
 FIRST_PAGE_LINES = 100
 
-Match = Callable[[str], bool] | None
+Match = Callable[[dict[str, Any]], bool] | None
 
 
 START: LineId = (0, 0)  # the cursor of a client that has no line of a history
@@ -106,7 +106,7 @@ class History:
     @staticmethod
     def _passes(line: dict[str, Any], match: Match) -> bool:
         # a notice for an unreadable line passes every filter: that line might have matched
-        return match is None or match(line["text"]) or line.get("meta") is UNREADABLE_META
+        return match is None or match(line) or line.get("meta") is UNREADABLE_META
 
     async def head(self, stream: str) -> Head:
         """The newest id in a stream's history and its epoch, read together."""
@@ -154,21 +154,33 @@ class History:
             yield Page(page, gap, epoch)
 
     async def since(
-        self, stream: str, cursor: LineId, match: Match, epoch: str | None = None
+        self,
+        stream: str,
+        cursor: LineId,
+        match: Match,
+        epoch: str | None = None,
+        until: LineId | None = None,
+        limit: int | None = None,
+        held_cursor: bool = True,
     ) -> AsyncGenerator[Page, None]:
         """Every line after `cursor` (matching `match`), oldest first, a page at a time; the
-        first page always comes, to say the history's epoch.
+        first page always comes, to say the history's epoch. With `until`, only the lines
+        before it; with `limit`, at most that many.
 
         `epoch` is the epoch of the history `cursor` is from; None when not known (a client
-        from before epochs), and then only the ids are compared."""
+        from before epochs), and then only the ids are compared. `held_cursor` False: the
+        cursor is a time the client asked for (`from`), not an id it holds, so a cursor
+        newer than the history is no sign of a history that went back (`behind`)."""
         key = self.keys.hist(stream)
         budget = _Budget(self.max_bytes)
         read_to, held, said = cursor, epoch, False
+        top = "+" if until is None else "(" + format_id(until)
+        left = limit
         while True:
-            asked = budget.page()
+            asked = budget.page(left if left is not None and match is None else PAGE_LINES)
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.xinfo_stream(key)
-                pipe.xrange(key, min="(" + format_id(read_to), count=asked)
+                pipe.xrange(key, min="(" + format_id(read_to), max=top, count=asked)
                 queue_read(pipe, self.keys, stream)
                 info, entries, exists, value = await pipe.execute(raise_on_error=False)
             for reply in (entries, exists, value):
@@ -190,7 +202,7 @@ class History:
                 return  # nothing kept, and the client holds no epoch to say it was lost
             gap, rewind = None, None
             newest = parse_id(info["last-generated-id"])
-            if newest < read_to:
+            if newest < read_to and held_cursor:
                 gap, rewind = GapReason.BEHIND, newest
             elif _lost_after(info, read_to):
                 gap = GapReason.TRIMMED
@@ -204,9 +216,15 @@ class History:
                 line = self.stored.entry(stream, entry_id, fields)
                 if self._passes(line, match):
                     lines.append(line)
+                    if left is not None and len(lines) == left:
+                        break
             if lines or gap or not said:
                 yield Page(lines, gap, now, rewind)
                 said = True
+            if left is not None:
+                left -= len(lines)
+                if left <= 0:
+                    return
             if cut:
                 # The lines after the last one sent are skipped: the client is told, then goes live.
                 yield Page([], GapReason.HISTORY_BYTES, now)

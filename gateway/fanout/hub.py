@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.fanout.filters import LineFilter
+from gateway.fanout.filters import FilterKey, LineFilter
 from gateway.fanout.frames import lines_frame, lines_prefix, ws_text_frame
 from gateway.fanout.lag import lag_of
 from gateway.fanout.stored import StoredLines
@@ -103,8 +103,8 @@ class _Group:
 class _Channel:
     prefix: bytes
     epoch: str | None = None  # the epoch `prefix` says
-    groups: dict[tuple[str, str, bool], _Group] = field(default_factory=dict)
-    member_filter: dict[Member, tuple[str, str, bool]] = field(default_factory=dict)
+    groups: dict[FilterKey, _Group] = field(default_factory=dict)
+    member_filter: dict[Member, FilterKey] = field(default_factory=dict)
 
 
 class Hub:
@@ -114,6 +114,7 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self.stored = stored or StoredLines()
         self.lines_in = 0
+        self.lines_filtered = 0  # lines tested against a filter: once per distinct filter, whatever its viewers
 
     def add(self, stream: str, member: Member, line_filter: LineFilter) -> bool:
         """Add or re-filter a viewer; True when this is the stream's first viewer."""
@@ -217,7 +218,8 @@ class Hub:
                 match = group.filter.match
                 assert match is not None  # (not passes_all)
                 # a notice for an unreadable line passes every filter: that line might have matched
-                kept = [line for line in parsed if match(line["text"]) or line.get("meta") is UNREADABLE_META]
+                self.lines_filtered += len(parsed)
+                kept = [line for line in parsed if match(line) or line.get("meta") is UNREADABLE_META]
                 if not kept:
                     continue
                 batch = Batch(

@@ -9,7 +9,12 @@ what makes the history-to-live switch exact. On a lost connection it reconnects 
 backoff, resubscribes from the hub's stream list (the truth, not redis-py's memory) and,
 once Redis has confirmed every channel on that same connection, tells the gateway to
 resume every client from history (the loop, confirmations and resume: fanout/reader.py,
-shared with the Redis Cluster reader, fanout/shards.py).
+shared with the Redis Cluster reader, fanout/shards.py). With Redis Sentinel
+(`wire.connect`) every connection goes to the master the sentinels name (resolved anew on
+each reconnect, and checked with ROLE), and a failover is a lost connection like any
+other: the demoted primary closes it, or, sooner, the sentinels name another master
+(asked once a second) and the reader drops it; the reconnect resumes everyone from the
+new primary's history (a `gap` where it lacks lines a viewer saw).
 
 Invariants: those of fanout/reader.py; complete messages already read are handed on
 before the subscriptions are held.
@@ -17,6 +22,7 @@ before the subscriptions are held.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +34,7 @@ from gateway.fanout.reader import ReconnectMetrics, Subscriber, Unavailable
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
+from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,7 @@ class LiveReader(Subscriber):
 
     def __init__(
         self,
-        url: str,
+        redis: AsyncConnector,
         keys: Keys,
         hub: Hub,
         on_lost: Callable[[], None],
@@ -50,12 +57,14 @@ class LiveReader(Subscriber):
         coalesce: float = 0.0,
     ) -> None:
         super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
-        self.url = url
+        self.redis = redis
         self.metrics = metrics
         self._conn: RespConnection | None = None
 
     async def _open(self) -> None:
-        self._conn = await RespConnection.open(self.url, "tailgate-gateway-pubsub")
+        self._conn = await RespConnection.open(await self.redis.node(), "tailgate-gateway-pubsub")
+        if self.redis.sentinel:
+            self.tasks.spawn(self._follow_master(self._conn), "redis-master-watch")
 
     def _subscribe_all(self, streams: list[str]) -> None:
         if streams and self._conn is not None:
@@ -65,6 +74,17 @@ class LiveReader(Subscriber):
         if self._conn is None:
             raise Unavailable("not connected to redis")
         self._conn.subscribe(self.keys.live(stream))
+
+    async def _follow_master(self, conn: RespConnection) -> None:
+        """Drop `conn` once the sentinels name another master. After a failover the old
+        primary stays a writable master until Sentinel demotes it (seconds later):
+        nothing is published there any more that will last, nor read here from the new one."""
+        while self._conn is conn:
+            await asyncio.sleep(self.redis.follow_interval)
+            master = await self.redis.follow(at_once=True)
+            if self._conn is conn and master is not None and master != conn.address:
+                log.warning("redis: the master moved to %s:%d; moving the pub/sub connection there", *master)
+                conn.close()
 
     def _reconnected(self, streams: int) -> None:
         log.info("redis pub/sub reconnected; resubscribing %d streams", streams)

@@ -3,7 +3,10 @@
 The order of a subscribe is what makes the switch from history to live exact: register
 with the hub (live batches for this client are now held), make sure Redis has confirmed
 the channel's SUBSCRIBE, send history as it is read, then let the session release the
-held batches it does not already have.
+held batches it does not already have. The members of a minion glob are subscribed as one
+group: all registered and confirmed, then their viewers join together (one Salt job for
+their agents), then each one's history. A finite query (`until`, `around`) only reads
+history and ends with `complete`: no hub, no SUBSCRIBE, no lease.
 
 A client may go (`leave`) while its subscribe waits for Salt or Redis. `leave` undoes
 what the session holds at that moment and forgets the session at once; the subscribe,
@@ -31,18 +34,19 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.fanout.filters import LineFilter
-from gateway.fanout.history import Head, History, Page
+from gateway.fanout.history import START, Head, History, Page
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import Unavailable
+from gateway.fanout.query import Query, id_before
 from gateway.fanout.session import Session
 from wire.codes import ErrorCode, GapReason
-from wire.envelope import LineId
 
 log = logging.getLogger(__name__)
 
 RESUME_PAUSES = (0.1, 5.0)  # the first and the longest pause between two attempts
 RESUME_TELL_AFTER = 3  # failed attempts before the client is told
 RESUME_GIVE_UP = 30.0  # seconds of failing before the subscription goes live after a gap
+NO_QUERY = Query()
 
 
 class LiveChannels(Protocol):
@@ -63,7 +67,8 @@ class StreamHooks(Protocol):
     async def admit(self, name: str) -> None:
         """Raise `wire.codes.ProtocolError` when this stream must not be opened."""
 
-    def viewer_joined(self, session: Session, name: str) -> None: ...
+    def viewers_joined(self, session: Session, names: list[str]) -> None:
+        """`session` now watches every stream of `names` (those joined together: one glob)."""
 
     def last_viewer_left(self, name: str) -> None: ...
 
@@ -82,63 +87,101 @@ class Orchestrator:
         self.all_left = asyncio.Event()
         self.all_left.set()
 
-    async def subscribe(
-        self,
-        session: Session,
-        stream: str,
-        line_filter: LineFilter,
-        backlog: int = 0,
-        since: LineId | None = None,
-        epoch: str | None = None,
+    async def subscribe(self, session: Session, stream: str, line_filter: LineFilter, query: Query = NO_QUERY) -> None:
+        """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down."""
+        await self.subscribe_group(session, [stream], line_filter, query)
+
+    async def subscribe_group(
+        self, session: Session, streams: list[str], line_filter: LineFilter, query: Query = NO_QUERY
     ) -> None:
-        """Subscribe `session` to `stream`; raises `Unavailable` when Redis is down.
-        `epoch`: the epoch of the history `since` is from, if the client said it."""
+        """Subscribe `session` to every stream of `streams` with one filter and query (the
+        members of a minion glob): each is registered and confirmed before any history is
+        read, so their viewers join together (one Salt target for the file streams' agents).
+        Raises `Unavailable` when Redis is down."""
         if self.hooks is not None:
-            await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
+            for stream in streams:
+                await self.hooks.admit(stream)  # a refused file stream raises ProtocolError: nothing else happens
         if session not in self.sessions:
             return  # it left during admission, before anything was added
         if not self.live.connected:
             raise Unavailable("not connected to redis")
-        session.forget(stream)
-        generation = session.begin(stream, since, epoch)
-        self.filters[(session, stream)] = line_filter
-        first = self.hub.add(stream, session, line_filter)
+        if query.finite:
+            for stream in streams:
+                await self._finite(session, stream, line_filter, query)
+            return
+        generations: dict[str, int] = {}
         done = False
         try:
-            if first:
-                await self.live.subscribe(stream)
-            else:
-                await self.live.wait_subscribed(stream)
-            # Checked before the viewer joins: a lease taken now would outlive the client.
-            if session not in self.sessions:
-                return
-            session.control({"type": "subscribed", "stream": stream})
+            for stream in streams:
+                session.forget(stream)
+                generations[stream] = session.begin(stream, query.since, query.epoch, query.caught_up)
+                self.filters[(session, stream)] = line_filter
+                if self.hub.add(stream, session, line_filter):
+                    await self.live.subscribe(stream)
+                else:
+                    await self.live.wait_subscribed(stream)
+                # Checked before the viewers join: a lease taken now would outlive the client.
+                if session not in self.sessions:
+                    return
+            for stream in streams:
+                session.control({"type": "subscribed", "stream": stream})
             if self.hooks is not None:
-                self.hooks.viewer_joined(session, stream)
-            await self._catch_up(session, stream, generation, backlog, since, epoch, line_filter)
+                self.hooks.viewers_joined(session, streams)
+            for stream in streams:
+                await self._catch_up(session, stream, generations[stream], query, line_filter)
             done = True
         except (Unavailable, RedisError, OSError) as exc:
             raise Unavailable(str(exc)) from None
         finally:
             if not done:
-                await self.unsubscribe(session, stream)
+                for stream in generations:
+                    await self.unsubscribe(session, stream)
+
+    async def _finite(self, session: Session, stream: str, line_filter: LineFilter, query: Query) -> None:
+        """A query with an end (`until`, `around`): history only, then `complete`. It holds
+        no hub membership, no SUBSCRIBE and no file-stream lease; a live subscription of the
+        same stream on this session is replaced by it."""
+        if stream in session.subs:
+            await self.unsubscribe(session, stream)
+        generation = session.begin(stream, epoch=query.epoch)
+        session.control({"type": "subscribed", "stream": stream})
+        match = line_filter.match
+        reads: list[AsyncGenerator[Page, None]] = []
+        if query.around is not None:
+            before = id_before(query.around)
+            if query.context:
+                head = await self.history.head(stream)
+                reads.append(self.history.backlog(stream, query.context, match, before, head.epoch))
+            reads.append(self.history.since(stream, before, match, limit=query.context + 1, held_cursor=False))
+        elif query.since is not None or not query.backlog:
+            since, held = (query.since, not query.since_is_time) if query.since is not None else (START, False)
+            reads.append(self.history.since(stream, since, match, query.epoch, query.until, held_cursor=held))
+        else:
+            assert query.until is not None  # (finite)
+            head = await self.history.head(stream)
+            reads.append(self.history.backlog(stream, query.backlog, match, id_before(query.until), head.epoch))
+        try:
+            for pages in reads:
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        if not session.history(stream, generation, page):
+                            return  # superseded, or the client left
+                        await session.room()
+        except (RedisError, OSError) as exc:
+            session.forget(stream)
+            raise Unavailable(str(exc)) from None
+        session.complete(stream, generation)
 
     async def _catch_up(
-        self,
-        session: Session,
-        stream: str,
-        generation: int,
-        backlog: int,
-        since: LineId | None,
-        epoch: str | None,
-        line_filter: LineFilter,
+        self, session: Session, stream: str, generation: int, query: Query, line_filter: LineFilter
     ) -> None:
         """Send history as it is read, then let the session go live."""
         match = line_filter.match
         head = Head(None, None)
         pages: AsyncGenerator[Page, None] | None = None
+        backlog, since = query.backlog, query.since
         if since is not None:
-            pages = self.history.since(stream, since, match, epoch)
+            pages = self.history.since(stream, since, match, query.epoch, held_cursor=not query.since_is_time)
         else:
             head = await self.history.head(stream)
             # no lines, but the epoch the subscription starts in
@@ -188,7 +231,9 @@ class Orchestrator:
         """Redis was lost: hold live batches for every subscription until it resumes."""
         for session in list(self.sessions):
             for stream in list(session.subs):
-                self._resuming[(session, stream)] = session.begin(stream)
+                # a finite query in progress has no live part to hold: its read fails (unavailable)
+                if (session, stream) in self.filters:
+                    self._resuming[(session, stream)] = session.begin(stream)
 
     async def resume_all(self) -> None:
         """After a Redis reconnect: fill every client's missed lines from history."""
@@ -205,7 +250,8 @@ class Orchestrator:
         while session.catching_up(stream, generation) and (session, stream) in self.filters:
             try:
                 cursor, epoch = session.resume_point(stream)
-                await self._catch_up(session, stream, generation, 0, cursor, epoch, self.filters[(session, stream)])
+                resume = Query(since=cursor, epoch=epoch)
+                await self._catch_up(session, stream, generation, resume, self.filters[(session, stream)])
                 return True
             except (RedisError, OSError) as exc:
                 failures += 1

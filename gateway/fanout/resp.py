@@ -4,22 +4,25 @@ The gateway's pub/sub connection carries every live line of every watched stream
 of thousands of messages a second on a busy process. redis-py's PubSub reads them one at
 a time, each behind a retry wrapper and a timeout context, which costs more than the
 fan-out itself. This connection reads whatever the socket has in one call and parses
-every complete message in it at once. It does only what a subscriber needs: connect,
-authenticate, name itself, SUBSCRIBE, UNSUBSCRIBE, PING, read; on a cluster node also
-SSUBSCRIBE, SUNSUBSCRIBE and CLUSTER SLOTS (fanout/shards.py). Reconnecting is the
-caller's job (the hub's stream list is the truth to resubscribe from).
+every complete message in it at once. It does only what a subscriber needs: connect
+where `wire.connect` says (the node, the master the sentinels name, or a cluster node),
+authenticate, name itself, check with ROLE that a sentinel's master is one, SUBSCRIBE,
+UNSUBSCRIBE, PING, read; on a cluster node also SSUBSCRIBE, SUNSUBSCRIBE and CLUSTER
+SLOTS (fanout/shards.py). Reconnecting is the caller's job (the hub's stream list is the
+truth to resubscribe from), and so is noticing that the master moved (`address` says
+where this connection went).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import Any
 
 import hiredis
-from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from wire.connect import Address, Node, not_master_error, role_of
 
 READ_CHUNK = 1 << 18
 
@@ -35,46 +38,42 @@ def _command(*args: str | bytes) -> bytes:
 class RespConnection:
     """One RESP2 connection in subscriber mode."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Address) -> None:
         self._reader = reader
         self._writer = writer
         self._parser = hiredis.Reader(replyError=ResponseError)
+        self.address = address
 
     @classmethod
-    async def open(
-        cls, url: str, client_name: str, connect_timeout: float = 3.0, address: tuple[str, int] | None = None
-    ) -> RespConnection:
-        """Connect to the Redis at `url` (redis:// or rediss://, with credentials if any),
-        or at `address` with `url`'s credentials and TLS (a cluster node)."""
-        opts: dict[str, Any] = parse_url(url)
-        if address is not None:
-            opts.update(host=address[0], port=address[1], path=None)
-        context = ssl.create_default_context() if url.startswith("rediss://") else None
-        path = opts.get("path")
+    async def open(cls, node: Node, client_name: str, connect_timeout: float = 3.0) -> RespConnection:
+        """Connect to `node` as `wire.connect` describes it (`AsyncConnector.node()` or
+        `node_at()`: TLS, credentials and all, ``rediss://`` with the URL's ``ssl_ca_certs``,
+        ``ssl_certfile`` and ``ssl_keyfile``, as redis-py)."""
         try:
-            if path:
-                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), connect_timeout)
+            if node.path:
+                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(node.path), connect_timeout)
             else:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(opts.get("host", "127.0.0.1"), opts.get("port", 6379), ssl=context),
-                    connect_timeout,
+                    asyncio.open_connection(node.host, node.port, ssl=node.tls), connect_timeout
                 )
         except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to redis: {exc}") from None
-        conn = cls(reader, writer)
+        conn = cls(reader, writer, node.address)
         try:
-            setup = []
-            if opts.get("password"):
-                setup.append(
-                    ("AUTH", opts["username"], opts["password"]) if opts.get("username") else ("AUTH", opts["password"])
-                )
+            setup: list[tuple[str, ...]] = []
+            if node.password:
+                setup.append(("AUTH", node.username, node.password) if node.username else ("AUTH", node.password))
             setup.append(("CLIENT", "SETNAME", client_name))
+            if node.master_only:
+                setup.append(("ROLE",))
             for cmd in setup:
                 conn._writer.write(_command(*cmd))
             replies = await asyncio.wait_for(conn._replies(len(setup)), connect_timeout)
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     raise reply
+            if node.master_only and role_of(replies[-1]) != "master":
+                raise not_master_error(role_of(replies[-1]), node.address)
         except BaseException:
             conn.close()
             raise

@@ -26,7 +26,7 @@ from gateway.fanout.history import START, Page
 from gateway.fanout.hub import Batch
 from gateway.fanout.outbox import CloseFn, DeliveryMetrics, Outbox, SendFn
 from wire.codes import GapReason
-from wire.envelope import LineId, parse_id
+from wire.envelope import LineId, format_id, parse_id
 
 HISTORY_FRAME_LINES = 500
 
@@ -40,6 +40,7 @@ class _Sub:
     held: list[Batch] = field(default_factory=list)
     held_bytes: int = 0
     generation: int = 0
+    tell_caught_up: bool = False  # the client asked for `caught_up` frames
 
 
 class Session:
@@ -63,16 +64,19 @@ class Session:
 
     # Subscription lifecycle -------------------------------------------------------
 
-    def begin(self, stream: str, cursor: LineId | None = None, epoch: str | None = None) -> int:
+    def begin(
+        self, stream: str, cursor: LineId | None = None, epoch: str | None = None, caught_up: bool = False
+    ) -> int:
         """Start (or restart) catching up on `stream`; live batches are held meanwhile.
-        `cursor` and `epoch`: what a client resuming with `since` holds.
+        `cursor` and `epoch`: what a client resuming with `since` holds. `caught_up`: a new
+        subscription whose client wants a `caught_up` frame each time it goes live.
 
         Returns a generation number that `history` and `finish` must present, so a
         catch-up that a newer subscribe or a reconnect superseded is ignored.
         """
         sub = self.subs.get(stream)
         if sub is None:
-            sub = self.subs[stream] = _Sub(cursor=cursor, epoch=epoch)
+            sub = self.subs[stream] = _Sub(cursor=cursor, epoch=epoch, tell_caught_up=caught_up)
         else:
             sub.catching_up, sub.held, sub.held_bytes = True, [], 0
             if cursor is not None:
@@ -136,9 +140,23 @@ class Session:
         if start is not None:
             sub.start = start
         sub.catching_up = False
+        if sub.tell_caught_up:
+            # Before the held lines: what follows is live, and `after` is where to resume
+            # from when nothing more arrives (a client merging streams by time waits for it).
+            frame = {"type": "caught_up", "stream": stream, "after": format_id(sub.cursor or sub.start or START)}
+            if sub.epoch is not None:
+                frame["epoch"] = sub.epoch  # (resume with since = after and this epoch)
+            self.control(frame)
         held, sub.held, sub.held_bytes = sub.held, [], 0
         for batch in held:
             self.deliver(batch)
+
+    def complete(self, stream: str, generation: int) -> None:
+        """End a finite query (its history already sent): `complete`, and the subscription
+        is gone."""
+        if self.catching_up(stream, generation):
+            self.control({"type": "complete", "stream": stream})
+            self.forget(stream)
 
     def forget(self, stream: str) -> None:
         """Forget a subscription (unsubscribe or replaced). Queued frames still go out."""

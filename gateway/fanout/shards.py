@@ -35,6 +35,7 @@ from gateway.fanout.reader import Subscriber
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
+from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ class ShardedReader(Subscriber):
 
     def __init__(
         self,
-        url: str,
-        seeds: list[Node],
+        redis: AsyncConnector,
         keys: Keys,
         hub: Hub,
         on_lost: Callable[[], None],
@@ -72,8 +72,8 @@ class ShardedReader(Subscriber):
         coalesce: float = 0.0,
     ) -> None:
         super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
-        self.url = url
-        self.seeds = seeds
+        self.redis = redis
+        self.seeds: list[Node] = redis.target.cluster_addresses()
         self.metrics = metrics
         self.conns: dict[Node, RespConnection] = {}
         self.subscribed: dict[Node, set[str]] = {}  # streams SSUBSCRIBEd per primary (metrics, tests)
@@ -89,7 +89,7 @@ class ShardedReader(Subscriber):
         last: Exception = RedisError("no cluster node given")
         for node in dict.fromkeys([*known, *self.seeds]):
             try:
-                conn = await RespConnection.open(self.url, "tailgate-gateway-slots", address=node)
+                conn = await RespConnection.open(self.redis.node_at(node), "tailgate-gateway-slots")
             except (RedisError, OSError) as exc:
                 last = exc
                 continue
@@ -118,7 +118,7 @@ class ShardedReader(Subscriber):
     async def _open(self) -> None:
         self._slots = await self._slot_map()
         for node in dict.fromkeys(node for _, _, node in self._slots):
-            self.conns[node] = await RespConnection.open(self.url, "tailgate-gateway-pubsub", address=node)
+            self.conns[node] = await RespConnection.open(self.redis.node_at(node), "tailgate-gateway-pubsub")
             self.subscribed[node] = set()
 
     def _subscribe_all(self, streams: list[str]) -> None:

@@ -20,8 +20,10 @@ class ConsoleFileHandler(tornado.web.StaticFileHandler):
     so after an upgrade nobody runs a mix of old and new modules.
 
     Opened with a valid ``?token=``, the page also sets the token cookie (HttpOnly,
-    SameSite=Strict, expiring with the token), so a reload without the query string
-    still works and page scripts never hold the cookie."""
+    SameSite=Strict, expiring with the token; Secure when the page came over TLS, here
+    or at a trusted proxy, or with `auth.cookie_secure`). The page then takes the token
+    out of its address bar and authenticates every later request with the cookie alone
+    (static/api.js), so page scripts never hold it and no later URL carries it."""
 
     def initialize(self, path: str, default_filename: str | None = None, guard: Guard | None = None) -> None:
         super().initialize(path, default_filename)
@@ -42,9 +44,16 @@ class ConsoleFileHandler(tornado.web.StaticFileHandler):
             path="",
             expires=identity.expires,
             httponly=True,
-            secure=guard.conf.cookie_secure,
+            secure=guard.conf.cookie_secure or self.over_tls(guard),
             samesite="Strict",
         )
+
+    def over_tls(self, guard: Guard) -> bool:
+        """The browser reached this page with https: directly, or at a trusted proxy that says so."""
+        if self.request.protocol == "https":
+            return True
+        forwarded = self.request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+        return forwarded == "https" and guard.auth.from_proxy(self.request.remote_ip or "")
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")

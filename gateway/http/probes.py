@@ -4,7 +4,7 @@ check) and `/metrics` (Prometheus). None needs a token; keep them off public rou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import tornado.web
@@ -24,12 +24,6 @@ class TaskHealth(Protocol):
     """Which background tasks the gateway needs are down (gateway.tasks.Tasks provides it)."""
 
     def down(self) -> list[str]: ...
-
-
-class MetricsSource(Protocol):
-    """What `/metrics` renders (gateway.metrics.GatewayMetrics provides it)."""
-
-    def render(self) -> bytes: ...
 
 
 class HealthHandler(tornado.web.RequestHandler):
@@ -64,13 +58,18 @@ class ReadyHandler(tornado.web.RequestHandler):
 
 
 class MetricsHandler(tornado.web.RequestHandler):
-    """`/metrics`: Prometheus text format, gauges brought up to date first."""
+    """`/metrics`: Prometheus text format: this process's, or with `--workers` the sum over
+    every worker (fetched from their supervisor; 503 if it does not answer)."""
 
-    def initialize(self, metrics: MetricsSource, refresh: Callable[[], None]) -> None:
-        self.metrics = metrics
-        self.refresh = refresh
+    def initialize(self, exposition: Callable[[], Awaitable[bytes]]) -> None:
+        self.exposition = exposition
 
-    def get(self) -> None:
-        self.refresh()
+    async def get(self) -> None:
+        try:
+            body = await self.exposition()
+        except (OSError, TimeoutError) as exc:
+            self.set_status(503)
+            self.write({"status": f"metrics unavailable: {exc}"})
+            return
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.write(self.metrics.render())
+        self.write(body)

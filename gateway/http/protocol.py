@@ -1,10 +1,9 @@
 """Commands clients send on /ws, parsed and validated completely.
 
 Handlers only ever see well-formed commands; every problem becomes a `ProtocolError`
-with a contract error code (wire/codes.py). The frames themselves: docs/PROTOCOL.md.
-Text is canonical from here on: a stream, keyword or regex holding a lone surrogate (a
-JSON escape such as ``\\ud800``) is refused with `bad_request`, never repaired, since a
-repaired one would name or match something the client did not ask for (wire/text.py).
+with a contract error code (wire/codes.py). The frames themselves: docs/PROTOCOL.md. A
+subscribe's filter and history fields are read by `gateway.http.queries`; its stream may
+be a minion glob (`wire.names.FileGlob`), which the handler expands.
 """
 
 from __future__ import annotations
@@ -13,27 +12,22 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wire import StreamName, StreamNameError, parse_id, parse_stream
+from gateway.fanout.query import Query
+from gateway.http.queries import FilterSpec, Limits, parse_filter, parse_query
 from wire.codes import ErrorCode, ProtocolError
-from wire.envelope import LineId
-from wire.epoch import parse_epoch
-from wire.text import has_lone_surrogate
+from wire.names import FileGlob, StreamName, StreamNameError, parse_selector
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    stream: StreamName
-    keyword: str = ""
-    regex: str = ""
-    ignore_case: bool = False
-    backlog: int = 0
-    since: LineId | None = None
-    epoch: str | None = None  # the epoch of the history `since` is from (the `epoch` of its lines frame)
+    stream: StreamName | FileGlob
+    filter: FilterSpec
+    query: Query
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    stream: StreamName
+    stream: StreamName | FileGlob
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +38,9 @@ class Ping:
 Command = Subscribe | Unsubscribe | Ping
 
 
-def _stream(msg: dict[str, Any]) -> StreamName:
+def _stream(msg: dict[str, Any]) -> StreamName | FileGlob:
     try:
-        return parse_stream(msg.get("stream"))
+        return parse_selector(msg.get("stream"))
     except StreamNameError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid stream: {exc}", _echo(msg.get("stream"))) from None
 
@@ -55,7 +49,7 @@ def _echo(value: Any) -> str | None:
     return value[:512] if isinstance(value, str) else None
 
 
-def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) -> Command:
+def parse_command(raw: str | bytes, limits: Limits) -> Command:
     """Parse one client frame into a command, or raise `ProtocolError`."""
     try:
         msg = json.loads(raw)
@@ -71,55 +65,7 @@ def parse_command(raw: str | bytes, max_backlog: int, max_pattern_chars: int) ->
     if op != "subscribe":
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown op: {str(op)[:64]!r}" if op is not None else "missing op")
     stream = _stream(msg)
-    name = stream.name
-    keyword, regex = msg.get("keyword", ""), msg.get("regex", "")
-    for field, value in (("keyword", keyword), ("regex", regex)):
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{field} must be a string", name)
-        if has_lone_surrogate(value):
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST, f"{field} must be Unicode text: it holds a lone surrogate (U+D800-U+DFFF)", name
-            )
-        if len(value) > max_pattern_chars:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE, f"{field} longer than {max_pattern_chars} characters", name, "pattern"
-            )
-    ignore_case = msg.get("ignore_case", False)
-    if not isinstance(ignore_case, bool):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "ignore_case must be true or false", name)
-    backlog = msg.get("backlog", 0)
-    if backlog is None:
-        backlog = 0
-    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 0:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "backlog must be a non-negative integer", name)
-    if backlog > max_backlog:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"backlog is limited to {max_backlog} lines", name, "backlog")
-    since = msg.get("since")
-    since_id = None
-    if since is not None:
-        try:
-            since_id = parse_id(since)
-        except ValueError:
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST, "since must be a line id such as '1700000000000-0'", name
-            ) from None
-    return Subscribe(stream, keyword or "", regex or "", ignore_case, backlog, since_id, _epoch(msg, name, since_id))
-
-
-def _epoch(msg: dict[str, Any], name: str, since: LineId | None) -> str | None:
-    epoch = msg.get("epoch")
-    if epoch is None:
-        return None
-    if since is None:
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, "epoch is taken only with since: the epoch of the lines frame that id came in", name
-        )
-    try:
-        return parse_epoch(epoch)
-    except ValueError as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid epoch: {exc}", name) from None
+    return Subscribe(stream, parse_filter(msg, stream.name, limits), parse_query(msg, stream.name, limits))
 
 
 def peek_stream(message: str | bytes) -> str | None:

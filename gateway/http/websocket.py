@@ -24,16 +24,18 @@ from gateway.access.grants import UNRESTRICTED
 from gateway.access.guard import Guard
 from gateway.access.identity import ANONYMOUS, AuthError
 from gateway.access.limits import ControlLimiter
-from gateway.fanout.filters import FilterError, compile_filter
 from gateway.fanout.frames import error_frame
 from gateway.fanout.live import Unavailable
 from gateway.fanout.orchestrator import Orchestrator
 from gateway.fanout.session import Session
+from gateway.http.globs import Globs, MinionList
 from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command, peek_stream
+from gateway.http.queries import Limits
 from gateway.metrics import GatewayMetrics
 from gateway.tasks import Tasks
 from settings import GatewaySettings
 from wire.codes import CloseCode, ErrorCode, ProtocolError
+from wire.names import FileGlob
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,11 @@ class TailSocket(tornado.websocket.WebSocketHandler):
         metrics: GatewayMetrics,
         guard: Guard,
         tasks: Tasks,
+        minions: MinionList | None = None,
     ) -> None:
         self.orchestrator = orchestrator
+        self.globs = Globs(minions, settings.max_glob_minions)
+        self.limits = Limits(settings.max_backlog, settings.max_pattern_chars, settings.max_filter_terms)
         self.conf = settings
         self.metrics = metrics
         self.guard = guard
@@ -221,12 +226,13 @@ class TailSocket(tornado.websocket.WebSocketHandler):
                     peek_stream(message),
                     "rate",
                 )
-            command = parse_command(message, self.conf.max_backlog, self.conf.max_pattern_chars)
+            command = parse_command(message, self.limits)
             if isinstance(command, Ping):
                 session.control({"type": "pong"})
             elif isinstance(command, Unsubscribe):
                 name = command.stream.name
-                await self.orchestrator.unsubscribe(session, name)
+                for stream in self.globs.pop(name) if isinstance(command.stream, FileGlob) else [name]:
+                    await self.orchestrator.unsubscribe(session, stream)
                 session.control({"type": "unsubscribed", "stream": name})
             elif isinstance(command, Subscribe):
                 await self._subscribe(session, command)
@@ -245,26 +251,29 @@ class TailSocket(tornado.websocket.WebSocketHandler):
 
     async def _subscribe(self, session: Session, command: Subscribe) -> None:
         name = command.stream.name
-        if not self.grants.allows(command.stream):
+        if isinstance(command.stream, FileGlob):
+            streams = await self.globs.expand(command.stream, self.grants)
+        elif self.grants.allows(command.stream):
+            streams = [name]
+        else:
             self.guard.refuse(
                 "subscribe", "forbidden", self.identity, self.address, stream=name, reason="not in the token's streams"
             )
             raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not open {name}", name)
         audit("subscribe", "grant", self.identity, self.address, stream=name)
-        if name not in session.subs and len(session.subs) >= self.conf.max_subscriptions:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE,
-                f"at most {self.conf.max_subscriptions} subscriptions per connection",
-                name,
-                "subscriptions",
-            )
+        adding = len(set(streams) - session.subs.keys())
+        if adding and len(session.subs) + adding > self.conf.max_subscriptions:
+            most = f"at most {self.conf.max_subscriptions} subscriptions per connection"
+            raise ProtocolError(ErrorCode.TOO_LARGE, most, name, "subscriptions")
+        line_filter = command.filter.compile(name)
+        for stream in streams:
+            self.guard.admit_file_stream(self.identity, session, stream)
+        if isinstance(command.stream, FileGlob):
+            for stream in self.globs.replace(name, streams):
+                await self.orchestrator.unsubscribe(session, stream)
+            session.control({"type": "subscribed", "stream": name, "streams": streams})
         try:
-            line_filter = compile_filter(command.keyword, command.regex, command.ignore_case)
-        except FilterError as exc:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), name) from None
-        self.guard.admit_file_stream(self.identity, session, name)
-        try:
-            await self.orchestrator.subscribe(session, name, line_filter, command.backlog, command.since, command.epoch)
+            await self.orchestrator.subscribe_group(session, streams, line_filter, command.query)
         except Unavailable as exc:
             log.warning("subscribe %s for %s: redis unavailable: %s", name, session.peer, exc)
             raise ProtocolError(ErrorCode.UNAVAILABLE, "redis is unavailable; retry shortly", name) from None

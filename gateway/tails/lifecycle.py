@@ -3,8 +3,10 @@
 While this gateway has viewers of a ``file:<minion>:<path>`` stream it holds a "wanted"
 lease in Redis (`wire.lifecycle`), renewed every third of `salt.wanted_ttl`, and watches
 the agent's heartbeat key. When no agent is alive, exactly one gateway, the one that
-wins the stream's Redis lock (SET NX PX), asks Salt to start one (``logtail.start``);
-the others wait for the heartbeat. Viewers on this gateway are told ``status``:
+wins the stream's Redis lock (SET NX PX), asks Salt to start one (``logtail.start``,
+`gateway.tails.starter`); the others wait for the heartbeat. The streams one viewer
+opens together (a minion glob's members) are started together: one Salt call for the
+minions of one path. Viewers on this gateway are told ``status``:
 ``starting``, ``live``, ``stopped`` (the agent went away; it is started again) and
 ``failed`` with the reason (the minion did not answer in time, the path was refused
 on the minion, the file is unreadable). Nothing here stops an agent: when the last
@@ -23,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -31,16 +32,16 @@ from redis.exceptions import RedisError
 
 from gateway.tails.minions import Minions
 from gateway.tails.salt import SaltClient, SaltFailure
+from gateway.tails.starter import Starter, Tail
 from gateway.tasks import Tasks
 from settings import SaltSettings
-from wire import Keys, StreamName, parse_stream
+from wire import Keys, parse_stream
 from wire.codes import ErrorCode, ProtocolError
 from wire.filepolicy import refusal
-from wire.lifecycle import RELEASE_LUA, UNWANT_LUA, WANT_LUA, owner_id
+from wire.lifecycle import UNWANT_LUA, WANT_LUA, owner_id
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_WAIT = 5.0
 RETRY_AFTER = 15.0
 
 
@@ -51,16 +52,6 @@ class Viewer(Protocol):
     """A viewer told a stream's current status when it joins (a fanout Session)."""
 
     def control(self, obj: dict[str, Any]) -> None: ...
-
-
-@dataclass(eq=False)
-class _Tail:
-    stream: StreamName
-    state: str = ""
-    message: str = ""
-    task: asyncio.Task[None] | None = None
-    retry_at: float | None = None
-    caller: str | None = None  # the user Salt calls for this stream are made for
 
 
 class Tails:
@@ -88,10 +79,10 @@ class Tails:
         self.allowlist = allowlist
         self.caller_of = caller_of
         self.owner = owner_id("gateway")
-        self.tails: dict[str, _Tail] = {}
+        self.tails: dict[str, Tail] = {}
         self._want = redis.register_script(WANT_LUA)
         self._unwant = redis.register_script(UNWANT_LUA)
-        self._release = redis.register_script(RELEASE_LUA)
+        self.starter = Starter(redis, keys, salt, conf, self.owner, self._set, self._fail) if salt is not None else None
         self._ticker: asyncio.Task[None] | None = None
 
     # Admission ----------------------------------------------------------------------
@@ -123,20 +114,26 @@ class Tails:
 
     # Viewers (called by the fanout Orchestrator) ---------------------------------------
 
-    def viewer_joined(self, session: Viewer, name: str) -> None:
-        """A viewer subscribed to `name`; the first one starts the lifecycle."""
-        if not name.startswith("file:"):
-            return
-        tail = self.tails.get(name)
-        if tail is None:
-            tail = self.tails[name] = _Tail(parse_stream(name), caller=self.caller_of(session))
-            self._spawn(self._open(tail), "tail-open")
-        else:
-            if tail.state:
-                session.control(self._frame(tail))
-            if tail.state == "failed":
-                tail.retry_at = time.monotonic()  # a new viewer asks again
-        if self._ticker is None:
+    def viewers_joined(self, session: Viewer, names: list[str]) -> None:
+        """A viewer subscribed to `names` together (one stream, or a minion glob's members):
+        each stream's first viewer starts its lifecycle, and the agents those need are
+        started in one group (one Salt call for the minions of one path)."""
+        opened = []
+        for name in names:
+            if not name.startswith("file:"):
+                continue
+            tail = self.tails.get(name)
+            if tail is None:
+                tail = self.tails[name] = Tail(parse_stream(name), caller=self.caller_of(session))
+                opened.append(tail)
+            else:
+                if tail.state:
+                    session.control(self._frame(tail))
+                if tail.state == "failed":
+                    tail.retry_at = time.monotonic()  # a new viewer asks again
+        if opened:
+            self._spawn(self._open(opened), "tail-open")
+        if self._ticker is None and self.tails:
             self._ticker = self._spawn(self._tick_loop(), "tail-ticker")
 
     def last_viewer_left(self, name: str) -> None:
@@ -153,16 +150,29 @@ class Tails:
     def _ttl_ms(self) -> int:
         return max(1000, int(self.conf.wanted_ttl * 1000))
 
-    async def _open(self, tail: _Tail) -> None:
-        name = tail.stream.name
+    async def _open(self, tails: list[Tail]) -> None:
         try:
-            await self._want(keys=[self.keys.tail_wanted(name)], args=[self.owner, self._ttl_ms])
-            alive = bool(await self.redis.exists(self.keys.tail_alive(name)))
+            pipe = self.redis.pipeline(transaction=False)
+            for tail in tails:
+                await self._want(
+                    keys=[self.keys.tail_wanted(tail.stream.name)], args=[self.owner, self._ttl_ms], client=pipe
+                )
+            for tail in tails:
+                pipe.exists(self.keys.tail_alive(tail.stream.name))
+            alive = (await pipe.execute())[len(tails) :]
         except (RedisError, OSError) as exc:
-            log.warning("file stream %s: redis: %s; the next tick retries", name, exc)
+            log.warning("file streams %s: redis: %s; the next tick retries", [t.stream.name for t in tails], exc)
             return
-        if self.tails.get(name) is tail:
-            self._observe(tail, alive)
+        needed = []
+        for tail, up in zip(tails, alive, strict=True):
+            if self.tails.get(tail.stream.name) is not tail:
+                continue
+            if up:
+                self._observe(tail, True)
+            elif tail.task is None:
+                needed.append(tail)
+        if needed:
+            self._start_group(needed)
 
     async def _drop_lease(self, name: str) -> None:
         try:
@@ -201,7 +211,7 @@ class Tails:
             if tail is not None:
                 self._observe(tail, bool(alive))
 
-    def _observe(self, tail: _Tail, alive: bool) -> None:
+    def _observe(self, tail: Tail, alive: bool) -> None:
         if alive:
             if tail.state != "live" and tail.task is None:
                 self._set(tail, "live")
@@ -212,67 +222,31 @@ class Tails:
             return
         if tail.state == "failed" and (tail.retry_at is None or time.monotonic() < tail.retry_at):
             return
-        tail.task = self._spawn(self._start(tail), "tail-start")
+        self._start_group([tail])
 
-    async def _start(self, tail: _Tail) -> None:
-        name, lock = tail.stream.name, self.keys.tail_lock(tail.stream.name)
+    def _start_group(self, tails: list[Tail]) -> None:
+        task = self._spawn(self._start(tails), "tail-start")
+        for tail in tails:
+            tail.task = task
+
+    async def _start(self, tails: list[Tail]) -> None:
         try:
-            lock_ms = int((self.conf.timeout + HEARTBEAT_WAIT + 5) * 1000)
-            if not await self.redis.set(lock, self.owner, nx=True, px=lock_ms):
-                if tail.state != "starting":
-                    self._set(tail, "starting", "another gateway is starting the tail")
-                return
-            try:
-                await self._start_locked(tail)
-            finally:
-                await self._release(keys=[lock], args=[self.owner])
+            if self.starter is not None:
+                await self.starter.start(tails)
         except (RedisError, OSError) as exc:
-            log.warning("starting the tail of %s: redis: %s; the next tick retries", name, exc)
+            log.warning(
+                "starting the tails of %s: redis: %s; the next tick retries", [t.stream.name for t in tails], exc
+            )
         finally:
-            tail.task = None
+            for tail in tails:
+                tail.task = None
 
-    async def _start_locked(self, tail: _Tail) -> None:
-        stream = tail.stream
-        assert self.salt is not None
-        self._set(tail, "starting")
-        started = time.monotonic()
-        try:
-            ret = await self.salt.run(stream.minion, "logtail.start", stream.path, tail.caller)
-        except SaltFailure as exc:
-            self._fail(tail, exc.message, transient=True)
-            return
-        if not isinstance(ret, dict) or not ret.get("ok"):
-            if isinstance(ret, dict):
-                reason, message = ret.get("error", "failed"), ret.get("message", "")
-            else:
-                reason, message = "failed", str(ret)[:300]
-            self._fail(tail, f"{reason}: {message}", transient=reason == "failed")
-            return
-        log.info(
-            "tail of %s %s (pid %s) after %.2fs",
-            stream.name,
-            ret.get("state"),
-            ret.get("pid"),
-            time.monotonic() - started,
-        )
-        deadline = time.monotonic() + HEARTBEAT_WAIT
-        while time.monotonic() < deadline:
-            if await self.redis.exists(self.keys.tail_alive(stream.name)):
-                self._set(tail, "live")
-                return
-            await asyncio.sleep(0.05)
-        self._fail(
-            tail,
-            f"the agent (pid {ret.get('pid')}) sent no heartbeat to Redis within {HEARTBEAT_WAIT:.0f}s",
-            transient=True,
-        )
-
-    def _fail(self, tail: _Tail, message: str, transient: bool) -> None:
+    def _fail(self, tail: Tail, message: str, transient: bool) -> None:
         log.warning("file stream %s failed: %s", tail.stream.name, message)
         tail.retry_at = time.monotonic() + RETRY_AFTER if transient else None
         self._set(tail, "failed", message)
 
-    def _set(self, tail: _Tail, state: str, message: str = "") -> None:
+    def _set(self, tail: Tail, state: str, message: str = "") -> None:
         if (tail.state, tail.message) == (state, message):
             return
         tail.state, tail.message = state, message
@@ -281,7 +255,7 @@ class Tails:
         self.notify(tail.stream.name, self._frame(tail))
 
     @staticmethod
-    def _frame(tail: _Tail) -> dict[str, Any]:
+    def _frame(tail: Tail) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "status", "stream": tail.stream.name, "state": tail.state}
         if tail.message:
             frame["message"] = tail.message

@@ -2,10 +2,11 @@
 
 Two trigger modes (`salt.mode`): ``local`` runs `salt.client.LocalClient` on the master
 in a thread pool (its calls block, so they never run on the event loop); ``api`` talks to
-salt-api (rest_cherrypy) over HTTP with eauth, through Tornado's AsyncHTTPClient. Either
-way only the fixed functions in `FUNCTIONS` may be called, against exactly one minion
-(list targeting, never a glob), with arguments validated here again (contract rules and
-no shell metacharacters) and passed as keyword arguments, so Salt never parses them.
+salt-api (rest_cherrypy) over HTTP with eauth (`gateway.tails.saltapi`). Either way only
+the fixed functions in `FUNCTIONS` may be called, against a list of validated minion ids
+(list targeting, never a glob: a minion glob a client sent was expanded by the gateway),
+with arguments validated here again (contract rules and no shell metacharacters) and
+passed as keyword arguments, so Salt never parses them.
 Either way at most `salt.workers` calls run at once, shared fairly between the users
 they are made for (`gateway.tails.slots`).
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
-
-import tornado.httpclient
 
 from gateway.tails.slots import Release, Slots
 from settings import SaltSettings
@@ -47,9 +45,15 @@ class SaltFailure(Exception):
 
 class SaltClient(Protocol):
     """What the gateway needs of Salt; `caller` is the user a call is made for (None: the
-    gateway itself, or authentication off), whose share of the workers it uses."""
+    gateway itself, or authentication off), whose share of the workers it uses. `run_many`
+    is one call for several minions (list targeting): each minion's return, or the
+    `SaltFailure` of a minion that did not answer."""
 
     async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any: ...
+
+    async def run_many(
+        self, minions: list[str], fun: str, path: str | None = None, caller: str | None = None
+    ) -> dict[str, Any]: ...
 
     async def minions(self) -> list[str]: ...
 
@@ -72,6 +76,33 @@ def check_call(minion: str, fun: str, path: str | None) -> dict[str, str]:
     if refused is not None:
         raise ValueError(refused.message)
     return {"path": path}
+
+
+def check_calls(minions: list[str], fun: str, path: str | None) -> dict[str, str]:
+    """`check_call` for a list target: one or more distinct minions, each checked."""
+    if not minions or len(set(minions)) != len(minions):
+        raise ValueError("a Salt call targets one or more distinct minions")
+    kwargs = [check_call(minion, fun, path) for minion in minions]
+    return kwargs[0]
+
+
+def answers(minions: list[str], ret: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """Each targeted minion's return, or a `SaltFailure` for one that did not answer (Salt
+    reports it as False, or leaves it out)."""
+    return {
+        m: ret[m]
+        if ret.get(m, False) is not False
+        else SaltFailure("timeout", f"minion {m} did not answer within {timeout}s")
+        for m in minions
+    }
+
+
+def only(minion: str, answered: dict[str, Any]) -> Any:
+    """The one minion's return of `run_many`, its failure raised."""
+    ret = answered[minion]
+    if isinstance(ret, SaltFailure):
+        raise ret
+    return ret
 
 
 async def take_slot(slots: Slots, caller: str | None) -> Release:
@@ -116,13 +147,10 @@ class LocalSalt:
             client.opts["gather_job_timeout"] = max(1, round(self.conf.timeout))
         return client
 
-    def _cmd(self, minion: str, fun: str, kwarg: dict[str, str]) -> Any:
+    def _cmd(self, minions: list[str], fun: str, kwarg: dict[str, str]) -> dict[str, Any]:
         timeout = max(1, round(self.conf.timeout))
-        ret = self._client().cmd([minion], fun, kwarg=kwarg, tgt_type="list", timeout=timeout)
-        # a targeted minion that did not return is reported as False (or left out)
-        if ret.get(minion, False) is False:
-            raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
-        return ret[minion]
+        ret = self._client().cmd(minions, fun, kwarg=kwarg, tgt_type="list", timeout=timeout)
+        return answers(minions, ret, timeout)
 
     async def _submit(self, caller: str | None, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run `fn` on a worker once `caller` may have one; the worker is given back when
@@ -138,10 +166,16 @@ class LocalSalt:
         return asyncio.wrap_future(future)
 
     async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any:
-        kwarg = check_call(minion, fun, path)
+        return only(minion, await self.run_many([minion], fun, path, caller))
+
+    async def run_many(
+        self, minions: list[str], fun: str, path: str | None = None, caller: str | None = None
+    ) -> dict[str, Any]:
+        kwarg = check_calls(minions, fun, path)
         started = time.monotonic()
+        minion = ",".join(minions)
         try:
-            job = await self._submit(caller, self._cmd, minion, fun, kwarg)
+            job = await self._submit(caller, self._cmd, minions, fun, kwarg)
             # LocalClient bounds itself (timeout, then gather_job_timeout); this is the backstop
             result = await asyncio.wait_for(job, 3 * self.conf.timeout + 5)
         except TimeoutError:
@@ -184,110 +218,3 @@ class LocalSalt:
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
         loop.call_soon_threadsafe(callback)
-
-
-class ApiSalt:
-    """`salt.mode: api`: salt-api's rest_cherrypy with eauth, via AsyncHTTPClient."""
-
-    def __init__(self, conf: SaltSettings, slots: Slots) -> None:
-        self.conf = conf
-        self.slots = slots
-        self._http: tornado.httpclient.AsyncHTTPClient | None = None
-        self._token: str | None = None
-        self._expires = 0.0
-        self._login_lock = asyncio.Lock()
-
-    def _request(self, path: str, body: Any, token: str | None) -> tornado.httpclient.HTTPRequest:
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        if token:
-            headers["X-Auth-Token"] = token
-        return tornado.httpclient.HTTPRequest(
-            self.conf.api_url.rstrip("/") + path,
-            method="POST",
-            headers=headers,
-            body=json.dumps(body),
-            request_timeout=self.conf.timeout + 5,
-            validate_cert=self.conf.api_verify_tls,
-        )
-
-    async def _login(self) -> str:
-        async with self._login_lock:
-            if self._token and time.time() < self._expires - 30:
-                return self._token
-            body = {"username": self.conf.api_username, "password": self.conf.api_password}
-            body["eauth"] = self.conf.api_eauth
-            resp = await self._fetch("/login", body, None)
-            info = resp["return"][0]
-            self._token, self._expires = info["token"], float(info.get("expire", time.time() + 600))
-            return self._token
-
-    async def _fetch(self, path: str, body: Any, token: str | None) -> Any:
-        if self._http is None:
-            self._http = tornado.httpclient.AsyncHTTPClient()  # bound to the running loop
-        try:
-            resp = await self._http.fetch(self._request(path, body, token))
-        except tornado.httpclient.HTTPClientError as exc:
-            if exc.code == 401:
-                raise PermissionError("salt-api refused the credentials (401)") from None
-            raise SaltFailure("unavailable", f"salt-api answered {exc.code}: {exc.message}") from None
-        except (TimeoutError, OSError) as exc:
-            raise SaltFailure("unavailable", f"salt-api unreachable: {exc}") from None
-        try:
-            return json.loads(resp.body)
-        except ValueError:
-            raise SaltFailure("unavailable", "salt-api answered with something that is not JSON") from None
-
-    async def _lowstate(self, chunk: dict[str, Any]) -> Any:
-        for attempt in (1, 2):
-            try:
-                token = await self._login()
-                return (await self._fetch("/", [chunk], token))["return"][0]
-            except PermissionError as exc:
-                self._token = None
-                if attempt == 2:
-                    raise SaltFailure("unavailable", str(exc)) from None
-            except (KeyError, IndexError, TypeError):
-                raise SaltFailure("unavailable", "salt-api answered in an unexpected shape") from None
-        raise AssertionError("unreachable")
-
-    async def _call(self, caller: str | None, chunk: dict[str, Any]) -> Any:
-        release = await take_slot(self.slots, caller)
-        try:
-            return await self._lowstate(chunk)
-        finally:
-            release()
-
-    async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any:
-        kwarg = check_call(minion, fun, path)
-        timeout = max(1, round(self.conf.timeout))
-        chunk = {"client": "local", "tgt": [minion], "tgt_type": "list", "fun": fun, "timeout": timeout}
-        if kwarg:
-            chunk["kwarg"] = kwarg
-        ret = await self._call(caller, chunk)
-        if not isinstance(ret, dict) or ret.get(minion, False) is False:
-            raise SaltFailure("timeout", f"minion {minion} did not answer within {timeout}s")
-        return ret[minion]
-
-    async def minions(self) -> list[str]:
-        ret = await self._call(None, {"client": "wheel", "fun": "key.list_all"})
-        try:
-            return sorted(ret["data"]["return"]["minions"])
-        except (KeyError, TypeError):
-            raise SaltFailure("unavailable", f"salt-api wheel key.list_all: unexpected answer {ret!r:.200}") from None
-
-    def warm(self) -> None:
-        """Nothing to prepare: the first call logs in."""
-
-    async def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-
-
-def make_salt_client(conf: SaltSettings) -> LocalSalt | ApiSalt | None:
-    """The client for `salt.mode`; None when file streams are off."""
-    slots = Slots(conf.workers, conf.max_calls_per_user, conf.queue_timeout)
-    if conf.mode == "local":
-        return LocalSalt(conf, slots)
-    if conf.mode == "api":
-        return ApiSalt(conf, slots)
-    return None

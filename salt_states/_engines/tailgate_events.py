@@ -14,7 +14,10 @@ A failure carries ``meta.level: "error"`` (the console edges such lines in red).
 are published through ``wire.Publisher``, the atomic history-and-live step the bridge and
 the tail agent use, one call per burst of events. While Redis is unreachable the engine
 keeps at most ``buffer_max_lines`` lines, dropping the oldest, and on reconnect first
-publishes a line saying how many were dropped: never silent.
+publishes a line saying how many were dropped: never silent. Its Redis is one node or,
+with ``redis_mode: sentinel``, the master the sentinels name (``wire.connect``, asked
+again every second), so it follows a failover like every other component; with
+``redis_mode: cluster``, a Redis Cluster (one publish step per slot).
 
 Master config (the ``tailgate`` formula's ``master`` state writes it)::
 
@@ -23,7 +26,12 @@ Master config (the ``tailgate`` formula's ``master`` state writes it)::
           redis_url: redis://127.0.0.1:6379/0
           key_prefix: "tailgate:"
           wire_dir: /opt/tailgate-master     # holds the shared wire/ package
-          # on Redis Cluster (docs/CLUSTER.md), with credentials and TLS from redis_url:
+          # with Sentinel (redis_url then gives only TLS, credentials and the database):
+          # redis_mode: sentinel
+          # redis_sentinels: [10.0.0.4:26379, 10.0.0.5:26379, 10.0.0.6:26379]
+          # redis_master_name: tailgate
+          # redis_sentinel_password: ...
+          # or on Redis Cluster (docs/CLUSTER.md; redis_url gives credentials and TLS):
           # redis_mode: cluster
           # redis_cluster_nodes: [10.0.0.1:6379, 10.0.0.2:6379]
 
@@ -258,11 +266,13 @@ class _Wire:
         import redis
         from redis.exceptions import RedisClusterException
 
-        from wire import Keys, Line, Publisher, StreamBatch, cluster, encode_line
+        from wire import Keys, Line, Publisher, StreamBatch, encode_line
+        from wire.connect import Connector, RedisTarget
 
-        self.redis, self.Keys, self.Line, self.Publisher = redis, Keys, Line, Publisher
-        self.StreamBatch, self.encode_line, self.cluster = StreamBatch, encode_line, cluster
+        self.Keys, self.Line, self.Publisher = Keys, Line, Publisher
+        self.StreamBatch, self.encode_line = StreamBatch, encode_line
         self.RedisError = (redis.RedisError, RedisClusterException)
+        self.Connector, self.RedisTarget = Connector, RedisTarget
 
 
 def start(
@@ -272,24 +282,33 @@ def start(
     history_maxlen: int = 10_000,
     buffer_max_lines: int = 10_000,
     redis_mode: str = "single",
-    redis_cluster_nodes: list[str] | None = None,
+    redis_sentinels: Iterable[str] | str = (),
+    redis_master_name: str = "",
+    redis_sentinel_username: str = "",
+    redis_sentinel_password: str = "",
+    redis_cluster_nodes: Iterable[str] | str = (),
 ) -> None:
     """Run until the master stops: read its event bus, publish lines to Redis."""
     import salt.utils.event
 
     wire = _Wire(wire_dir)
-    on_cluster = wire.cluster.is_cluster(redis_mode)
-    timeouts = {"socket_timeout": 3, "socket_connect_timeout": 3}
-    client = (
-        wire.cluster.sync_client(redis_url, list(redis_cluster_nodes or []), **timeouts)
-        if on_cluster
-        else wire.redis.Redis.from_url(redis_url, **timeouts)
+    target = wire.RedisTarget(
+        redis_mode,
+        redis_url,
+        redis_sentinels if isinstance(redis_sentinels, str) else list(redis_sentinels),
+        redis_master_name,
+        redis_sentinel_username,
+        redis_sentinel_password,
+        where="tailgate_events: redis_",
+        cluster_nodes=redis_cluster_nodes if isinstance(redis_cluster_nodes, str) else list(redis_cluster_nodes),
     )
-    keys = wire.Keys(key_prefix, cluster=on_cluster)
+    connector = wire.Connector(target)
+    client = connector.client("tailgate-events", socket_timeout=3, socket_connect_timeout=3)
+    keys = target.keys(key_prefix)
     feed = Feed(wire.Publisher(client, keys, int(history_maxlen)), wire, int(buffer_max_lines))
     describer = Describer()
     opts = __opts__  # noqa: F821 - injected by Salt's loader
-    log.info("tailgate_events: publishing the master's events to %s (prefix %s)", redis_url, key_prefix)
+    log.info("tailgate_events: publishing the master's events to the %s (prefix %s)", target.describe(), key_prefix)
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
         while True:
             event = bus.get_event(full=True, wait=0.05 if feed.pending else 1)
@@ -299,4 +318,5 @@ def start(
                 if len(feed.pending) >= 500:
                     break
                 event = bus.get_event(full=True, no_block=True)
+            connector.follow()
             feed.flush(time.monotonic())

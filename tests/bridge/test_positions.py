@@ -96,3 +96,26 @@ def test_partitions_no_longer_held_and_disabled_commits_send_nothing() -> None:
     off.commit(consumer)
     off.commit_now(consumer, 1000)
     assert consumer.sent == []
+
+
+def test_offsets_no_replica_acknowledged_are_committed_with_the_next_acknowledged_step() -> None:
+    # redis.min_replicas_acked: Kafka's stand-in must never be ahead of what a replica holds
+    consumer = FakeConsumer({A, B})
+    commits = OffsetCommits(enabled=True)
+    commits.published({("a", 0): (0, 9, 0.0, 0.0)}, acked=False)
+    commits.commit(consumer)  # nothing a replica has: nothing sent
+    commits.published({("b", 0): (0, 4, 0.0, 0.0)}, acked=True)  # WAIT covers every earlier write
+    commits.commit(consumer)
+    commits.published({("a", 0): (10, 12, 0.0, 0.0)}, acked=False)
+    commits.forget_unacked()  # Redis failed: the primary that had it may be gone
+    commits.published({("b", 0): (5, 6, 0.0, 0.0)}, acked=True)
+    commits.commit(consumer)
+    commits.published({("a", 0): (10, 14, 0.0, 0.0)}, acked=False)
+    commits.moved(("a", 0), 3)  # a checkpoint lowered: what was held for it is moot
+    commits.commit_now(consumer, 1000)
+    commits.published({("a", 0): (3, 5, 0.0, 0.0)}, acked=False)
+    held = commits.unacked_now()  # then a WAIT between steps succeeds...
+    commits.published({("b", 0): (7, 8, 0.0, 0.0)}, acked=False)  # ...sent before this step
+    commits.acked(held)
+    commits.commit(consumer)
+    assert consumer.sent == [{A: 10, B: 5}, {B: 7}, {A: 3}, {A: 6}]

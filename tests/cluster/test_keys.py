@@ -6,7 +6,8 @@ import pytest
 from redis.crc import key_slot as redis_key_slot
 
 from wire import Keys
-from wire.cluster import is_cluster, parse_nodes
+from wire.cluster import parse_nodes
+from wire.connect import RedisTarget, RedisTargetError
 from wire.slots import SLOTS, key_slot, slot_tag
 
 pytestmark = pytest.mark.unit
@@ -42,8 +43,10 @@ def test_cluster_settings_are_checked() -> None:
         Keys("t{g}:", cluster=True)
     with pytest.raises(ValueError, match="group"):
         Keys("tg:", cluster=True).offsets_in("g{1}", 0)
-    with pytest.raises(ValueError, match=r"redis\.mode"):
-        is_cluster("sentinal")
+    with pytest.raises(RedisTargetError, match=r"redis\.mode"):
+        RedisTarget("sentinal")
+    with pytest.raises(RedisTargetError, match=r"redis\.prefix"):
+        RedisTarget("cluster", cluster_nodes=("10.0.0.1:7000",)).keys("t{g}:")
     with pytest.raises(ValueError, match="not host:port"):
         parse_nodes(["10.0.0.1"])
     with pytest.raises(ValueError, match="names no node"):

@@ -217,24 +217,6 @@ def test_screenshot_with_three_sources(page: Page, pub: Publisher, start_gateway
         SCREENSHOT.write_bytes(shot.read_bytes())
 
 
-def test_a_token_in_the_page_url_goes_to_the_api_and_socket_but_not_into_share_links(page: Page, start_gateway) -> None:
-    gw = start_gateway()
-    sockets: list[str] = []
-    requests: list[str] = []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
-    page.on("request", lambda req: requests.append(req.url))
-    page.goto(f"{gw.base}/?token=t0k.en#s=kafka:secret")
-    page.wait_for_selector("#conn[data-state=open]")
-    page.wait_for_function("() => document.querySelector('#sources .list .source, #sources .hint') !== null")
-    assert sockets and all(u.endswith("/ws?token=t0k.en") for u in sockets), sockets
-    api = [u for u in requests if "/api/" in u]
-    assert api and all("token=t0k.en" in u for u in api), api
-    page.click("#share")
-    page.wait_for_selector("#toast >> text=Link copied")
-    link = page.evaluate("() => navigator.clipboard.readText()")
-    assert link == f"{gw.base}/#s=kafka:secret"
-
-
 TOP_LINE = """() => { const s = document.querySelector('.pane .scroller').getBoundingClientRect();
   const row = document.elementFromPoint(s.left + 200, s.top + 4).closest('.row');
   return row ? row.querySelector('.txt').textContent : null; }"""

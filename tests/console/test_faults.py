@@ -6,6 +6,7 @@ against the wire contract.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.browser import (
     restart_on_same_port,
     wait_last_line,
     wait_numbered_at_least,
+    whole_view_after_a_reconnect,
 )
 from tests.support import Service
 from wire import Keys, Publisher
@@ -58,11 +60,7 @@ def test_gateway_restart_resumes_with_no_duplicate_and_no_hole(
         wait_numbered_at_least(page, feeder.sent + 100)  # lines flow again after the restart
     finally:
         total = feeder.stop()
-    wait_last_line(page, numbered(total), timeout=20)
-    rows = download_rows(page)
-    lines = [row.split(" ", 1)[1] for row in rows if not row.startswith("#")]
-    assert lines == [numbered(i) for i in range(1, total + 1)]
-    assert any("connection lost" in r for r in rows), rows[:3]
+    rows = whole_view_after_a_reconnect(page, total)
     resumed = numbers_around(rows, "resumed after line")
     assert len(resumed) == 1 and resumed[0][1] == resumed[0][0] + 1, f"the notice sits where the outage was: {resumed}"
 
@@ -199,14 +197,21 @@ NAMES = [
     "file:web-01",
     "http:nope",
     "",
+    "file:web-*:/var/log/nginx/error.log",
+    "file:w?b-0*:/x",
+    "file:web-[12]:/x",
+    "file:web-*:relative",
+    "file:web-*;id:/x",
 ]
 
 
 def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None:
     """The page's own logic, run in the browser: ids compare as numbers, merged buffers
     order by time, share links round-trip, RE2 spellings highlight, and stream names are
-    judged exactly as wire.names judges them."""
-    from wire.names import StreamNameError, parse_stream
+    judged exactly as wire.names judges them (minion globs included)."""
+    from gateway.http.protocol import parse_command
+    from gateway.http.queries import Limits
+    from wire.names import StreamNameError, parse_selector
 
     gw = start_gateway()
     resp = page.goto(f"{gw.base}/")
@@ -259,6 +264,13 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
       out.keyword = matchRanges('a.b axb a.b', hl('a.b', false, false).re);
       out.re2only = hl('(?U)a+', true, false).error !== '';
       out.names = names.map((n) => checkStream(n) === '');
+      const { filterFields } = await import('./static/filters.js');
+      const box = 'error -healthz level:warn "two words" http.status:500';
+      out.query = filterFields({ q: box, regex: false, ignoreCase: true });
+      const linked = { streams: ['kafka:a'], filter: { q: '', regex: false, ignoreCase: false }, layout: 'merged',
+                       link: { id: '17-2', context: 5, follow: true } };
+      out.link = encodeState(linked);
+      out.linkRoundtrip = JSON.stringify(decodeState(out.link)) === JSON.stringify(linked);
       return out;
     }""",
         NAMES,
@@ -268,7 +280,7 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
     assert result["passed"] == ["10-2", "10-11", "11-0"], "ids compare as numbers; nothing old or repeated passes"
     assert result["epochs"] == {
         "got": ["9-0", "5-0", "6-0"],
-        "resume": {"op": "subscribe", "stream": "s", "since": "6-0", "epoch": "e2"},
+        "resume": {"op": "subscribe", "stream": "s", "caught_up": True, "since": "6-0", "epoch": "e2"},
     }, "after a reset the ids start again; a resume sends the epoch of its cursor"
     assert result["roundtrip"], result["hash"]
     assert result["ci"] == [[3, 8], [16, 21]]
@@ -278,12 +290,25 @@ def test_page_modules_agree_with_the_contract(page: Page, start_gateway) -> None
 
     def valid(name: str) -> bool:
         try:
-            parse_stream(name)
+            parse_selector(name)
         except StreamNameError:
             return False
         return True
 
     assert result["names"] == [valid(n) for n in NAMES]
+    # the filter box's syntax becomes fields the gateway takes as they are
+    assert result["query"] == {
+        "keyword": ["error", "two words"],
+        "exclude": ["healthz"],
+        "fields": {"level": "warn", "http.status": "500"},
+        "ignore_case": True,
+    }
+    command = parse_command(json.dumps({"op": "subscribe", "stream": "kafka:x", **result["query"]}), Limits())
+    assert command.filter.keywords == ("error", "two words") and command.filter.fields == (
+        ("level", "warn"),
+        ("http.status", "500"),
+    )
+    assert result["link"] == "#s=kafka:a&at=17-2&ctx=5&live=1" and result["linkRoundtrip"]
 
 
 def test_with_authentication_on_the_page_says_why_and_works_with_a_token(

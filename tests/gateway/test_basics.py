@@ -87,6 +87,8 @@ def test_health_and_readiness(start_gateway) -> None:
         ("RATE_INTERVAL", "0", "gateway.rate_interval must be greater than 0"),
         ("MAX_QUEUE_BYTES", "-1", "gateway.max_queue_bytes must be greater than 0"),
         ("COALESCE_MS", "-5", "gateway.coalesce_ms must not be negative"),
+        ("DRAIN_GRACE", "-1", "gateway.drain_grace must not be negative"),
+        ("WORKERS", "-2", "gateway.workers must not be negative"),
     ],
 )
 def test_an_impossible_setting_fails_the_start_with_a_clear_error(setting: str, value: str, message: str) -> None:

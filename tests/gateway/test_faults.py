@@ -108,6 +108,30 @@ async def test_sigterm_drains_with_1001_within_5s(rclient: redis.Redis, prefix: 
     assert time.monotonic() - started < 5
 
 
+async def test_sigterm_with_a_drain_grace_is_not_ready_at_once_serves_on_then_closes_with_1001(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
+    gw: GatewayProc = start_gateway(TAILGATE_GATEWAY_DRAIN_GRACE="2")
+    before = await WsClient.connect(gw.ws_url)
+    await before.subscribe("kafka:grace")
+    started = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    await before.wait_for(lambda: http_get(gw.base + "/readyz")[0] == 503, timeout=0.5, what="/readyz 503 at once")
+    # A balancer that has not noticed yet still gets served, new connections included.
+    during = await WsClient.connect(gw.ws_url)
+    await during.subscribe("kafka:grace")
+    lines = [(0, encode_line(Line(time.time(), "during the grace")))]
+    await asyncio.to_thread(Publisher(rclient, Keys(prefix)).publish, [StreamBatch("kafka:grace", lines)])
+    for c in (before, during):
+        await c.wait_for(lambda c=c: c.texts("kafka:grace") == ["during the grace"], what="a line during the grace")
+    assert time.monotonic() - started < 2 and before.closed_code is None
+    for c in (before, during):
+        await c.wait_for(lambda c=c: c.closed_code is not None, timeout=5, what="closed once the grace ends")
+        assert c.closed_code == 1001
+    assert time.monotonic() - started >= 2
+    assert await asyncio.to_thread(gw.wait, 5) == 0
+
+
 async def test_dead_peer_is_found_by_pings_and_dropped(start_gateway) -> None:
     gw: GatewayProc = start_gateway(TAILGATE_GATEWAY_PING_INTERVAL="0.3", TAILGATE_GATEWAY_PING_TIMEOUT="1")
     # A peer that completes the handshake and then goes silent (a laptop lid closed):

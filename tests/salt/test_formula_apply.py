@@ -63,7 +63,11 @@ def test_units_pass_systemd_analyze_verify_unprivileged_and_sandboxed(local_salt
             bridge={"instances": 2},
             gateway={"replicas": [8081, 8082]},
             settings={"bridge": {"use_group": False}},
-            secrets={"auth_secret": 'a "quoted" \\ secret of more than thirty-two bytes', "redis_password": "s3cr/t"},
+            secrets={
+                "auth_secret": 'a "quoted" \\ secret of more than thirty-two bytes',
+                "redis_password": "s3cr/t",
+                "redis_sentinel_password": "sentinel-pw",
+            },
         )
         local_salt.set_pillar({"tailgate": yaml.safe_dump({"tailgate": pillar})})
         local_salt.apply("tailgate.service.units")
@@ -93,6 +97,7 @@ def test_units_pass_systemd_analyze_verify_unprivileged_and_sandboxed(local_salt
         assert stat.S_IMODE((base / "etc" / "tailgate.yaml").stat().st_mode) == 0o640
         assert secrets.read_text().splitlines()[1:] == [
             'TAILGATE_AUTH_SECRET="a \\"quoted\\" \\\\ secret of more than thirty-two bytes"',
+            'TAILGATE_REDIS_SENTINEL_PASSWORD="sentinel-pw"',
             'TAILGATE_REDIS_URL="redis://:s3cr%2Ft@127.0.0.1:6379/0"',
         ]
         assert "s3cr" not in (base / "etc" / "tailgate.yaml").read_text()
@@ -144,14 +149,19 @@ def test_apply_without_systemd_runs_a_bridge_and_a_gateway_answering_readyz(
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_the_master_state_writes_the_engine_and_runner_settings_root_only(local_salt: LocalSalt) -> None:
+SENTINEL = {"mode": "sentinel", "sentinels": ["10.0.0.4:26379", "10.0.0.5:26379"], "master_name": "tg"}
+
+
+@pytest.mark.parametrize("mode", ["single", "sentinel"])
+def test_the_master_state_writes_the_engine_and_runner_settings_root_only(local_salt: LocalSalt, mode: str) -> None:
     base = shared_dir("tailgate-master-")
     try:
+        redis = {"url": "redis://10.0.0.4:6379/1", "prefix": "tg:", **(SENTINEL if mode == "sentinel" else {})}
         pillar = service_pillar(
             base,
             master={"config_file": str(base / "master.d" / "tailgate-engine.conf")},
-            settings={"redis": {"url": "redis://10.0.0.4:6379/1", "prefix": "tg:"}},
-            secrets={"redis_password": "pw"},
+            settings={"redis": redis},
+            secrets={"redis_password": "pw", "redis_sentinel_password": "spw"},
         )
         local_salt.set_pillar({"tailgate": yaml.safe_dump({"tailgate": pillar})})
         local_salt.apply("tailgate.master")
@@ -159,11 +169,19 @@ def test_the_master_state_writes_the_engine_and_runner_settings_root_only(local_
         assert stat.S_IMODE(conf_file.stat().st_mode) == 0o600
         conf = yaml.safe_load(conf_file.read_text())
         engine = conf["engines"][0]["tailgate_events"]
+        following = {  # how the engine reaches the master the sentinels name (as the services do)
+            "redis_mode": "sentinel",
+            "redis_sentinels": SENTINEL["sentinels"],
+            "redis_master_name": "tg",
+            "redis_sentinel_username": "",
+            "redis_sentinel_password": "spw",
+        }
         assert engine == {
             "redis_url": "redis://:pw@10.0.0.4:6379/1",
             "key_prefix": "tg:",
             "history_maxlen": 10000,
             "wire_dir": str(base / "master"),
+            **(following if mode == "sentinel" else {}),
         }
         assert (base / "master" / "wire" / "publish.py").read_bytes() == (ROOT / "wire" / "publish.py").read_bytes()
         assert json.dumps(conf["tailgate"]["runner_streams"]) == '["kafka:*", "salt:*", "file:*"]'

@@ -43,7 +43,7 @@ def test_alert_rules_pass_promtool() -> None:
     assert promtool, "promtool is missing: scripts/setup.sh --test installs Debian's prometheus package"
     done = subprocess.run([promtool, "check", "rules", str(MONITORING / "tailgate-alerts.yml")], capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert b"SUCCESS: 9 rules found" in done.stdout
+    assert b"SUCCESS: 10 rules found" in done.stdout
 
 
 def test_every_metric_the_rules_and_dashboard_use_is_exported(start_gateway, start_bridge) -> None:
@@ -74,5 +74,6 @@ def test_every_metric_the_rules_and_dashboard_use_is_exported(start_gateway, sta
         "tailgate_gateway_slow_clients_closed_total",
         "tailgate_bridge_consumer_lag",
         "tailgate_gateway_publish_to_send_seconds_bucket",
+        "tailgate_bridge_unacked_publishes_total",
     ):
         assert needed in rules, needed

@@ -1,22 +1,26 @@
 // HTTP and WebSocket addresses of the gateway, relative to the page (so the console works
-// behind a path-prefixing proxy), carrying the page's `?token=` when it has one.
+// behind a path-prefixing proxy, e.g. under /tailgate/).
+//
+// A token never travels in a URL past the first load. A console link carries `?token=`;
+// the response to that very page set the token cookie (HttpOnly, SameSite=Strict), so the
+// token is taken out of the address bar before anything else runs (out of the session
+// history, bookmarks, screenshots, links copied from the bar), and every API call and the
+// WebSocket authenticate with the cookie instead of a query string.
 
-const pageToken = new URLSearchParams(window.location.search).get('token');
-
-export function withToken(url) {
-  if (!pageToken) return url;
-  url.searchParams.set('token', pageToken);
-  return url;
+const loaded = new URL(window.location.href);
+if (loaded.searchParams.has('token')) {
+  loaded.searchParams.delete('token');
+  window.history.replaceState(window.history.state, '', loaded.toString());
 }
 
 export function apiUrl(path) {
-  return withToken(new URL(path, window.location.href));
+  return new URL(path, window.location.href);
 }
 
 export function wsUrl() {
   const url = new URL('ws', window.location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  return withToken(url).toString();
+  return url.toString();
 }
 
 /** Error carrying the HTTP status (0 when the gateway could not be reached). */

@@ -10,7 +10,7 @@ import { compileHighlighter, describeFilter, EMPTY_FILTER, sameFilter } from './
 import { fmtCount, fmtRate, setUtc } from './format.js';
 import { installKeys } from './keys.js';
 import { loadPrefs, savePrefs } from './prefs.js';
-import { decodeState, encodeState, shareUrl } from './share.js';
+import { DEFAULT_CONTEXT, decodeState, encodeState, shareUrl } from './share.js';
 import { SourcePicker } from './sources.js';
 import { Workspace } from './workspace.js';
 
@@ -22,6 +22,7 @@ let filter = { ...EMPTY_FILTER };
 let highlight = compileHighlighter(filter);
 let dropped = 0;
 let toastTimer = null;
+let link = null; // a line link in force: {stream, id, context, follow}
 // What a `gap` note says, by the gateway's reason; an unknown reason reads as the first.
 const GAP_NOTES = {
   [GAP.TRIMMED]: 'gap: lines older than the retained history were lost while this page was away',
@@ -50,6 +51,10 @@ const ws = new Workspace($('panes'), {
   highlight: () => highlight.re,
   emptyText: () => (filter.q ? `No line matching ${describeFilter(filter)} yet` : 'Waiting for lines…'),
   onCopy: (text) => copy(text),
+  onLink: (entry) => {
+    const target = { id: entry.id, context: DEFAULT_CONTEXT, follow: false };
+    copy(shareUrl({ streams: [entry.source || entry.stream], filter, layout: 'merged', link: target }), 'Link');
+  },
   onSave: ({ filename, text }) => saveText(filename, text),
   onClose: (stream) => toggleSource(stream),
   onChange: () => scheduleRefresh(),
@@ -68,7 +73,15 @@ function scheduleRefresh() {
 
 const conn = new Connection(wsUrl(), {
   state: showConnection,
-  lines: (stream, lines) => ws.lines(stream, lines),
+  lines: (stream, lines, member) => ws.lines(stream, lines, member),
+  complete(stream) {
+    if (!link || link.stream !== stream) return;
+    ws.focusTarget();
+    if (link.follow) link = null; // it goes on live: a link no more
+    else ws.setSourceState(stream, 'linked', 'ok');
+    showLink();
+    scheduleRefresh();
+  },
   subscribed(stream, { reset, resumedAfter }) {
     if (reset) ws.resetStream(stream);
     ws.setSourceState(stream, 'live', 'ok');
@@ -76,15 +89,16 @@ const conn = new Connection(wsUrl(), {
   },
   notice(frame) {
     const s = frame.stream ?? null;
+    const of = frame.member ? `${frame.member}: ` : '';
     if (frame.type === 'dropped') {
       dropped += frame.count || 0;
-      const text = `${fmtCount(frame.count || 0)} lines dropped: this page fell behind and the gateway skipped them`;
+      const text = `${of}${fmtCount(frame.count || 0)} lines dropped: this page fell behind and the gateway skipped them`;
       ws.note(s, text, 'warn', '⚠', true);
     } else if (frame.type === 'gap') {
-      ws.note(s, GAP_NOTES[frame.reason] ?? GAP_NOTES[GAP.TRIMMED], 'warn', '⚠', true);
+      ws.note(s, of + (GAP_NOTES[frame.reason] ?? GAP_NOTES[GAP.TRIMMED]), 'warn', '⚠', true);
     } else if (frame.type === 'status') {
       const bad = frame.state === 'failed' || frame.state === 'stopped';
-      ws.note(s, `remote tail ${frame.state}${frame.message ? `: ${frame.message}` : ''}`, bad ? 'error' : 'info', bad ? '■' : '●');
+      ws.note(s, `${of}remote tail ${frame.state}${frame.message ? `: ${frame.message}` : ''}`, bad ? 'error' : 'info', bad ? '■' : '●');
       ws.setSourceState(s, frame.state === 'live' ? 'live' : frame.state, bad ? 'bad' : frame.state === 'live' ? 'ok' : 'wait');
     }
   },
@@ -183,9 +197,33 @@ async function probeRefusal() {
 
 // Sources ----------------------------------------------------------------------
 
-function subscribeAll() {
-  for (const stream of ws.sources.keys()) conn.subscribe(stream, filter, prefs.backlog);
+/** The line link's subscribe options for `stream`, if a link opened it. */
+function linkFor(stream) {
+  return link && link.stream === stream ? { around: link.id, context: link.context, follow: link.follow } : null;
 }
+
+function subscribeAll() {
+  for (const stream of ws.sources.keys()) conn.subscribe(stream, filter, prefs.backlog, linkFor(stream));
+}
+
+function showLink() {
+  $('link-banner').hidden = !link;
+  if (!link) return;
+  const around = link.context ? ` with ${fmtCount(link.context)} lines before and after it` : '';
+  $('link-text').textContent = `Line ${link.id} of ${link.stream}${around}${link.follow ? ', then live' : ''}`;
+  $('link-follow').hidden = link.follow;
+}
+
+$('link-follow').addEventListener('click', () => {
+  if (!link) return;
+  const stream = link.stream;
+  link = null;
+  showLink();
+  conn.follow(stream);
+  ws.setSourceState(stream, 'live', 'ok');
+  for (const view of ws.views.values()) view.toTail();
+  refresh();
+});
 
 function toggleSource(stream) {
   if (ws.sources.has(stream)) {
@@ -194,7 +232,11 @@ function toggleSource(stream) {
   } else {
     ws.addSource(stream);
     ws.setSourceState(stream, 'opening', 'wait');
-    conn.subscribe(stream, filter, prefs.backlog);
+    conn.subscribe(stream, filter, prefs.backlog, linkFor(stream));
+  }
+  if (link && !ws.sources.has(link.stream)) {
+    link = null;
+    showLink();
   }
   picker.render();
 }
@@ -333,7 +375,7 @@ installKeys({
 // State shown and shared ---------------------------------------------------------
 
 function state() {
-  return { streams: [...ws.sources.keys()], filter, layout: ws.layout };
+  return { streams: [...ws.sources.keys()], filter, layout: ws.layout, link };
 }
 
 function refresh() {
@@ -367,6 +409,9 @@ function status() {
 }
 
 function applyState(next) {
+  link = next.link ? { stream: next.streams[0], ...next.link } : null;
+  ws.target = link ? { stream: link.stream, id: link.id } : null;
+  showLink();
   ws.setLayout(next.layout);
   setFilterInputs(next.filter);
   filter = { ...next.filter };

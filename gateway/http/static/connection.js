@@ -2,7 +2,12 @@
 // de-duplication by line id, and a ping that notices a dead connection.
 //
 // Per stream it keeps the last line id it passed on, and drops any line whose id is not
-// newer (ids are "<ms>-<seq>", compared as two numbers). A subscribe sent for a stream
+// newer (ids are "<ms>-<seq>", compared as two numbers); a stream that showed no line yet
+// resumes after its `caught_up` point. A minion glob (file:web-*:/path) is subscribed once;
+// its member streams (named in its `subscribed` frame) are then kept, and resumed, each on
+// its own, their lines passed on under the glob with the member as their source. A line
+// link opens a stream `around` one line (a finite query: `complete` ends it), then follows
+// it live with `since` if asked. A subscribe sent for a stream
 // that is already subscribed replaces its filter and starts a fresh sequence: frames for
 // that stream that arrive before the answer belong to the old filter and are held; they
 // are discarded on `subscribed` (the view is refilled from `backlog`), or released when
@@ -36,16 +41,33 @@ export function compareIds(a, b) {
   return a[0] - b[0] || a[1] - b[1];
 }
 
+/** The lines of `lines` (in id order) newer than `lastId`. */
+export function newer(lastId, lines) {
+  if (!Array.isArray(lines) || !lines.length) return [];
+  let last = lastId === null ? null : parseId(lastId);
+  if (last === null || compareIds(parseId(lines[0].id), last) > 0) return lines;
+  const fresh = [];
+  for (const line of lines) {
+    const id = parseId(line.id);
+    if (compareIds(id, last) > 0) {
+      fresh.push(line);
+      last = id;
+    }
+  }
+  return fresh;
+}
+
 export class Connection {
   /**
    * @param {string} url the /ws URL
-   * @param {object} on callbacks: state(info), lines(stream, lines), notice(frame),
-   *   subscribed(stream, {reset, resumedAfter}), error(frame, {rejectedFilter, retrying})
+   * @param {object} on callbacks: state(info), lines(stream, lines, member), notice(frame),
+   *   subscribed(stream, {reset, resumedAfter}), error(frame, {rejectedFilter, retrying}), complete(stream)
    */
   constructor(url, on) {
     this.url = url;
     this.on = on;
     this.subs = new Map();
+    this.members = new Map(); // a glob's member stream -> {stream, parent, lastId}
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
@@ -102,7 +124,24 @@ export class Connection {
     for (const sub of this.subs.values()) {
       sub.active = false;
       sub.held = [];
-      this.sendSubscribe(sub);
+      if (sub.around && !sub.complete) sub.fresh = true; // a line link not read whole yet: read it again
+      if (sub.complete && !sub.follow) continue; // a finished query
+      if (sub.members && !sub.fresh) this.resumeMembers(sub);
+      else this.sendSubscribe(sub);
+    }
+  }
+
+  /** A glob after a reconnect: each member resumes on its own after its last line. */
+  resumeMembers(sub) {
+    sub.awaiting = false;
+    sub.active = true;
+    for (const member of sub.members.values()) {
+      const msg = { op: 'subscribe', stream: member.stream, caught_up: true, ...filterFields(sub.filter) };
+      if (member.lastId) {
+        msg.since = member.lastId;
+        if (member.epoch) msg.epoch = member.epoch;
+      } else if (sub.backlog > 0) msg.backlog = sub.backlog;
+      this.send(msg);
     }
   }
 
@@ -154,10 +193,14 @@ export class Connection {
     this.send({ op: 'ping' });
   }
 
-  /** Open a stream (or change its filter); `backlog` lines of history come first. */
-  subscribe(stream, filter, backlog) {
+  /**
+   * Open a stream (or change its filter); `backlog` lines of history come first. `link`
+   * ({around, context, follow}): open it on one line with `context` lines either side.
+   */
+  subscribe(stream, filter, backlog, link = null) {
     let sub = this.subs.get(stream);
-    if (sub && sameFilter(sub.filter, filter) && !sub.failed) return;
+    const around = link ? link.around : null;
+    if (sub && sameFilter(sub.filter, filter) && !sub.failed && (sub.around || null) === around) return;
     if (!sub) {
       sub = { stream, lastId: null, epoch: null, applied: null, active: false, held: [], awaiting: false, retry: null };
       this.subs.set(stream, sub);
@@ -166,7 +209,27 @@ export class Connection {
     sub.backlog = backlog;
     sub.fresh = true;
     sub.failed = false;
+    sub.around = link ? link.around : null;
+    sub.context = link ? link.context : 0;
+    sub.follow = link ? !!link.follow : true;
+    sub.complete = false;
     clearTimeout(sub.retry);
+    this.dropMembers(sub);
+    this.sendSubscribe(sub);
+  }
+
+  /** After a line link's `complete`: go on with every later line, live. */
+  follow(stream) {
+    const sub = this.subs.get(stream);
+    if (!sub || sub.follow) return;
+    sub.follow = true;
+    if (sub.complete) this.continueLive(sub);
+  }
+
+  continueLive(sub) {
+    sub.around = null;
+    sub.fresh = false;
+    sub.lastId = sub.lastId || sub.linkedFrom;
     this.sendSubscribe(sub);
   }
 
@@ -176,12 +239,26 @@ export class Connection {
     clearTimeout(sub.retry);
     this.subs.delete(stream);
     this.send({ op: 'unsubscribe', stream });
+    this.dropMembers(sub, true);
+  }
+
+  dropMembers(sub, tell = false) {
+    if (!sub.members) return;
+    for (const member of sub.members.keys()) {
+      this.members.delete(member);
+      if (tell) this.send({ op: 'unsubscribe', stream: member });
+    }
+    sub.members = null;
   }
 
   sendSubscribe(sub) {
-    const msg = { op: 'subscribe', stream: sub.stream, ...filterFields(sub.filter) };
+    const msg = { op: 'subscribe', stream: sub.stream, caught_up: true, ...filterFields(sub.filter) };
     sub.resumeFrom = null;
-    if (!sub.fresh && sub.lastId) {
+    if (sub.around && sub.fresh) {
+      msg.around = sub.around;
+      msg.context = sub.context;
+      sub.linkedFrom = sub.around;
+    } else if (!sub.fresh && sub.lastId) {
       msg.since = sub.lastId;
       if (sub.epoch) msg.epoch = sub.epoch;
       sub.resumeFrom = sub.lastId;
@@ -199,8 +276,22 @@ export class Connection {
       console.error('tailgate: a frame that is not JSON', err, data.slice(0, 200));
       return;
     }
+    const member = frame.stream !== undefined ? this.members.get(frame.stream) : undefined;
+    if (member) return this.memberMessage(member, frame);
     const sub = frame.stream !== undefined ? this.subs.get(frame.stream) : undefined;
     switch (frame.type) {
+      case 'caught_up':
+        if (sub && sub.lastId === null && typeof frame.after === 'string') {
+          sub.lastId = frame.after;
+          sub.epoch = frame.epoch ?? null;
+        }
+        return;
+      case 'complete':
+        if (!sub) return;
+        sub.complete = true;
+        this.on.complete(sub.stream);
+        if (sub.follow) this.continueLive(sub);
+        return;
       case 'lines':
         if (!sub) return;
         if (sub.awaiting) {
@@ -210,7 +301,7 @@ export class Connection {
         this.accept(sub, frame.lines, frame.epoch);
         return;
       case 'subscribed':
-        if (sub) this.subscribed(sub);
+        if (sub) this.subscribed(sub, frame.streams);
         return;
       case 'pong':
         this.pingSentAt = 0;
@@ -235,25 +326,47 @@ export class Connection {
       sub.restart = false;
       sub.lastId = null;
     }
-    let last = sub.lastId === null ? null : parseId(sub.lastId);
-    let fresh = lines;
-    if (last !== null && compareIds(parseId(lines[0].id), last) <= 0) {
-      fresh = [];
-      for (const line of lines) {
-        const id = parseId(line.id);
-        if (compareIds(id, last) > 0) {
-          fresh.push(line);
-          last = id;
-        }
-      }
-      if (!fresh.length) return;
-    }
+    const fresh = newer(sub.lastId, lines);
+    if (!fresh.length) return;
     sub.lastId = fresh[fresh.length - 1].id;
     sub.epoch = epoch ?? null;
     this.on.lines(sub.stream, fresh);
   }
 
-  subscribed(sub) {
+  /** A frame about one member of a glob: its lines under the glob, its notices as the glob's. */
+  memberMessage(member, frame) {
+    const sub = this.subs.get(member.parent);
+    if (!sub) return;
+    if (frame.type === 'lines') {
+      const fresh = newer(member.restart ? null : member.lastId, frame.lines);
+      member.restart = false;
+      if (!fresh.length) return;
+      member.lastId = fresh[fresh.length - 1].id;
+      member.epoch = frame.epoch ?? null;
+      this.on.lines(sub.stream, fresh, member.stream);
+    } else if (frame.type === 'caught_up') {
+      if (member.lastId === null && typeof frame.after === 'string') {
+        member.lastId = frame.after;
+        member.epoch = frame.epoch ?? null;
+      }
+    } else if (frame.type === 'error') {
+      this.on.error({ ...frame, stream: sub.stream, message: `${member.stream}: ${frame.message}` }, {});
+    } else if (frame.type !== 'subscribed' && frame.type !== 'unsubscribed') {
+      if (frame.type === 'gap' && NEW_SEQUENCE.has(frame.reason)) member.restart = true;
+      this.on.notice({ ...frame, stream: sub.stream, member: member.stream });
+    }
+  }
+
+  subscribed(sub, members) {
+    if (Array.isArray(members)) {
+      this.dropMembers(sub);
+      sub.members = new Map();
+      for (const stream of members) {
+        const member = { stream, parent: sub.stream, lastId: null, epoch: null, restart: false };
+        sub.members.set(stream, member);
+        this.members.set(stream, member);
+      }
+    }
     const reset = sub.fresh;
     sub.awaiting = false;
     sub.active = true;

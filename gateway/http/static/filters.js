@@ -1,5 +1,5 @@
-// The filter: what the server is asked to match (keyword or RE2 regex, case toggle) and
-// the same match highlighted in the page.
+// The filter: what the server is asked to match (keyword terms, excluded terms and meta
+// fields, or an RE2 regex; case toggle) and the keyword terms highlighted in the page.
 //
 // The server decides which lines are sent; the page only marks where they match. JS
 // regular expressions are close to RE2 for common patterns; RE2's inline `(?i)` and
@@ -8,12 +8,53 @@
 
 export const EMPTY_FILTER = Object.freeze({ q: '', regex: false, ignoreCase: false });
 
+const FIELD = /^([A-Za-z_][A-Za-z0-9_.-]*):(.+)$/;
+
+/** The filter box's words (keyword mode), quotes grouping words: `"a b"`, `-"a b"`, `k:"a b"`. */
+function words(text) {
+  const out = [];
+  const re = /(-?)(?:"([^"]*)"?|(\S+?:)"([^"]*)"?|(\S+))/g;
+  let m;
+  while ((m = re.exec(text)) !== null) {
+    if (m[2] !== undefined) out.push({ neg: m[1], text: m[2], quoted: true });
+    else if (m[3] !== undefined) out.push({ neg: m[1], text: m[3] + m[4], quotedValue: true });
+    else out.push({ neg: m[1], text: m[5] });
+  }
+  return out;
+}
+
+/**
+ * The filter box in keyword mode, read as the contract's fields: words are keyword terms
+ * (all must be in the line), `-word` excludes, `key:value` is a meta field (`level:warn`,
+ * `http.status:500`), `"two words"` is one term. `{ keywords, exclude, fields }`.
+ */
+export function parseQuery(text) {
+  const keywords = [];
+  const exclude = [];
+  const fields = {};
+  for (const w of words(text || '')) {
+    const field = !w.quoted && !w.neg ? FIELD.exec(w.text) : null;
+    if (field && !field[1].split('.').includes('')) fields[field[1]] = field[2];
+    else if (w.neg && w.text) exclude.push(w.text);
+    else if (w.neg) keywords.push('-');
+    else if (w.text) keywords.push(w.text);
+  }
+  return { keywords, exclude, fields };
+}
+
 /** The subscribe fields for a filter, per the contract. */
 export function filterFields(filter) {
   if (!filter || !filter.q) return {};
-  const fields = filter.regex ? { regex: filter.q } : { keyword: filter.q };
-  if (filter.ignoreCase) fields.ignore_case = true;
-  return fields;
+  const out = {};
+  if (filter.regex) out.regex = filter.q;
+  else {
+    const { keywords, exclude, fields } = parseQuery(filter.q);
+    if (keywords.length) out.keyword = keywords.length === 1 ? keywords[0] : keywords;
+    if (exclude.length) out.exclude = exclude;
+    if (Object.keys(fields).length) out.fields = fields;
+  }
+  if (filter.ignoreCase) out.ignore_case = true;
+  return out;
 }
 
 export function sameFilter(a, b) {
@@ -23,9 +64,18 @@ export function sameFilter(a, b) {
   return qa === qb && !!a.regex === !!b.regex && !!a.ignoreCase === !!b.ignoreCase;
 }
 
+/** What the server is asked, in words: `"error" · not "healthz" · level = "warn"`. */
 export function describeFilter(filter) {
   if (!filter || !filter.q) return 'no filter';
-  return `${filter.regex ? 'regex' : 'keyword'} ${JSON.stringify(filter.q)}${filter.ignoreCase ? ' (ignoring case)' : ''}`;
+  const fold = filter.ignoreCase ? ' (ignoring case)' : '';
+  if (filter.regex) return `regex ${JSON.stringify(filter.q)}${fold}`;
+  const { keywords, exclude, fields } = parseQuery(filter.q);
+  const parts = [
+    ...keywords.map((k) => JSON.stringify(k)),
+    ...exclude.map((x) => `not ${JSON.stringify(x)}`),
+    ...Object.entries(fields).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
+  ];
+  return `${parts.join(' · ') || 'no filter'}${fold}`;
 }
 
 function escapeRegExp(text) {
@@ -49,7 +99,9 @@ export function compileHighlighter(filter) {
     }
     source = source.replace(/\(\?P</g, '(?<');
   } else {
-    source = escapeRegExp(filter.q);
+    const { keywords } = parseQuery(filter.q);
+    if (!keywords.length) return { re: null, error: '' };
+    source = keywords.map(escapeRegExp).join('|');
   }
   if (ignoreCase) flags += 'i';
   try {

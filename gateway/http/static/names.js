@@ -3,6 +3,7 @@
 
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 const MINION = /^[A-Za-z0-9._-]{1,253}$/;
+const MINION_GLOB = /^[A-Za-z0-9._*?-]{1,253}$/; // file:web-*:/path opens the file on every matching minion
 const SALT = /^[a-z][a-z0-9_-]{0,63}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
@@ -17,11 +18,13 @@ export function checkPath(path) {
   return '';
 }
 
+/** '' for a minion id, or a minion glob (with * or ?: every matching minion), else why not. */
 export function checkMinion(minion) {
+  if (/[*?]/.test(minion)) return MINION_GLOB.test(minion) ? '' : 'a minion glob is 1-253 of A-Z a-z 0-9 . _ - * ?';
   return MINION.test(minion) ? '' : 'a minion id is 1-253 of A-Z a-z 0-9 . _ -';
 }
 
-/** '' when `name` is a valid stream name, else why not. */
+/** '' when `name` is a valid stream name (or a minion glob's file:<glob>:<path>), else why not. */
 export function checkStream(name) {
   if (!name) return 'empty stream name';
   const colon = name.indexOf(':');

@@ -38,7 +38,7 @@ function levelOf(entry) {
 export function drawRow(row, entry, { merged, sources, highlight, isOpen }) {
   row.replaceChildren();
   const info = entry.stream ? sources.get(entry.stream) : null;
-  const label = info ? info.label : entry.stream ? shortLabel(entry.stream) : '';
+  const label = entry.source ? shortLabel(entry.source) : info ? info.label : entry.stream ? shortLabel(entry.stream) : '';
   if (entry.kind === 'note') {
     row.className = `row note ${entry.level || 'info'}`;
     const who = merged && entry.stream ? `${label}: ` : '';
@@ -46,11 +46,11 @@ export function drawRow(row, entry, { merged, sources, highlight, isOpen }) {
     return;
   }
   const level = levelOf(entry);
-  row.className = `row line${isOpen ? ' open' : ''}${level ? ` lvl-${level}` : ''}`;
+  row.className = `row line${isOpen ? ' open' : ''}${level ? ` lvl-${level}` : ''}${entry.target ? ' target' : ''}`;
   row.append(span('ts', fmtTime(entry.ts)));
-  if (merged) {
+  if (merged || entry.source) {
     const src = span('src', label);
-    src.title = entry.stream;
+    src.title = entry.source || entry.stream;
     if (info) src.style.color = `var(--c${info.color})`;
     row.append(src);
   }
@@ -71,7 +71,7 @@ function details(entry, highlight) {
   box.className = 'details';
   const facts = document.createElement('div');
   facts.className = 'facts';
-  facts.textContent = `${entry.stream}  ·  id ${entry.id}  ·  ${fmtIso(entry.ts)}`;
+  facts.textContent = `${entry.source || entry.stream}  ·  id ${entry.id}  ·  ${fmtIso(entry.ts)}`;
   const full = document.createElement('pre');
   full.className = 'full';
   appendHighlighted(full, entry.text, highlight);
@@ -87,6 +87,7 @@ function details(entry, highlight) {
   for (const [action, label] of [
     ['copy', 'Copy text'],
     ['copy-json', 'Copy as JSON'],
+    ['link', 'Copy link'],
     ['collapse', 'Close'],
   ]) {
     const b = button('', label);

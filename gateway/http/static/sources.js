@@ -113,7 +113,7 @@ export class SourcePicker {
     const nameForm = el('form', 'manual-form');
     const name = el('input');
     name.name = 'stream';
-    name.placeholder = 'kafka:topic, salt:orch or file:minion:/path';
+    name.placeholder = 'kafka:topic, salt:orch, file:minion:/path or file:web-*:/path';
     name.setAttribute('aria-label', 'stream name');
     const nameErr = el('div', 'form-error');
     nameForm.append(el('label', '', 'Any stream'), name, el('button', '', 'Open'), nameErr);

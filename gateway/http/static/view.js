@@ -125,6 +125,13 @@ export class LogView {
 
   // Scrolling -------------------------------------------------------------------
 
+  /** Stop following and bring the first entry `match` accepts to the middle of the view,
+   * once it is there (lines may still be arriving). */
+  focus(match) {
+    this.focusOn = match;
+    this.dirty = true;
+  }
+
   toTail() {
     this.follow = true;
     this.timeAnchor = null;
@@ -216,6 +223,16 @@ export class LogView {
       this.sizer.style.height = `${total}px`;
     }
     const viewH = this.viewportH || this.scroller.clientHeight;
+    if (this.focusOn) {
+      let i = 0;
+      while (i < n && !this.focusOn(buf.at(i))) i++;
+      if (i < n) {
+        this.focusOn = null;
+        this.follow = false;
+        this.timeAnchor = null;
+        this.anchor = { entry: buf.at(i), offset: -Math.max(0, Math.floor((viewH - this.rowH) / 2)) };
+      }
+    }
     let top;
     if (this.follow) {
       top = this.scrollTo(total - viewH);
@@ -295,9 +312,11 @@ export class LogView {
       const action = detail.dataset.detail;
       if (action === 'copy') this.opts.onCopy(entry.text);
       else if (action === 'copy-json') {
-        const { id, ts, text, meta, stream } = entry;
+        const { id, ts, text, meta } = entry;
+        const stream = entry.source || entry.stream;
         this.opts.onCopy(JSON.stringify(meta ? { stream, id, ts, text, meta } : { stream, id, ts, text }));
-      } else if (action === 'collapse') this.toggle(entry);
+      } else if (action === 'link') this.opts.onLink(entry);
+      else if (action === 'collapse') this.toggle(entry);
       return;
     }
     if (ev.target.closest('.copy')) {

@@ -15,7 +15,8 @@ const PANE_TOOLS = [...MERGED_TOOLS, ['close', '×', 'Close this source']];
 export class Workspace {
   constructor(root, opts) {
     this.root = root;
-    this.opts = opts; // { maxLines, highlight(), emptyText(), onCopy(text), onSave({filename, text}), onClose(stream), onChange() }
+    this.opts = opts; // { maxLines, highlight(), emptyText(), onCopy(text), onLink(entry), onSave({filename, text}), onClose(stream), onChange() }
+    this.target = null; // {stream, id}: the line a line link opened
     this.sources = new Map(); // stream -> {label, color, counted, rate, state, kind}
     this.layout = 'merged';
     this.views = new Map(); // '*' or stream -> LogView
@@ -77,6 +78,7 @@ export class Workspace {
       highlight: this.opts.highlight,
       emptyText: this.opts.emptyText,
       onCopy: this.opts.onCopy,
+      onLink: this.opts.onLink,
       tools: merged ? MERGED_TOOLS : PANE_TOOLS,
       onAction: (name, view) => this.paneAction(name, view),
     });
@@ -129,18 +131,28 @@ export class Workspace {
 
   // Lines -----------------------------------------------------------------------
 
-  lines(stream, lines) {
+  /** Lines of `stream`; `member`: the stream they came from, when `stream` is a minion glob. */
+  lines(stream, lines, member) {
     const src = this.sources.get(stream);
     if (!src) return;
     src.counted += lines.length;
     const lastTs = lines[lines.length - 1].ts;
     if (typeof lastTs === 'number') src.lastTs = lastTs;
     const entries = new Array(lines.length);
+    const target = this.target;
     for (let i = 0; i < lines.length; i++) {
       const l = lines[i];
-      entries[i] = { seq: ++this.seq, kind: 'line', stream, id: l.id, ts: l.ts, text: l.text, meta: l.meta };
+      const e = { seq: ++this.seq, kind: 'line', stream, id: l.id, ts: l.ts, text: l.text, meta: l.meta };
+      if (member) e.source = member;
+      if (target && l.id === target.id && (member || stream) === target.stream) e.target = true;
+      entries[i] = e;
     }
     this.route(entries);
+  }
+
+  /** Bring the linked line (`target`) into the middle of every view showing it. */
+  focusTarget() {
+    for (const view of this.views.values()) view.focus((e) => e.target === true);
   }
 
   /**
@@ -259,7 +271,7 @@ export class Workspace {
     const ordered = new LineBuffer(Infinity, views.length > 1 ? 'ts' : views[0]?.buffer.order || 'seq', rows).toArray();
     const many = this.sources.size > 1;
     const text = ordered
-      .map((e) => (e.kind === 'note' ? `# ${fmtIso(e.ts)} ${e.stream ? `${e.stream} ` : ''}${e.text}` : `${fmtIso(e.ts)} ${many ? `${e.stream} ` : ''}${e.text}`))
+      .map((e) => (e.kind === 'note' ? `# ${fmtIso(e.ts)} ${e.stream ? `${e.stream} ` : ''}${e.text}` : `${fmtIso(e.ts)} ${many || e.source ? `${e.source || e.stream} ` : ''}${e.text}`))
       .join('\n');
     const names = views.length === 1 && views[0].stream ? [views[0].stream] : [...this.sources.keys()];
     const slug = names.map((s) => shortLabel(s).replace(/[^A-Za-z0-9._-]+/g, '_')).join('+').slice(0, 80) || 'tailgate';

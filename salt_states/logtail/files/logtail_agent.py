@@ -15,7 +15,9 @@ it) and its log. One agent per file per minion: it holds an flock on a lock file
 whole life and writes its pid there. It keeps a heartbeat key in Redis and exits once no
 gateway has wanted its stream for the grace period, so a crashed gateway never leaves a
 tail behind. While Redis is unreachable it keeps reading into a bounded buffer and, on
-reconnect, publishes a line saying how many lines it had to drop.
+reconnect, publishes a line saying how many lines it had to drop. Its Redis is one node
+or, in sentinel mode, the master the sentinels name (`wire.connect`, asked again at every
+heartbeat), so it follows a failover like the gateways and the bridge.
 
 Standard library, redis-py and the `wire` package only.
 """
@@ -39,8 +41,8 @@ from typing import Any, BinaryIO
 import redis
 from redis.exceptions import RedisClusterException
 
-from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
-from wire.cluster import is_cluster, sync_client
+from wire import Line, Publisher, StreamBatch, encode_line, filepolicy
+from wire.connect import Connector, RedisTarget
 from wire.envelope import TRUNCATION_MARKER, clean_text
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
 from wire.names import StreamNameError, check_minion, file_stream
@@ -66,10 +68,14 @@ class AgentConfig:
     ignored.
     """
 
-    redis_url: str
-    key_prefix: str
     redis_mode: str
+    redis_url: str
+    redis_sentinels: list[str]
+    redis_master_name: str
+    redis_sentinel_username: str
+    redis_sentinel_password: str
     redis_cluster_nodes: list[str]
+    key_prefix: str
     allowlist: list[str]
     grace_period: float
     max_line_bytes: int
@@ -95,7 +101,22 @@ class AgentConfig:
         if missing:
             raise ValueError(f"missing {', '.join(missing)} (the formula renders every key: state.apply logtail)")
         casts: dict[Any, Any] = {"float": float, "int": int}
-        return cls(**{k: casts.get(f.type, _same)(data[k]) for k, f in cls.__dataclass_fields__.items()})
+        conf = cls(**{k: casts.get(f.type, _same)(data[k]) for k, f in cls.__dataclass_fields__.items()})
+        conf.redis_target()  # a Redis that cannot be named stops the start (RedisTargetError)
+        return conf
+
+    def redis_target(self) -> RedisTarget:
+        """Where the agent's Redis is, named after the pillar keys in messages."""
+        return RedisTarget(
+            self.redis_mode,
+            self.redis_url,
+            self.redis_sentinels,
+            self.redis_master_name,
+            self.redis_sentinel_username,
+            self.redis_sentinel_password,
+            where="logtail:redis_",
+            cluster_nodes=self.redis_cluster_nodes,
+        )
 
 
 def _same(value: Any) -> Any:
@@ -299,14 +320,10 @@ class Agent:
         self.lock_fd: int | None = lock_fd
         self.stream = file_stream(minion, path).name
         self.path = path
-        cluster = is_cluster(conf.redis_mode)
-        self.keys = Keys(conf.key_prefix, cluster=cluster)
-        options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5, "client_name": "tailgate-logtail"}
-        self.client: redis.Redis | redis.RedisCluster = (
-            sync_client(conf.redis_url, conf.redis_cluster_nodes, **options)
-            if cluster
-            else redis.Redis.from_url(conf.redis_url, **options)
-        )
+        target = conf.redis_target()
+        self.keys = target.keys(conf.key_prefix)
+        self.redis = Connector(target)
+        self.client = self.redis.client("tailgate-logtail", socket_connect_timeout=2, socket_timeout=5)
         self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
         self.wanted = self.client.register_script(WANTED_LUA)
         self.release = self.client.register_script(RELEASE_LUA)
@@ -351,6 +368,7 @@ class Agent:
 
     def _heartbeat(self) -> bool:
         """Renew the heartbeat; False once nobody has wanted the stream (lease check)."""
+        self.redis.follow()
         self.client.set(self.keys.tail_alive(self.stream), self.alive, px=int(self.conf.alive_ttl * 1000))
         return int(self.wanted(keys=[self.keys.tail_wanted(self.stream)])) > 0
 
@@ -419,7 +437,7 @@ class Agent:
         if self.buffer or self.dropped:
             log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)
         log.info("agent for %s stopped (%d lines dropped in total)", self.stream, self.dropped_total)
-        self.client.close()
+        self.redis.close()
 
     def unlock(self) -> None:
         """Let go of the agent lock, first recording why the agent stopped if it was refused."""

@@ -139,6 +139,16 @@ async def test_the_console_page_sets_an_httponly_cookie_that_authenticates_later
     await client.close()
 
 
+def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_page_came_over_tls(start_gateway) -> None:
+    tok = token(("kafka:a*",))
+    behind = start_gateway(**AUTH_ENV, TAILGATE_AUTH_TRUSTED_PROXIES="127.0.0.1")
+    tls = {"X-Forwarded-Proto": "https"}
+    assert "Secure" in http(f"{behind.base}/?token={tok}", tls)[1]["Set-Cookie"]
+    assert "Secure" not in http(f"{behind.base}/?token={tok}")[1]["Set-Cookie"]  # plain http: it would be dropped
+    alone = start_gateway(**AUTH_ENV)  # trusts no proxy: a client's own header means nothing
+    assert "Secure" not in http(f"{alone.base}/?token={tok}", tls)[1]["Set-Cookie"]
+
+
 async def test_the_handshake_checks_the_origin(start_gateway) -> None:
     gw = start_gateway(**AUTH_ENV, TAILGATE_ALLOWED_ORIGINS="https://logs.example.com, http://console.test:8080")
     url = f"{gw.ws_url}?token={token()}"

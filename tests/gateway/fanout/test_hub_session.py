@@ -149,6 +149,48 @@ async def test_gap_is_announced_before_the_lines() -> None:
     assert wire.frames[0]["reason"] == "trimmed"
 
 
+async def test_caught_up_comes_between_history_and_live_lines_and_says_where_to_resume() -> None:
+    """Asked for, `caught_up` tells a client merging streams by time when history is over,
+    and one that got no line at all where to resume without a hole."""
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    hub = Hub()
+    gen = session.begin("kafka:x", caught_up=True)
+    hub.add("kafka:x", session, compile_filter())
+    hub.dispatch("kafka:x", [message(8, ["l8"])])  # live, held while history is read
+    session.history("kafka:x", gen, Page([{"id": "3-0", "ts": 1.0, "text": "l3"}]))
+    session.finish("kafka:x", gen, head=(7, 0))
+    await settle()
+    assert [(f["type"], f.get("after")) for f in wire.frames] == [
+        ("lines", None),
+        ("caught_up", "7-0"),
+        ("lines", None),
+    ]
+    gen = session.begin("kafka:x")  # held again (a Redis reconnect): still asked for
+    session.finish("kafka:x", gen)
+    quiet = Session(wire.send, wire.close, 1 << 20, 30)
+    gen = quiet.begin("kafka:y", caught_up=True)
+    quiet.finish("kafka:y", gen, start=(42, 1))  # live only: nothing sent, resume after the head
+    unasked = quiet.begin("kafka:z")
+    quiet.finish("kafka:z", unasked, start=(43, 0))
+    await settle()
+    assert wire.frames[-2:] == [
+        {"type": "caught_up", "stream": "kafka:x", "after": "8-0"},
+        {"type": "caught_up", "stream": "kafka:y", "after": "42-1"},
+    ], "only subscriptions that asked for it"
+
+
+async def test_a_finite_query_ends_with_complete_and_is_gone() -> None:
+    wire = Wire()
+    session = Session(wire.send, wire.close, 1 << 20, 30)
+    gen = session.begin("kafka:x")
+    session.history("kafka:x", gen, Page([{"id": "3-0", "ts": 1.0, "text": "l3"}]))
+    session.complete("kafka:x", gen)
+    await settle()
+    assert [f["type"] for f in wire.frames] == ["lines", "complete"]
+    assert "kafka:x" not in session.subs
+
+
 async def test_a_stale_catch_up_is_ignored() -> None:
     wire = Wire()
     session = Session(wire.send, wire.close, 1 << 20, 30)
@@ -163,9 +205,9 @@ async def test_a_stale_catch_up_is_ignored() -> None:
 
 async def test_slow_client_drops_oldest_lines_and_is_told() -> None:
     wire = Wire()
-    wire.blocked = asyncio.get_running_loop().create_future()
     session = Session(wire.send, wire.close, max_queue_bytes=2000, slow_timeout=30)
     hub = Hub()
+    wire.blocked = asyncio.get_running_loop().create_future()
     session.finish("kafka:x", session.begin("kafka:x"), head=(0, 0))
     hub.add("kafka:x", session, compile_filter())
     for i in range(1, 101):

@@ -28,6 +28,7 @@ from gateway.tails.minions import Minions
 from gateway.tasks import Tasks
 from settings import SaltSettings
 from wire import Keys
+from wire.connect import AsyncConnector, RedisTarget
 
 FILE = "file:m1:/var/log/app.log"
 
@@ -44,8 +45,13 @@ class GatedSalt:
         await self.gate.wait()
         return ["m1"]
 
-    async def run(self, minion: str, fun: str, path: str | None = None) -> Any:
+    async def run(self, minion: str, fun: str, path: str | None = None, caller: str | None = None) -> Any:
         return {"ok": True, "state": "running", "pid": 0}
+
+    async def run_many(
+        self, minions: list[str], fun: str, path: str | None = None, caller: str | None = None
+    ) -> dict[str, Any]:
+        return {minion: await self.run(minion, fun, path, caller) for minion in minions}
 
     async def close(self) -> None:
         pass
@@ -85,7 +91,8 @@ async def gateway(redis_server: RedisServer, prefix: str) -> AsyncIterator[Gatew
     keys, hub, tasks, salt = Keys(prefix), Hub(), Tasks(), GatedSalt()
     commands = aioredis.Redis.from_url(redis_server.url)
     holder: list[Orchestrator] = []
-    live = LiveReader(redis_server.url, keys, hub, lambda: holder[0].hold_all(), lambda: holder[0].resume_all(), tasks)
+    redis_at = AsyncConnector(RedisTarget(url=redis_server.url))
+    live = LiveReader(redis_at, keys, hub, lambda: holder[0].hold_all(), lambda: holder[0].resume_all(), tasks)
     conf = SaltSettings(wanted_ttl=3.0, status_interval=0.1)
     notify = lambda s, f: holder[0].notify(s, f)  # noqa: E731
     tails = Tails(commands, keys, notify, tasks, salt, Minions(salt, 30), conf, ["/var/log/**"], lambda viewer: None)
@@ -163,3 +170,17 @@ async def test_a_resume_that_keeps_failing_is_told_then_goes_live_after_a_gap(
     await until(lambda: any(f.get("type") == "lines" for f in wire.frames))
     kinds = [(f["type"], f.get("code") or f.get("reason")) for f in wire.frames]
     assert kinds == [("subscribed", None), ("error", "unavailable"), ("gap", "unavailable"), ("lines", None)]
+
+
+async def test_a_finite_query_is_not_held_and_resumed_as_live_after_a_redis_reconnect(gateway: Gateway) -> None:
+    """A finite query (`until`, `around`) has no live part: a Redis reconnect during its
+    read must not make it a live subscription (a gap, then live lines) that never ends with
+    `complete`; its own read fails instead, and the client is told `unavailable`."""
+    gw = gateway
+    session, wire = gw.session()
+    await gw.orchestrator.subscribe(session, "kafka:live", compile_filter())
+    session.begin("kafka:finite")  # what a finite query holds while it reads (no hub, no filter)
+    gw.orchestrator.hold_all()
+    await gw.orchestrator.resume_all()
+    about_finite = [f for f in wire.frames if f.get("stream") == "kafka:finite"]
+    assert about_finite == [], about_finite

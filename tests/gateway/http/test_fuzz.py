@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from embedded import RedisServer
-from gateway.fanout.filters import FilterError, compile_filter
 from gateway.http.protocol import Ping, Subscribe, Unsubscribe, parse_command
+from gateway.http.queries import Limits
 from tests.support import GatewayProc, WsClient, service_env
 from wire import Keys, Line, Publisher, StreamBatch, StreamNameError, encode_line, parse_stream
 from wire.codes import ProtocolError
 from wire.epoch import parse_epoch
-from wire.names import MAX_NAME_CHARS, StreamName
+from wire.names import MAX_NAME_CHARS, StreamName, parse_selector
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +41,8 @@ SECRET = "fuzzing-" + "f" * 40
 MAX_FRAME = 4096
 MAX_BACKLOG = 1000
 MAX_PATTERN = 200
+MAX_TERMS = 6
+LIMITS = Limits(MAX_BACKLOG, MAX_PATTERN, MAX_TERMS)
 ANSWERS = {"error", "pong", "subscribed", "unsubscribed"}
 
 json_values = st.recursive(
@@ -66,6 +68,11 @@ tricky_names = st.sampled_from(
         "file:m:/x\x00y",
         "file:m:/x;rm -rf /",
         "file:m:/var/log/$(id)",
+        "file:web-*:/var/log/x",
+        "file:*:/var/log/x",
+        "file:web-[12]:/var/log/x",
+        "file:web-*;id:/var/log/x",
+        "file:w?b:relative",
         "FILE:m:/x",
         "kafka:" + "t" * 250,
         "x" * (MAX_NAME_CHARS + 1),
@@ -91,6 +98,13 @@ commands = st.fixed_dictionaries(
         "ignore_case": json_values,
         "backlog": st.integers(-5, MAX_BACKLOG + 5) | json_values,
         "since": st.sampled_from(["0-0", "1-1", "99999999999999-0", "-1-1", "1-", "a-b"]) | json_values,
+        "exclude": st.lists(st.text(max_size=MAX_PATTERN + 5), max_size=MAX_TERMS + 2) | json_values,
+        "fields": st.dictionaries(st.text(max_size=12), json_values, max_size=MAX_TERMS + 2) | json_values,
+        "from": st.sampled_from(["2026-11-30T10:00:00Z", "2026-13-01", "x", 1.7e9, -1, 1e30, float("nan")])
+        | json_values,
+        "until": st.sampled_from(["2026-11-30T11:00:00+01:00", "", 1.7e9 + 1, 0]) | json_values,
+        "around": st.sampled_from(["5-0", "0-0", "x"]) | json_values,
+        "context": st.integers(-2, MAX_BACKLOG + 2) | json_values,
         "epoch": st.sampled_from(["18c2f1a0b3c4d5e6f", "", "A", "x" * 33, "a b", "\ud800"]) | json_values,
     },
 )
@@ -109,7 +123,7 @@ frames = st.one_of(
 @given(frame=frames | commands.map(json.dumps).map(str.encode))
 def test_parse_command_raises_only_protocol_errors_and_accepts_only_well_formed_commands(frame: str | bytes) -> None:
     try:
-        command = parse_command(frame, MAX_BACKLOG, MAX_PATTERN)
+        command = parse_command(frame, LIMITS)
     except ProtocolError as exc:
         assert exc.code in ("bad_request", "too_large")
         assert exc.message
@@ -117,15 +131,18 @@ def test_parse_command_raises_only_protocol_errors_and_accepts_only_well_formed_
         return
     assert isinstance(command, Ping | Subscribe | Unsubscribe)
     if isinstance(command, Subscribe | Unsubscribe):
-        assert parse_stream(command.stream.name) == command.stream
+        assert parse_selector(command.stream.name) == command.stream
     if isinstance(command, Subscribe):
-        assert 0 <= command.backlog <= MAX_BACKLOG
-        assert command.epoch is None or (command.since is not None and parse_epoch(command.epoch))
-        assert len(command.keyword) <= MAX_PATTERN and len(command.regex) <= MAX_PATTERN
+        spec, query = command.filter, command.query
+        assert 0 <= query.backlog <= MAX_BACKLOG and 0 <= query.context <= MAX_BACKLOG
+        assert query.epoch is None or (query.since is not None and parse_epoch(query.epoch))
+        assert len(spec.keywords) + len(spec.exclude) + len(spec.fields) <= MAX_TERMS
+        texts = [*spec.keywords, *spec.exclude, spec.regex, *(p for pair in spec.fields for p in pair)]
+        assert all(isinstance(t, str) and len(t) <= MAX_PATTERN for t in texts)
         try:  # the handler compiles the filter next: it too may only refuse, with its own error
-            compile_filter(command.keyword, command.regex, command.ignore_case)
-        except FilterError as exc:
-            assert str(exc)
+            spec.compile(command.stream.name)
+        except ProtocolError as exc:
+            assert exc.code == "bad_request" and exc.message
 
 
 @settings(max_examples=800, deadline=None)

@@ -1,0 +1,1 @@
+"""Redis Sentinel: every component follows a failover (issue 13)."""
