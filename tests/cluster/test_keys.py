@@ -65,3 +65,15 @@ def test_a_gateway_refuses_to_start_on_a_mode_without_what_it_needs() -> None:
         check_values(settings)
     settings.redis.cluster_nodes = ["127.0.0.1:7000"]
     check_values(settings)
+
+
+def test_a_bridge_refuses_to_wait_for_replicas_on_a_cluster() -> None:
+    from bridge.service import Bridge
+    from settings import Settings
+
+    settings = Settings()
+    settings.bridge.topics = ["t"]
+    settings.redis.mode, settings.redis.cluster_nodes = "cluster", ["127.0.0.1:7000"]
+    settings.redis.min_replicas_acked = 1
+    with pytest.raises(ValueError, match="min_replicas_acked is not supported in cluster mode"):
+        Bridge(settings)
