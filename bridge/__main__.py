@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from bridge.redislink import Stopped
 from bridge.service import Bridge
 from settings import ConfigError, Settings, load
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"bridge: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Stopped:
+        return 0
     bridge.run()
     return 0
 

@@ -41,12 +41,12 @@ from bridge.kafkaclient import connect, connection_config
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
-from bridge.redislink import SOCKET_TIMEOUT, RedisLink
+from bridge.redislink import REDIS_ERRORS, SOCKET_TIMEOUT, RedisLink
 from bridge.route import Router
 from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
-from wire import Keys, Publisher
+from wire import Publisher
 from wire.connect import RedisTarget
 from wire.names import StreamNameError
 
@@ -73,6 +73,10 @@ class Bridge:
         r = settings.redis
         if r.min_replicas_acked < -1:
             raise ValueError("redis.min_replicas_acked must be a number of replicas, 0 (off) or -1 (by redis.mode)")
+        if r.mode == "cluster" and r.min_replicas_acked > 0:
+            # WAIT counts the replicas of the node it reaches: one command cannot cover a
+            # step that wrote to several primaries.
+            raise ValueError("redis.min_replicas_acked is not supported in cluster mode: set it to -1 or 0")
         if not 0 < r.replica_ack_timeout < SOCKET_TIMEOUT:
             raise ValueError(f"redis.replica_ack_timeout must be above 0 and below {SOCKET_TIMEOUT:g} s")
         self.settings = settings
@@ -81,10 +85,12 @@ class Bridge:
         self.router = Router(b)
         self.selection = TopicSelection(b, self.router)
         self.group = b.group_id
-        self.link = RedisLink(RedisTarget.of(settings.redis))
+        target = RedisTarget.of(settings.redis)
+        keys = target.keys(settings.redis.prefix)
+        self.link = RedisLink(target, stop=self.stop)
         self.unacked_since: float | None = None  # the first of the steps no replica has acknowledged yet
         self.publishing = True  # the last publish went through
-        self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
+        self.publisher = Publisher(self.link.client, keys, settings.redis.history_maxlen)
         self.consumer: KafkaConsumer | None = None
         self.positions: Positions | None = None
         self.assigner: StaticAssigner | None = None
@@ -195,7 +201,7 @@ class Bridge:
         try:
             with self.link.resync():
                 self.positions.resolve()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
         except KafkaError as exc:
@@ -282,7 +288,7 @@ class Bridge:
         try:
             if int(self.link.client.wait(wanted, CATCH_UP_WAIT_MS)) >= wanted:
                 self.commits.acked(held)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("WAIT for held offsets failed: %s", exc)
 
     def _published(self, work: Work, skipped: int, seconds: float) -> None:

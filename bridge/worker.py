@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import redis
-
 from bridge.batch import Work
+from bridge.redislink import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class PublishWorker:
                 started = time.monotonic()
                 try:
                     skipped = self.publish(work)
-                except redis.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     with self.lock:
                         self.error = exc
                         self.failed.append(work)

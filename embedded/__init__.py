@@ -4,6 +4,7 @@ Kafka-compatible broker on free loopback ports, started and stopped as real proc
 Production never uses this package; it points at real Redis and Kafka.
 """
 
+from embedded.cluster import RedisClusterNodes
 from embedded.services import (
     KafkaBroker,
     RedisServer,
@@ -13,4 +14,12 @@ from embedded.services import (
     wait_until,
 )
 
-__all__ = ["KafkaBroker", "RedisServer", "free_port", "gateway_ready", "tansu_binary", "wait_until"]
+__all__ = [
+    "KafkaBroker",
+    "RedisClusterNodes",
+    "RedisServer",
+    "free_port",
+    "gateway_ready",
+    "tansu_binary",
+    "wait_until",
+]

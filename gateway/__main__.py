@@ -120,9 +120,9 @@ SALT_POSITIVE = ("workers", "max_calls_per_user", "queue_timeout", "list_files_r
 
 def check_values(settings: Settings) -> None:
     """Refuse sizes, limits and intervals that cannot work (zero or negative), and Redis
-    settings that name no Redis."""
+    settings that name no Redis (or a key prefix the mode's layout refuses)."""
     try:
-        RedisTarget.of(settings.redis)
+        RedisTarget.of(settings.redis).keys(settings.redis.prefix)
     except RedisTargetError as exc:
         raise ConfigError(str(exc)) from None
     for section, positive, non_negative in (

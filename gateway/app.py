@@ -30,6 +30,7 @@ from gateway.fanout.history import History
 from gateway.fanout.hub import Hub
 from gateway.fanout.live import LiveReader
 from gateway.fanout.orchestrator import Orchestrator
+from gateway.fanout.shards import ShardedReader
 from gateway.fanout.stored import StoredLines
 from gateway.http.api import MinionFilesHandler, MinionsHandler, StreamsHandler
 from gateway.http.console import STATIC_DIR, CodesHandler, ConsoleFileHandler
@@ -67,42 +68,47 @@ class Gateway:
         self.tasks = Tasks(self.metrics)
         stored = StoredLines(self.metrics)
         self.hub = Hub(stored)
-        keys = Keys(settings.redis.prefix)
-        # Every Redis connection comes from one connector: one node, or whichever node the
-        # sentinels name master (wire.connect), followed across failovers.
-        self.redis = AsyncConnector(RedisTarget.of(settings.redis))
-        self.commands = self.redis.client(
-            "tailgate-gateway-cmd", aioredis.BlockingConnectionPool, max_connections=1, timeout=10
+        redis, conf = settings.redis, settings.gateway
+        # Every Redis connection comes from one connector: one node, whichever node the
+        # sentinels name master (followed across failovers), or a Redis Cluster (wire.connect).
+        self.redis = AsyncConnector(RedisTarget.of(redis))
+        target = self.redis.target
+        keys = target.keys(redis.prefix)
+        self.commands, self.history_client = self._clients()
+        self.history = History(self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, stored)
+        hooks = (self.hub, self._on_lost, self._on_reconnected, self.tasks, self.metrics)
+        coalesce = conf.coalesce_ms / 1000.0
+        # Redis Cluster: one sharded pub/sub connection per primary (fanout/shards.py).
+        self.live: LiveReader | ShardedReader = (
+            ShardedReader(self.redis, keys, *hooks, coalesce=coalesce)
+            if target.cluster
+            else LiveReader(self.redis, keys, *hooks, coalesce=coalesce)
         )
-        # History reads get connections of their own: a long one must not delay file-stream
-        # leases or the catalogue on the command connection.
-        self.history_client = self.redis.client(
-            "tailgate-gateway-history",
-            aioredis.BlockingConnectionPool,
-            max_connections=settings.gateway.history_connections,
-            timeout=10,
-            socket_timeout=10,
-            socket_connect_timeout=3,
-        )
-        self.history = History(
-            self.history_client, keys, settings.redis.history_maxlen, settings.gateway.max_history_bytes, stored
-        )
-        self.live = LiveReader(
-            self.redis,
-            keys,
-            self.hub,
-            self._on_lost,
-            self._on_reconnected,
-            self.tasks,
-            self.metrics,
-            coalesce=settings.gateway.coalesce_ms / 1000.0,
-        )
-        conf = settings.gateway
         self.guard = Guard(settings.auth, self.metrics, conf, settings.salt)
         self.tails = self._file_tails(keys)
         self.orchestrator = Orchestrator(self.hub, self.live, self.history, self.tails)
         self.catalog = Catalog(self.commands, keys, settings.bridge.topics, conf.catalog_window, conf.rate_interval)
         install_redaction()
+
+    def _clients(self) -> tuple[aioredis.Redis, aioredis.Redis]:
+        """The command connection, and the history reads' own connections: a long read must
+        not delay file-stream leases or the catalogue on the command connection."""
+        conf = self.settings.gateway
+        timeouts = {"socket_timeout": 10, "socket_connect_timeout": 3}
+        if self.redis.target.cluster:
+            # each command goes to its slot's owner (MOVED/ASK followed); the cluster client's
+            # per-node pools do not block when full: a few more than history_connections
+            commands = self.redis.client("tailgate-gateway-cmd")
+            history = self.redis.client(
+                "tailgate-gateway-history", max_connections=max(conf.history_connections, 32), **timeouts
+            )
+            return commands, history
+        pool = aioredis.BlockingConnectionPool
+        commands = self.redis.client("tailgate-gateway-cmd", pool, max_connections=1, timeout=10)
+        history = self.redis.client(
+            "tailgate-gateway-history", pool, max_connections=conf.history_connections, timeout=10, **timeouts
+        )
+        return commands, history
 
     def _file_tails(self, keys: Keys) -> Tails:
         """The file-stream side for `salt.mode` (with no Salt client and no minions when off)."""
@@ -135,6 +141,8 @@ class Gateway:
         """Bring gauges (and the hub's plain counters) up to date before a scrape."""
         self.metrics.ready.set(int(self.live.ready and not self.draining))
         self.metrics.reader_connected.set(int(self.live.connected))
+        if isinstance(self.live, ShardedReader):
+            self.metrics.shard_gauges({self.live.node_name(n): len(s) for n, s in self.live.subscribed.items()})
         self.metrics.lines_in.inc(self.hub.lines_in - self._lines_in_reported)
         self._lines_in_reported = self.hub.lines_in
         self.metrics.lines_filtered.inc(self.hub.lines_filtered - self._lines_filtered_reported)

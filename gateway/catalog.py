@@ -5,6 +5,10 @@ records each stream's last publish time and line count), with a line rate: the c
 those counts over the last `rate_interval` seconds. The counts are sampled in the
 background rather than on request, so the very first request after a gateway starts
 already shows rates (once one interval has passed) instead of zeros.
+
+On Redis Cluster the publish step keeps `seen` and `counts` per slot (wire/keys.py): the
+catalogue finds those keys with SCAN on every primary and reads each on its owner, so
+one read costs a scan of every node's keyspace (COUNT 1000 per step), not one command.
 """
 
 from __future__ import annotations
@@ -37,14 +41,25 @@ class Catalog:
         self._sample: tuple[float, dict[str, int]] | None = None
         self._rates: dict[str, float] = {}
 
+    async def _read(self, since: float) -> tuple[dict[str, float], dict[str, int]]:
+        """Streams published since `since` with their last publish time, and line counts."""
+        if not self.keys.cluster:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self.keys.seen, since, "+inf", withscores=True)
+                pipe.hgetall(self.keys.counts)
+                seen_raw, counts_raw = await pipe.execute()
+            return {n.decode(): score for n, score in seen_raw}, {k.decode(): int(v) for k, v in counts_raw.items()}
+        seen: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        async for key in self.client.scan_iter(match=self.keys.per_slot_pattern("seen"), count=1000):
+            for name, score in await self.client.zrangebyscore(key, since, "+inf", withscores=True):
+                seen[name.decode()] = score
+        async for key in self.client.scan_iter(match=self.keys.per_slot_pattern("counts"), count=1000):
+            counts.update({k.decode(): int(v) for k, v in (await self.client.hgetall(key)).items()})
+        return seen, counts
+
     async def list(self) -> list[dict[str, Any]]:
-        now = time.time()
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(self.keys.seen, now - self.window, "+inf", withscores=True)
-            pipe.hgetall(self.keys.counts)
-            seen_raw, counts_raw = await pipe.execute()
-        seen = {name.decode(): score for name, score in seen_raw}
-        counts = {k.decode(): int(v) for k, v in counts_raw.items()}
+        seen, counts = await self._read(time.time() - self.window)
         return [
             {
                 "stream": name,
@@ -71,12 +86,12 @@ class Catalog:
         failing = False
         while True:
             try:
-                raw = await self.client.hgetall(self.keys.counts)
+                _, counts = await self._read(float("inf"))
             except RedisError as exc:
                 if not failing:
                     log.warning("stream rates: reading line counts failed (%s); retrying", exc)
                 failing = True
             else:
                 failing = False
-                self.record(time.time(), {k.decode(): int(v) for k, v in raw.items()})
+                self.record(time.time(), counts)
             await asyncio.sleep(self.rate_interval)

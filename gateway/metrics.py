@@ -40,6 +40,16 @@ class GatewayMetrics:
             "tailgate_gateway_queue_bytes_max", "Largest single client queue, bytes", registry=r
         )
         self.redis_reconnects = Counter("tailgate_gateway_redis_reconnects", "Redis pub/sub reconnects", registry=r)
+        # Redis Cluster only (fanout/shards.py), labelled with the primary's host:port
+        self.shard_connections = Gauge(
+            "tailgate_gateway_redis_shard_connections", "Sharded pub/sub connections per primary", ["node"], registry=r
+        )
+        self.shard_subscriptions = Gauge(
+            "tailgate_gateway_redis_shard_subscriptions", "Streams SSUBSCRIBEd per primary", ["node"], registry=r
+        )
+        self.shard_reconnects = Counter(
+            "tailgate_gateway_redis_shard_reconnects", "Sharded pub/sub reconnects per primary", ["node"], registry=r
+        )
         self.slow_closed = Counter(
             "tailgate_gateway_slow_clients_closed", "Clients closed (1013) for making no progress", registry=r
         )
@@ -108,6 +118,17 @@ class GatewayMetrics:
 
     def redis_reconnect(self) -> None:
         self.redis_reconnects.inc()
+
+    def shard_reconnect(self, node: str) -> None:
+        self.shard_reconnects.labels(node).inc()
+
+    def shard_gauges(self, subscribed: dict[str, int]) -> None:
+        """Per primary now connected: one connection, and its SSUBSCRIBEd streams."""
+        self.shard_connections.clear()
+        self.shard_subscriptions.clear()
+        for node, streams in subscribed.items():
+            self.shard_connections.labels(node).set(1)
+            self.shard_subscriptions.labels(node).set(streams)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RedisSettings:
-    """Where Redis is (one node, or the master a set of Sentinels names: wire.connect turns
+    """Where Redis is (one node, the master a set of Sentinels names, or a Redis Cluster's
+    seeds: wire.connect turns
     these into connections and checks them) and how the wire keys are laid out in it."""
 
-    mode: str = "single"  # "single" (url) or "sentinel" (sentinels + master_name); "cluster" is reserved
+    mode: str = "single"  # "single" (url), "sentinel" (sentinels + master_name) or "cluster" (cluster_nodes)
     url: str = "redis://127.0.0.1:6379/0"  # sentinel mode: its scheme, credentials and db only
     sentinels: list[str] = field(default_factory=list)  # host:port of each sentinel
     master_name: str = ""
+    cluster_nodes: list[str] = field(default_factory=list)  # cluster mode: host:port seeds; credentials/TLS from `url`
     sentinel_username: str = ""
     sentinel_password: str = ""  # a secret: set it with TAILGATE_REDIS_SENTINEL_PASSWORD, not in the file
     min_replicas_acked: int = -1  # the bridge's WAIT after each publish step; -1: 1 in sentinel mode, else 0

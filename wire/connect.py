@@ -1,12 +1,15 @@
 """Connections to Tailgate's Redis, built from its settings: nobody builds a client by hand.
 
-Tailgate's Redis is one node (``mode: single``, at ``url``) or a primary with replicas
+Tailgate's Redis is one node (``mode: single``, at ``url``), a primary with replicas
 that Redis Sentinel watches (``mode: sentinel``: the ``sentinels`` name the master they
-monitor as ``master_name``). The mode is a setting, never guessed: sentinels named in
-single mode are refused, and ``cluster`` is reserved for Redis Cluster, which this
-version refuses. The gateway, the bridge, the tail agent and the master's engine build
-every Redis client with a `Connector` (threads) or an `AsyncConnector` (asyncio) over one
-`RedisTarget`, which also checks the settings (`RedisTargetError` names the bad one).
+monitor as ``master_name``), or a Redis Cluster (``mode: cluster``: ``cluster_nodes`` are
+seeds; docs/CLUSTER.md). The mode is a setting, never guessed: sentinels or cluster nodes
+named in another mode are refused. The gateway, the bridge, the tail agent and the
+master's engine build every Redis client with a `Connector` (threads) or an
+`AsyncConnector` (asyncio) over one `RedisTarget`, which also checks the settings
+(`RedisTargetError` names the bad one) and gives the key layout of the mode (`keys`).
+In cluster mode the clients are redis-py's cluster clients (wire/cluster.py); the
+gateway's pub/sub connections go to each primary (gateway/fanout/shards.py).
 
 In sentinel mode the URL still says how to talk to the data nodes: ``rediss://`` for TLS
 (spoken to the sentinels as well), the username and password, the database number; its
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
@@ -53,11 +57,13 @@ from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 from redis.sentinel import SentinelManagedConnection
 
+from wire import cluster
+from wire.keys import Keys
+
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-MODES = ("single", "sentinel")
-RESERVED_MODES = ("cluster",)  # Redis Cluster (sharded pub/sub): a later version
+MODES = ("single", "sentinel", "cluster")
 FOLLOW_INTERVAL = 1.0  # seconds between two questions to the sentinels from `follow`
 SENTINEL_TIMEOUT = 1.0  # connecting to a sentinel, and its answer; the next is tried after
 
@@ -75,6 +81,7 @@ class RedisSettingsLike(Protocol):
     master_name: str
     sentinel_username: str
     sentinel_password: str
+    cluster_nodes: list[str]
 
 
 Address = tuple[str, int]
@@ -94,10 +101,13 @@ class RedisTarget:
     sentinel_username: str = ""
     sentinel_password: str = field(default="", repr=False)
     where: str = "redis."
+    cluster_nodes: Sequence[str] = ()  # host:port seeds (cluster mode; a comma-separated string is split)
 
     def __post_init__(self) -> None:
-        given = self.sentinels.split(",") if isinstance(self.sentinels, str) else self.sentinels
-        object.__setattr__(self, "sentinels", tuple(s.strip() for s in given if s.strip()))
+        for name in ("sentinels", "cluster_nodes"):
+            given = getattr(self, name)
+            given = given.split(",") if isinstance(given, str) else given
+            object.__setattr__(self, name, tuple(s.strip() for s in given if s.strip()))
         self._check()
 
     @classmethod
@@ -111,26 +121,31 @@ class RedisTarget:
             conf.sentinel_username,
             conf.sentinel_password,
             where,
+            tuple(conf.cluster_nodes),
         )
 
     def _check(self) -> None:
         w = self.where
-        if self.mode in RESERVED_MODES:
-            raise RedisTargetError(
-                f"{w}mode {self.mode!r} (Redis Cluster) is not supported yet: use single or sentinel"
-            )
         if self.mode not in MODES:
-            raise RedisTargetError(f"{w}mode must be single or sentinel, not {self.mode!r}")
+            raise RedisTargetError(f"{w}mode must be single, sentinel or cluster, not {self.mode!r}")
         try:
             parse_url(self.url)
         except ValueError as exc:
             raise RedisTargetError(f"{w}url: {exc}") from None
+        if self.mode != "sentinel" and (self.sentinels or self.master_name):
+            raise RedisTargetError(
+                f"{w}sentinels and {w}master_name are set but {w}mode is {self.mode}: set {w}mode to sentinel "
+                "to use them (the mode is never guessed)"
+            )
+        if self.mode != "cluster" and self.cluster_nodes:
+            raise RedisTargetError(
+                f"{w}cluster_nodes is set but {w}mode is {self.mode}: set {w}mode to cluster to use it "
+                "(the mode is never guessed)"
+            )
+        if self.mode == "cluster":
+            self.cluster_addresses()
+            return
         if self.mode == "single":
-            if self.sentinels or self.master_name:
-                raise RedisTargetError(
-                    f"{w}sentinels and {w}master_name are set but {w}mode is single: set {w}mode to sentinel "
-                    "to use them (the mode is never guessed)"
-                )
             return
         if not self.sentinels:
             raise RedisTargetError(f"{w}mode is sentinel but {w}sentinels is empty: give each sentinel as host:port")
@@ -145,6 +160,25 @@ class RedisTarget:
     @property
     def sentinel(self) -> bool:
         return self.mode == "sentinel"
+
+    @property
+    def cluster(self) -> bool:
+        return self.mode == "cluster"
+
+    def cluster_addresses(self) -> list[Address]:
+        """The cluster seeds as (host, port); raises RedisTargetError naming a bad one."""
+        try:
+            return cluster.parse_nodes(list(self.cluster_nodes), self.where)
+        except ValueError as exc:
+            raise RedisTargetError(str(exc)) from None
+
+    def keys(self, prefix: str) -> Keys:
+        """The key layout of this mode under `prefix` (hash-tagged in cluster mode, which
+        refuses a prefix with braces: RedisTargetError)."""
+        try:
+            return Keys(prefix, cluster=self.cluster)
+        except ValueError as exc:
+            raise RedisTargetError(f"{self.where}prefix: {exc}") from None
 
     @property
     def tls(self) -> bool:
@@ -183,7 +217,9 @@ class RedisTarget:
         return options
 
     def describe(self) -> str:
-        """For logs (no secret): the node, or the master and its sentinels."""
+        """For logs (no secret): the node, the cluster's seeds, or the master and its sentinels."""
+        if self.cluster:
+            return f"the Redis Cluster seeded by {', '.join(self.cluster_nodes)}"
         if not self.sentinel:
             parts = urlsplit(self.url)
             return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
@@ -402,18 +438,18 @@ class _Follower:
         self._next_follow = now + self.follow_interval
         return True
 
-    def _node(self, master: Address | None) -> Node:
-        """The URL's node (single mode), or `master` with the URL's credentials and TLS."""
+    def _node(self, at: Address | None, master_only: bool) -> Node:
+        """The URL's node (single mode), or `at` with the URL's credentials and TLS."""
         options = parse_url(self.target.url)
-        host, port = master or (options.get("host", "127.0.0.1"), int(options.get("port", 6379)))
+        host, port = at or (options.get("host", "127.0.0.1"), int(options.get("port", 6379)))
         return Node(
             host,
             port,
-            "" if master else options.get("path", ""),
+            "" if at else options.get("path", ""),
             _tls_context(options) if self.target.tls else None,
             options.get("username"),
             options.get("password"),
-            master_only=master is not None,
+            master_only,
         )
 
 
@@ -424,6 +460,7 @@ class Connector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
+        self._clusters: weakref.WeakSet[redis.RedisCluster] = weakref.WeakSet()
         # No retry: a sentinel that does not answer at once is skipped for the next one.
         options = {**target.sentinel_options(), "retry": Retry(NoBackoff(), 0)} if target.sentinel else {}
         self._sentinels = [(at, redis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()]
@@ -431,7 +468,13 @@ class Connector(_Follower):
     def client(
         self, name: str, pool_class: type[redis.ConnectionPool] = redis.ConnectionPool, **options: Any
     ) -> redis.Redis:
-        """A client named `name` (CLIENT SETNAME) on a pool of `pool_class` with `options`."""
+        """A client named `name` (CLIENT SETNAME) on a pool of `pool_class` with `options`;
+        in cluster mode redis-py's cluster client with `options` (a pool per node, of
+        `connection_pool_class` if given: `pool_class` is not used)."""
+        if self.target.cluster:
+            client = cluster.sync_client(self.target.url, list(self.target.cluster_nodes), client_name=name, **options)
+            self._clusters.add(client)
+            return client  # type: ignore[return-value]  # the same commands, routed per slot
         if not self.sentinel:
             pool = pool_class.from_url(self.target.url, client_name=name, **options)
         else:
@@ -473,6 +516,8 @@ class Connector(_Follower):
         """Disconnect every client built here, and the sentinels."""
         for pool in list(self._pools):
             pool.disconnect()
+        for client in list(self._clusters):
+            client.close()
         for _, sentinel in self._sentinels:
             sentinel.close()
 
@@ -484,6 +529,7 @@ class AsyncConnector(_Follower):
     def __init__(self, target: RedisTarget, follow_interval: float = FOLLOW_INTERVAL) -> None:
         super().__init__(target, follow_interval)
         self._pools: weakref.WeakSet[aioredis.ConnectionPool] = weakref.WeakSet()
+        self._clusters: weakref.WeakSet[AsyncRedisCluster] = weakref.WeakSet()
         options = {**target.sentinel_options(), "retry": AsyncRetry(NoBackoff(), 0)} if target.sentinel else {}
         self._sentinels = [
             (at, aioredis.Redis(host=at[0], port=at[1], **options)) for at in target.sentinel_addresses()
@@ -492,7 +538,12 @@ class AsyncConnector(_Follower):
     def client(
         self, name: str, pool_class: type[aioredis.ConnectionPool] = aioredis.ConnectionPool, **options: Any
     ) -> aioredis.Redis:
-        """A client named `name` (CLIENT SETNAME) on a pool of `pool_class` with `options`."""
+        """`Connector.client` for asyncio (in cluster mode, redis-py's asyncio cluster
+        client: `pool_class` is not used, `max_connections` is per node)."""
+        if self.target.cluster:
+            client = cluster.async_client(self.target.url, list(self.target.cluster_nodes), client_name=name, **options)
+            self._clusters.add(client)
+            return client  # type: ignore[return-value]  # the same commands, routed per slot
         if not self.sentinel:
             pool = pool_class.from_url(self.target.url, client_name=name, **options)
         else:
@@ -528,12 +579,22 @@ class AsyncConnector(_Follower):
         return master
 
     async def node(self) -> Node:
-        """Where a raw connection goes now (the master, in sentinel mode)."""
-        return self._node(await self.master() if self.sentinel else None)
+        """Where a raw connection goes now (the master, in sentinel mode; in cluster mode
+        each primary is asked for: gateway/fanout/shards.py)."""
+        if self.sentinel:
+            return self._node(await self.master(), master_only=True)
+        return self._node(None, master_only=False)
+
+    def node_at(self, address: Address) -> Node:
+        """A raw connection to the cluster node at `address`, with the URL's credentials and
+        TLS (who owns which slots is asked with CLUSTER SLOTS, not ROLE)."""
+        return self._node(address, master_only=False)
 
     async def aclose(self) -> None:
         """Disconnect every client built here, and the sentinels."""
         for pool in list(self._pools):
             await pool.disconnect()
+        for client in list(self._clusters):
+            await client.aclose()
         for _, sentinel in self._sentinels:
             await sentinel.aclose()

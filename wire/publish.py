@@ -7,6 +7,14 @@ checkpoint (the bridge's Kafka topic-partition), the same call skips lines whose
 is not newer than the recorded one and records the new offset, which is what makes the
 bridge effectively-once into Redis across crashes and redeliveries. The same call keeps
 each stream's history epoch (`wire.epoch`) and puts it in every live message's header.
+
+On Redis Cluster (``Keys(cluster=True)``, a `redis.RedisCluster` client) every key of
+one call must be in one slot: a batch is split into one call per slot (a stream's keys
+share its slot, wire/keys.py), sent in one pipeline that redis-py splits by node and
+that follows MOVED/ASK. Each call is atomic on its own and keeps its checkpoint in its
+slot (`Keys.offsets_in`), so a call that succeeded is skipped when the batch is sent
+again after another one failed: effectively-once holds per slot. Where a partition
+resumes (`Keys.offsets`) is raised only once every call of its batch succeeded.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from wire.lua import script
 
 # The script: KEYS, ARGV and how a stream's lines are packed are described at its top.
 PUBLISH_LUA = script("publish")
+ADVANCE_LUA = script("advance")
 
 
 @dataclass(slots=True)
@@ -63,14 +72,16 @@ class Publisher:
         self._script = client.register_script(PUBLISH_LUA)
 
     def _call_args(
-        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None
+        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None, slot: int | None = None
     ) -> tuple[list[str], list[object]]:
-        keys = [
-            self.keys.offsets(checkpoint.group) if checkpoint else self.keys.seen,
-            self.keys.seen,
-            self.keys.counts,
-        ]
-        args: list[object] = [self.maxlen, checkpoint.field if checkpoint else "", f"{time.time():.3f}"]
+        if slot is None:
+            seen, counts, pub = self.keys.seen, self.keys.counts, "PUBLISH"
+            offsets = self.keys.offsets(checkpoint.group) if checkpoint else seen
+        else:
+            seen, counts, pub = self.keys.seen_in(slot), self.keys.counts_in(slot), "SPUBLISH"
+            offsets = self.keys.offsets_in(checkpoint.group, slot) if checkpoint else seen
+        keys = [offsets, seen, counts]
+        args: list[object] = [self.maxlen, checkpoint.field if checkpoint else "", f"{time.time():.3f}", pub]
         for batch in batches:
             lines = batch.lines
             if not lines:
@@ -86,8 +97,22 @@ class Publisher:
                 args += [batch.stream, len(lines), *_seq_runs(seqs), joined]
         return keys, args
 
+    def _calls(
+        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None
+    ) -> list[tuple[list[str], list[object]]]:
+        """The script calls for one batch: one, or on a cluster one per slot."""
+        if not self.keys.cluster:
+            return [self._call_args(batches, checkpoint)]
+        by_slot: dict[int, list[StreamBatch]] = {}
+        for batch in batches:
+            by_slot.setdefault(self.keys.slot(batch.stream), []).append(batch)
+        return [self._call_args(group, checkpoint, slot) for slot, group in by_slot.items()]
+
     def publish(self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None) -> tuple[int, int]:
-        """Publish one batch atomically; returns (lines published, lines skipped as old)."""
+        """Publish one batch atomically (on a cluster: atomically per slot); returns
+        (lines published, lines skipped as old)."""
+        if self.keys.cluster:
+            return self.publish_many([(batches, checkpoint)])
         keys, args = self._call_args(batches, checkpoint)
         if len(keys) == 3:
             return 0, 0
@@ -101,17 +126,29 @@ class Publisher:
         """
         pipe = self.client.pipeline(transaction=False)
         queued = 0
+        resume: dict[Checkpoint, int] = {}  # cluster: where each partition resumes once all calls succeeded
         for batches, checkpoint in calls:
-            keys, args = self._call_args(batches, checkpoint)
-            if len(keys) > 3:
-                # EVAL with the script's text, not EVALSHA: redis-py would ask Redis
-                # whether the script is loaded (SCRIPT EXISTS, one more round trip) on
-                # every pipeline, and EVAL cannot fail with NOSCRIPT part way through.
-                pipe.execute_command("EVAL", PUBLISH_LUA, len(keys), *keys, *args)
-                queued += 1
+            for keys, args in self._calls(batches, checkpoint):
+                if len(keys) > 3:
+                    # EVAL with the script's text, not EVALSHA: redis-py would ask Redis
+                    # whether the script is loaded (SCRIPT EXISTS, one more round trip) on
+                    # every pipeline, and EVAL cannot fail with NOSCRIPT part way through.
+                    pipe.execute_command("EVAL", PUBLISH_LUA, len(keys), *keys, *args)
+                    queued += 1
+            if self.keys.cluster and checkpoint is not None:
+                top = max((seq for b in batches for seq, _ in b.lines), default=None)
+                if top is not None:
+                    resume[checkpoint] = max(top, resume.get(checkpoint, top))
         if not queued:
             return 0, 0
         results = pipe.execute()
+        if resume:
+            # After every slot's call: a crash before this leaves the partition to resume
+            # earlier, and the slots' own checkpoints skip what they already hold.
+            pipe = self.client.pipeline(transaction=False)
+            for checkpoint, top in resume.items():
+                pipe.execute_command("EVAL", ADVANCE_LUA, 1, self.keys.offsets(checkpoint.group), checkpoint.field, top)
+            pipe.execute()
         return sum(int(r[0]) for r in results), sum(int(r[1]) for r in results)
 
     def reset_offset(self, checkpoint: Checkpoint, last: int) -> None:
@@ -119,13 +156,18 @@ class Publisher:
 
         For a partition whose log started over (topic deleted and recreated, or a broker
         that lost its log): without this the new log's offsets would be skipped as old.
-        A negative `last` forgets the partition.
+        A negative `last` forgets the partition. On a cluster the checkpoint of every slot
+        is set too (found with SCAN on every primary).
         """
-        key = self.keys.offsets(checkpoint.group)
-        if last < 0:
-            self.client.hdel(key, checkpoint.field)
-        else:
-            self.client.hset(key, checkpoint.field, last)
+        keys = [self.keys.offsets(checkpoint.group)]
+        if self.keys.cluster:
+            pattern = self.keys.per_slot_pattern(f"offsets:{checkpoint.group}")
+            keys += [_s(k) for k in self.client.scan_iter(match=pattern, count=1000)]
+        for key in keys:
+            if last < 0:
+                self.client.hdel(key, checkpoint.field)
+            else:
+                self.client.hset(key, checkpoint.field, last)
 
     def offsets(self, group: str) -> dict[str, int]:
         """The recorded newest published offset per ``topic:partition`` for a group."""

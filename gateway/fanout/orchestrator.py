@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from gateway.fanout.filters import LineFilter
 from gateway.fanout.history import START, Head, History, Page
 from gateway.fanout.hub import Hub
-from gateway.fanout.live import LiveReader, Unavailable
+from gateway.fanout.live import Unavailable
 from gateway.fanout.query import Query, id_before
 from gateway.fanout.session import Session
 from wire.codes import ErrorCode, GapReason
@@ -47,6 +47,18 @@ RESUME_PAUSES = (0.1, 5.0)  # the first and the longest pause between two attemp
 RESUME_TELL_AFTER = 3  # failed attempts before the client is told
 RESUME_GIVE_UP = 30.0  # seconds of failing before the subscription goes live after a gap
 NO_QUERY = Query()
+
+
+class LiveChannels(Protocol):
+    """The live reader: `LiveReader` on one Redis, `ShardedReader` on a cluster."""
+
+    connected: bool
+
+    async def subscribe(self, stream: str) -> None: ...
+
+    async def wait_subscribed(self, stream: str) -> None: ...
+
+    async def unsubscribe(self, stream: str) -> None: ...
 
 
 class StreamHooks(Protocol):
@@ -64,7 +76,7 @@ class StreamHooks(Protocol):
 class Orchestrator:
     """The gateway's subscription operations over the hub, the live reader and history."""
 
-    def __init__(self, hub: Hub, live: LiveReader, history: History, hooks: StreamHooks | None = None) -> None:
+    def __init__(self, hub: Hub, live: LiveChannels, history: History, hooks: StreamHooks | None = None) -> None:
         self.hub = hub
         self.live = live
         self.history = history

@@ -5,11 +5,12 @@ of thousands of messages a second on a busy process. redis-py's PubSub reads the
 a time, each behind a retry wrapper and a timeout context, which costs more than the
 fan-out itself. This connection reads whatever the socket has in one call and parses
 every complete message in it at once. It does only what a subscriber needs: connect
-where `wire.connect` says (the node, or the master the sentinels name), authenticate,
-name itself, check with ROLE that a sentinel's master is one, SUBSCRIBE, UNSUBSCRIBE,
-PING, read. Reconnecting is the caller's job (the hub's stream list is the truth to
-resubscribe from), and so is noticing that the master moved (`address` says where this
-connection went).
+where `wire.connect` says (the node, the master the sentinels name, or a cluster node),
+authenticate, name itself, check with ROLE that a sentinel's master is one, SUBSCRIBE,
+UNSUBSCRIBE, PING, read; on a cluster node also SSUBSCRIBE, SUNSUBSCRIBE and CLUSTER
+SLOTS (fanout/shards.py). Reconnecting is the caller's job (the hub's stream list is the
+truth to resubscribe from), and so is noticing that the master moved (`address` says
+where this connection went).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from wire.connect import Address, AsyncConnector, not_master_error, role_of
+from wire.connect import Address, Node, not_master_error, role_of
 
 READ_CHUNK = 1 << 18
 
@@ -44,10 +45,10 @@ class RespConnection:
         self.address = address
 
     @classmethod
-    async def open(cls, redis: AsyncConnector, client_name: str, connect_timeout: float = 3.0) -> RespConnection:
-        """Connect to the Redis `redis` names now (TLS, credentials and all: ``rediss://``
-        with the URL's ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile``, as redis-py)."""
-        node = await redis.node()
+    async def open(cls, node: Node, client_name: str, connect_timeout: float = 3.0) -> RespConnection:
+        """Connect to `node` as `wire.connect` describes it (`AsyncConnector.node()` or
+        `node_at()`: TLS, credentials and all, ``rediss://`` with the URL's ``ssl_ca_certs``,
+        ``ssl_certfile`` and ``ssl_keyfile``, as redis-py)."""
         try:
             if node.path:
                 reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(node.path), connect_timeout)
@@ -89,6 +90,16 @@ class RespConnection:
 
     def unsubscribe(self, *channels: str) -> None:
         self._writer.write(_command("UNSUBSCRIBE", *channels))
+
+    def ssubscribe(self, channel: str) -> None:
+        self._writer.write(_command("SSUBSCRIBE", channel))
+
+    def sunsubscribe(self, channel: str) -> None:
+        self._writer.write(_command("SUNSUBSCRIBE", channel))
+
+    def send(self, *args: str) -> None:
+        """Any other command (CLUSTER SLOTS on a connection not yet subscribed)."""
+        self._writer.write(_command(*args))
 
     def ping(self) -> None:
         self._writer.write(_command("PING"))

@@ -16,7 +16,8 @@ the tail agent use, one call per burst of events. While Redis is unreachable the
 keeps at most ``buffer_max_lines`` lines, dropping the oldest, and on reconnect first
 publishes a line saying how many were dropped: never silent. Its Redis is one node or,
 with ``redis_mode: sentinel``, the master the sentinels name (``wire.connect``, asked
-again every second), so it follows a failover like every other component.
+again every second), so it follows a failover like every other component; with
+``redis_mode: cluster``, a Redis Cluster (one publish step per slot).
 
 Master config (the ``tailgate`` formula's ``master`` state writes it)::
 
@@ -30,6 +31,9 @@ Master config (the ``tailgate`` formula's ``master`` state writes it)::
           # redis_sentinels: [10.0.0.4:26379, 10.0.0.5:26379, 10.0.0.6:26379]
           # redis_master_name: tailgate
           # redis_sentinel_password: ...
+          # or on Redis Cluster (docs/CLUSTER.md; redis_url gives credentials and TLS):
+          # redis_mode: cluster
+          # redis_cluster_nodes: [10.0.0.1:6379, 10.0.0.2:6379]
 
 Salt finds it after ``salt-run saltutil.sync_engines`` (from ``salt://_engines``) and a
 master restart, or through the master's ``engines_dirs``.
@@ -260,12 +264,14 @@ class _Wire:
         if wire_dir and wire_dir not in sys.path:
             sys.path.append(wire_dir)
         import redis
+        from redis.exceptions import RedisClusterException
 
         from wire import Keys, Line, Publisher, StreamBatch, encode_line
         from wire.connect import Connector, RedisTarget
 
         self.Keys, self.Line, self.Publisher = Keys, Line, Publisher
-        self.StreamBatch, self.encode_line, self.RedisError = StreamBatch, encode_line, redis.RedisError
+        self.StreamBatch, self.encode_line = StreamBatch, encode_line
+        self.RedisError = (redis.RedisError, RedisClusterException)
         self.Connector, self.RedisTarget = Connector, RedisTarget
 
 
@@ -280,6 +286,7 @@ def start(
     redis_master_name: str = "",
     redis_sentinel_username: str = "",
     redis_sentinel_password: str = "",
+    redis_cluster_nodes: Iterable[str] | str = (),
 ) -> None:
     """Run until the master stops: read its event bus, publish lines to Redis."""
     import salt.utils.event
@@ -293,10 +300,12 @@ def start(
         redis_sentinel_username,
         redis_sentinel_password,
         where="tailgate_events: redis_",
+        cluster_nodes=redis_cluster_nodes if isinstance(redis_cluster_nodes, str) else list(redis_cluster_nodes),
     )
     connector = wire.Connector(target)
     client = connector.client("tailgate-events", socket_timeout=3, socket_connect_timeout=3)
-    feed = Feed(wire.Publisher(client, wire.Keys(key_prefix), int(history_maxlen)), wire, int(buffer_max_lines))
+    keys = target.keys(key_prefix)
+    feed = Feed(wire.Publisher(client, keys, int(history_maxlen)), wire, int(buffer_max_lines))
     describer = Describer()
     opts = __opts__  # noqa: F821 - injected by Salt's loader
     log.info("tailgate_events: publishing the master's events to the %s (prefix %s)", target.describe(), key_prefix)

@@ -185,5 +185,12 @@ def test_the_master_state_writes_the_engine_and_runner_settings_root_only(local_
         }
         assert (base / "master" / "wire" / "publish.py").read_bytes() == (ROOT / "wire" / "publish.py").read_bytes()
         assert json.dumps(conf["tailgate"]["runner_streams"]) == '["kafka:*", "salt:*", "file:*"]'
+        # on Redis Cluster the engine is told the mode and the seeds
+        nodes = ["10.0.0.4:7000", "10.0.0.5:7000"]
+        pillar["settings"]["redis"].update(mode="cluster", cluster_nodes=nodes)
+        local_salt.set_pillar({"tailgate": yaml.safe_dump({"tailgate": pillar})})
+        local_salt.apply("tailgate.master")
+        engine = yaml.safe_load(conf_file.read_text())["engines"][0]["tailgate_events"]
+        assert (engine["redis_mode"], engine["redis_cluster_nodes"]) == ("cluster", nodes)
     finally:
         shutil.rmtree(base, ignore_errors=True)

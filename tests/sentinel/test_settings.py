@@ -22,7 +22,11 @@ SENTINEL_ONLY = {"TAILGATE_REDIS_MODE": "sentinel", "TAILGATE_REDIS_MASTER_NAME"
     ("env", "message"),
     [
         (SENTINEL_ONLY, "redis.mode is sentinel but redis.sentinels is empty"),
-        ({"TAILGATE_REDIS_MODE": "cluster"}, "redis.mode 'cluster' (Redis Cluster) is not supported yet"),
+        ({"TAILGATE_REDIS_MODE": "cluster"}, "redis.mode is cluster but redis.cluster_nodes names no node"),
+        (
+            {**SENTINEL_ONLY, "TAILGATE_REDIS_SENTINELS": "127.0.0.1:1", "TAILGATE_REDIS_CLUSTER_NODES": "127.0.0.1:2"},
+            "redis.cluster_nodes is set but redis.mode is sentinel",
+        ),
     ],
 )
 def test_a_redis_that_cannot_be_named_fails_the_start(component: str, env: dict[str, str], message: str) -> None:

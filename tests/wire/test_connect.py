@@ -24,8 +24,18 @@ SENTINELS = ("10.0.0.4:26379", "[::1]:26380")
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"mode": "cluster"}, "redis.mode 'cluster' (Redis Cluster) is not supported yet"),
-        ({"mode": "sentinels"}, "redis.mode must be single or sentinel, not 'sentinels'"),
+        ({"mode": "cluster"}, "redis.mode is cluster but redis.cluster_nodes names no node"),
+        ({"mode": "cluster", "cluster_nodes": "10.0.0.1"}, "redis.cluster_nodes: '10.0.0.1' is not host:port"),
+        ({"mode": "sentinels"}, "redis.mode must be single, sentinel or cluster, not 'sentinels'"),
+        ({"cluster_nodes": ("10.0.0.1:7000",)}, "redis.cluster_nodes is set but redis.mode is single"),
+        (
+            {"mode": "sentinel", "sentinels": SENTINELS, "master_name": "tg", "cluster_nodes": ("10.0.0.1:7000",)},
+            "redis.cluster_nodes is set but redis.mode is sentinel",
+        ),
+        (
+            {"mode": "cluster", "cluster_nodes": ("10.0.0.1:7000",), "sentinels": SENTINELS},
+            "redis.sentinels and redis.master_name are set but redis.mode is cluster",
+        ),
         ({"mode": "sentinel", "master_name": "tg"}, "redis.mode is sentinel but redis.sentinels is empty"),
         ({"mode": "sentinel", "sentinels": SENTINELS}, "redis.mode is sentinel but redis.master_name is empty"),
         ({"mode": "sentinel", "sentinels": ("10.0.0.4",), "master_name": "tg"}, "'10.0.0.4' is not host:port"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-NAMES = ("publish", "want", "unwant", "wanted", "release")
+NAMES = ("publish", "advance", "want", "unwant", "wanted", "release")
 
 
 def script(name: str) -> str:

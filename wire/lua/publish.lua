@@ -8,7 +8,7 @@
 -- its epoch key is missing. Every live message carries it.
 --
 -- After the three fixed keys come (hist, live, epoch) key triples, one per stream, and
--- after the three fixed arguments six arguments per stream: stream name, n, lowest seq,
+-- after the four fixed arguments six arguments per stream: stream name, n, lowest seq,
 -- highest seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it
 -- never holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one
 -- line per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of
@@ -22,7 +22,8 @@ local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
 local maxlen = ARGV[1]        -- history length kept per stream (approximate trim)
 local field = ARGV[2]         -- checkpoint field, or '' to publish without one
 local now = ARGV[3]           -- epoch seconds, recorded in `seen`
-local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 4, 6
+local publish = ARGV[4]       -- PUBLISH (one node), or SPUBLISH (cluster: every key of the call in one slot)
+local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 5, 6
 
 local find, sub = string.find, string.sub
 
@@ -100,7 +101,7 @@ for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
   if all and hi > top then top = hi end
   if #out > 0 then
     redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
-    redis.call('PUBLISH', live, first .. ' ' .. lastid .. ' ' .. #out .. ' ' .. epoch .. '\n[' .. table.concat(out, ',') .. ']')
+    redis.call(publish, live, first .. ' ' .. lastid .. ' ' .. #out .. ' ' .. epoch .. '\n[' .. table.concat(out, ',') .. ']')
     redis.call('ZADD', seen, now, stream)
     redis.call('HINCRBY', counts, stream, #out)
     published = published + #out

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import redis
+from redis.exceptions import RedisClusterException
 
-from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
+from wire import Line, Publisher, StreamBatch, encode_line, filepolicy
 from wire.connect import Connector, RedisTarget
 from wire.envelope import TRUNCATION_MARKER, clean_text
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
@@ -73,6 +74,7 @@ class AgentConfig:
     redis_master_name: str
     redis_sentinel_username: str
     redis_sentinel_password: str
+    redis_cluster_nodes: list[str]
     key_prefix: str
     allowlist: list[str]
     grace_period: float
@@ -113,6 +115,7 @@ class AgentConfig:
             self.redis_sentinel_username,
             self.redis_sentinel_password,
             where="logtail:redis_",
+            cluster_nodes=self.redis_cluster_nodes,
         )
 
 
@@ -317,8 +320,9 @@ class Agent:
         self.lock_fd: int | None = lock_fd
         self.stream = file_stream(minion, path).name
         self.path = path
-        self.keys = Keys(conf.key_prefix)
-        self.redis = Connector(conf.redis_target())
+        target = conf.redis_target()
+        self.keys = target.keys(conf.key_prefix)
+        self.redis = Connector(target)
         self.client = self.redis.client("tailgate-logtail", socket_connect_timeout=2, socket_timeout=5)
         self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
         self.wanted = self.client.register_script(WANTED_LUA)
@@ -375,7 +379,7 @@ class Agent:
         try:
             wanted = self._heartbeat() if due_heartbeat or not self.redis_ok else None
             self._publish()
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             if self.redis_ok:
                 log.warning("redis unreachable (%s); buffering up to %d lines", exc, self.conf.buffer_max_lines)
                 self.down_since = now
@@ -425,10 +429,10 @@ class Agent:
         # The lock goes (with the reason for a refusal in it) before the heartbeat: a gateway
         # that sees the heartbeat gone asks the module at once, which must find this agent
         # gone and why, not an agent still holding its lock.
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
             self._publish()
         self.unlock()
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
             self.release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
         if self.buffer or self.dropped:
             log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)

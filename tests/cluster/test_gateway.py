@@ -1,0 +1,168 @@
+"""A gateway on Redis Cluster: streams on three shards, one sharded pub/sub connection per
+primary, viewers that keep every line once across a slot migration and a failover."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import redis
+from redis.exceptions import RedisClusterException
+
+from embedded import RedisClusterNodes
+from tests.support import GatewayProc, Service, WsClient, http_get
+from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire.cluster import sync_client
+
+
+def publish(pub: Publisher, stream: str, texts: list[str]) -> None:
+    pub.publish([StreamBatch(stream, [(0, encode_line(Line(time.time(), t))) for t in texts])])
+
+
+def pubsub_connections(nodes: RedisClusterNodes) -> dict[int, int]:
+    """The gateway's pub/sub connections on each primary now (CLIENT LIST on each node)."""
+    out = {}
+    for port in nodes.primaries():
+        with nodes.client(port) as c:
+            out[port] = sum(1 for cl in c.client_list() if cl.get("name") == "tailgate-gateway-pubsub")
+    return out
+
+
+def start(env: dict[str, str], services: list[Service], tmp_path: Path) -> GatewayProc:
+    gw = GatewayProc(env, log_dir=tmp_path)
+    services.append(gw)
+    return gw.start()
+
+
+class Numbered(threading.Thread):
+    """Publishes 'n <i>' to one stream every few ms through the cluster client, retrying a
+    publish that failed (MOVED, TRYAGAIN, a node down) as a producer would."""
+
+    def __init__(self, nodes: RedisClusterNodes, keys: Keys, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher(sync_client("redis://", nodes.seeds, socket_timeout=2), keys)
+        self.stream = stream
+        self.stop = threading.Event()
+        self.published = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                publish(self.pub, self.stream, [f"n {self.published}"])
+                self.published += 1
+            except (redis.RedisError, RedisClusterException):
+                pass
+            self.stop.wait(0.005)
+
+
+def check_numbered(client: WsClient, stream: str, total: int) -> None:
+    """Every line once and in order, or a `gap` right where lines are missing."""
+    seen = [int(t.split()[1]) for t in client.texts(stream)]
+    assert len(seen) == len(set(seen)), "a line came twice"
+    assert seen == sorted(seen), "lines out of order"
+    gaps = [f for f in client.of_type("gap") if f["stream"] == stream]
+    if not gaps:
+        assert seen == list(range(total)), f"a hole without a gap: {sorted(set(range(total)) - set(seen))[:10]}"
+
+
+async def test_streams_on_three_shards_one_pubsub_connection_per_primary(
+    redis_cluster: RedisClusterNodes, cclient: redis.RedisCluster, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    pub = Publisher(cclient, ckeys)
+    streams = [f"kafka:spread{i}" for i in range(9)]
+    assert len({redis_cluster.owner(ckeys.slot(s)) for s in streams}) == 3
+    for s in streams:
+        publish(pub, s, [f"{s} old {i}" for i in range(3)])
+    viewers = {s: await WsClient.connect(gw.ws_url) for s in streams}
+    for s, c in viewers.items():
+        await c.subscribe(s, backlog=2)
+    for s in streams:
+        publish(pub, s, [f"{s} new {i}" for i in range(5)])
+    for s, c in viewers.items():
+        await c.wait_for(lambda c=c, s=s: len(c.texts(s)) == 7, what=f"every line of {s}")
+        assert c.texts(s) == [f"{s} old {i}" for i in (1, 2)] + [f"{s} new {i}" for i in range(5)]
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+    status, body = http_get(gw.base + "/api/streams")
+    listed = {e["stream"]: e["lines"] for e in json.loads(body)["streams"]}
+    assert status == 200 and all(listed.get(s) == 8 for s in streams), listed
+    _, metrics = http_get(gw.base + "/metrics")
+    assert metrics.decode().count("tailgate_gateway_redis_shard_connections{") == 3
+    for c in viewers.values():
+        await c.close()
+    # the last viewer gone, each stream is SUNSUBSCRIBEd on its owner; the connections stay
+    for s in streams:
+        with redis_cluster.client(redis_cluster.owner(ckeys.slot(s))) as node:
+            await c.wait_for(
+                lambda node=node, s=s: node.execute_command("PUBSUB", "SHARDNUMSUB", ckeys.live(s))[1] == 0,
+                what=f"{s} unsubscribed",
+            )
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+
+
+async def watch_numbered(gw: GatewayProc, nodes: RedisClusterNodes, keys: Keys, stream: str):
+    feed = Numbered(nodes, keys, stream)
+    viewer = await WsClient.connect(gw.ws_url)
+    await viewer.subscribe(stream)
+    feed.start()
+    await viewer.wait_for(lambda: len(viewer.texts(stream)) >= 20, what="lines before the fault")
+    return feed, viewer
+
+
+async def finish_numbered(feed: Numbered, viewer: WsClient, stream: str) -> None:
+    after = feed.published + 20
+    await viewer.wait_for(lambda: feed.published >= after, timeout=15, what="publishing again after the fault")
+    feed.stop.set()
+    feed.join()
+    await viewer.wait_for(
+        lambda: viewer.texts(stream) and viewer.texts(stream)[-1] == f"n {feed.published - 1}",
+        timeout=15,
+        what="the last line",
+    )
+    check_numbered(viewer, stream, feed.published)
+    await viewer.close()
+
+
+async def test_a_watched_stream_whose_slot_migrates_keeps_every_line_once(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:moving"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    slot = ckeys.slot(stream)
+    source = redis_cluster.owner(slot)
+    target = next(p for p in redis_cluster.primaries() if p != source)
+    redis_cluster.migrate_slot(slot, target)
+    assert redis_cluster.owner(slot) == target
+    await finish_numbered(feed, viewer, stream)
+    assert not [f for f in viewer.of_type("gap")], "a migration loses nothing: no gap"
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+
+
+async def test_a_manual_failover_of_a_watched_streams_primary_loses_nothing(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:handover"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    old = redis_cluster.owner(ckeys.slot(stream))
+    new = redis_cluster.failover(old)
+    assert redis_cluster.owner(ckeys.slot(stream)) == new
+    await finish_numbered(feed, viewer, stream)
+    assert not viewer.of_type("gap"), "a manual failover waits for the replica: no gap"
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
+
+
+async def test_viewers_resume_when_their_shard_primary_is_killed(
+    redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
+) -> None:
+    gw = start(cluster_env, services, tmp_path)
+    stream = "kafka:failing"
+    feed, viewer = await watch_numbered(gw, redis_cluster, ckeys, stream)
+    dead = redis_cluster.owner(ckeys.slot(stream))
+    redis_cluster.kill(dead)
+    redis_cluster.wait_failover(dead)
+    await finish_numbered(feed, viewer, stream)
+    assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
