@@ -28,6 +28,7 @@ from tests.conftest import SaltSession
 from tests.support import ROOT, GatewayProc, Service, WsClient, http_get
 from wire import Keys
 from wire.lifecycle import WANT_LUA
+from wire.lua import NAMES
 
 MINION = "tailgate-test-minion"
 
@@ -95,7 +96,7 @@ def test_formula_deploys_the_agent_and_the_shared_wire_package(salt_session: Sal
         assert (deployed / "wire" / module).read_bytes() == (ROOT / "wire" / module).read_bytes()
     # the Lua scripts the wire package loads from its own directory go with it
     scripts = sorted(p.relative_to(ROOT / "wire") for p in (ROOT / "wire" / "lua").glob("*.lua"))
-    assert len(scripts) == 5
+    assert [s.stem for s in scripts] == sorted(NAMES)  # every script the package names, and no other
     for script in [Path("lua/__init__.py"), *scripts]:
         assert (deployed / "wire" / script).read_bytes() == (ROOT / "wire" / script).read_bytes()
     conf = json.loads((salt_session.run_dir.parent / "etc" / "logtail.json").read_text())
