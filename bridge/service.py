@@ -14,6 +14,9 @@ holds no offset at all, the one committed to Kafka stands in (bridge.positions).
 being unreachable only makes polls come back empty (the client reconnects by itself); a
 partition whose log started over or was truncated is handled by bridge.positions.
 SIGTERM (the `stop` event) ends the loop after the batch in hand has been published.
+
+The Kafka client is whichever `bridge.client` names, behind bridge.kafkaclient's
+interface: nothing here depends on which.
 """
 
 from __future__ import annotations
@@ -21,16 +24,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
-from bridge.assign import GroupListener, MetadataWatcher, StaticAssigner, TopicSelection
+from bridge.assign import GroupMember, MetadataWatcher, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
 from bridge.health import Health
-from bridge.kafkaclient import connect, connection_config
+from bridge.kafkaclient import KafkaClient, KafkaFailure, Record, TopicPartition, backend, check_security, connect
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
@@ -69,9 +69,9 @@ class Bridge:
         self.group = b.group_id
         self.link = RedisLink(settings.redis.url)
         self.publisher = Publisher(self.link.client, Keys(settings.redis.prefix), settings.redis.history_maxlen)
-        self.consumer: KafkaConsumer | None = None
+        self.consumer: KafkaClient | None = None
         self.positions: Positions | None = None
-        self.assigner: StaticAssigner | None = None
+        self.assigner: GroupMember | StaticAssigner | None = None
         self.worker: PublishWorker | None = None
         self.watcher: MetadataWatcher | None = None
         self.next_housekeeping = 0.0
@@ -80,6 +80,8 @@ class Bridge:
         self.status = StatusServer(self.metrics.registry, self.health.live, self.health.ready)
         self.metrics_port: int | None = None
         Positions.check_start_from(b.start_from)
+        self.backend = backend(b.client)
+        self.security = check_security(settings.kafka)
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -97,31 +99,32 @@ class Bridge:
         )
         self.worker = PublishWorker(self._publish, self._published)
         self.watcher = MetadataWatcher(
-            connection_config(self.settings.kafka), self.selection, min(b.refresh_interval, KAFKA_PROBE)
+            lambda: self.backend.open_metadata(self.settings.kafka, self.security),
+            self.selection,
+            min(b.refresh_interval, KAFKA_PROBE),
         ).start()
         if b.use_group:
-            listener = GroupListener(self._added, self._removed)
-            self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
-            log.info("bridge joining group %s for topics %s", self.group, self.selection.describe())
+            self.assigner = GroupMember(self.consumer, self.watcher, self._added, self._removed)
+            log.info("bridge joining group %s for topics %s (%s)", self.group, self.selection.describe(), b.client)
         else:
             self.assigner = StaticAssigner(
                 self.consumer, self.watcher, b.instance, b.instances, self._added, self._removed
             )
             log.info(
-                "bridge instance %d of %d (static split) for topics %s",
+                "bridge instance %d of %d (static split) for topics %s (%s)",
                 b.instance,
                 b.instances,
                 self.selection.describe(),
+                b.client,
             )
 
-    def _added(self, parts: Any) -> None:
+    def _added(self, parts: list[TopicPartition]) -> None:
         assert self.positions is not None
         self.positions.added(parts)
         self._count_partitions()
 
-    def _removed(self, parts: Any) -> None:
+    def _removed(self, parts: list[TopicPartition]) -> None:
         assert self.positions is not None
-        parts = list(parts)
         self.positions.removed(parts)
         self.health.forget(parts)
         self._count_partitions()
@@ -154,8 +157,8 @@ class Bridge:
                     continue
                 delay = self.settings.bridge.retry_initial
                 try:
-                    polled = self.consumer.poll(timeout_ms=POLL_MS)
-                except KafkaError as exc:
+                    polled = self.consumer.poll(POLL_MS)
+                except KafkaFailure as exc:
                     log.warning("polling Kafka failed (%s); retrying", exc)
                     self.stop.wait(self.settings.bridge.retry_initial)
                     continue
@@ -179,13 +182,13 @@ class Bridge:
         except redis.RedisError as exc:
             self._redis_failed(exc)
             return False
-        except KafkaError as exc:
+        except KafkaFailure as exc:
             log.warning("reading the offsets committed to Kafka failed (%s); the partitions wait", exc)
             return False
         self._redis_ok()
         return True
 
-    def _build(self, polled: dict[TopicPartition, list[Any]]) -> Work:
+    def _build(self, polled: dict[TopicPartition, list[Record]]) -> Work:
         assert self.positions is not None
         work = Work()
         max_lines = self.settings.bridge.batch_max_lines
@@ -282,8 +285,8 @@ class Bridge:
             if left <= 0 or self.stop.is_set():
                 return
             try:
-                polled = self.consumer.poll(timeout_ms=int(min(left, 0.25) * 1000) or 1)
-            except KafkaError as exc:
+                polled = self.consumer.poll(int(min(left, 0.25) * 1000) or 1)
+            except KafkaFailure as exc:
                 log.debug("poll while paused failed: %s", exc)
                 time.sleep(min(left, 0.25))
                 continue
@@ -312,8 +315,8 @@ class Bridge:
         if self.consumer is not None:
             self.commits.commit_now(self.consumer, SHUTDOWN_COMMIT_MS)
             try:
-                self.consumer.close(autocommit=False, timeout_ms=1500)
-            except KafkaError as exc:
+                self.consumer.close(1500)
+            except KafkaFailure as exc:
                 log.warning("closing the Kafka consumer: %s", exc)
         self.link.close()
         self.status.close()
