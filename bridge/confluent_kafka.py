@@ -301,19 +301,22 @@ class ConfluentClient:
                 messages = [first, *consumer.consume(self.max_records - 1, 0)] if self.max_records > 1 else [first]
         except KafkaException as exc:
             raise KafkaFailure(str(exc)) from exc
+        # the hot loop: librdkafka hands a partition's messages over in runs, so the
+        # partition is looked up once per run; tuple.__new__ skips RdRecord's Python __new__
         polled: dict[tuple[str, int], list[Record]] = {}
-        last: tuple[str, int] | None = None
+        new = tuple.__new__
+        last_partition, last_topic = -1, ""
         records: list[Record] = []
         for m in messages:
             if m.error() is not None:
                 self._failed_message(m)
                 continue
-            part = (m.topic(), m.partition())
-            if part != last:
-                last = part
-                records = polled.setdefault(part, [])
+            partition = m.partition()
+            if partition != last_partition or m.topic() != last_topic:
+                last_partition, last_topic = partition, m.topic()
+                records = polled.setdefault((last_topic, partition), [])
             kind, ms = m.timestamp()
-            records.append(RdRecord(m.offset(), ms if kind else -1, m.key(), m.value()))
+            records.append(new(RdRecord, (m.offset(), ms if kind else -1, m.key(), m.value())))
         out: dict[TopicPartition, list[Record]] = {}
         for part, got in polled.items():
             tp = TopicPartition(*part)
