@@ -10,8 +10,8 @@ librdkafka differs from what the interface promises in three ways, made good her
   *owned* but not given to librdkafka until it is resumed, by then with the position the
   bridge chose (Redis's checkpoint, Kafka's committed offset or `start_from`). Nothing
   is fetched from anywhere else, not even from the group's committed offset.
-* A `seek` on a paused partition is lost if the consumer is polled before the partition
-  resumes; such a seek is kept and made at `resume`.
+* A `seek` on a paused partition holds it back about a second after it resumes (a
+  fetch backoff); such a seek is kept and made just after the `resume`.
 * The group protocol is eager (librdkafka's range,roundrobin assignors, kafka-python's
   too: members of either backend can share a group), where assignments may only be set
   whole: starting a partition of a group member re-assigns the others at their
@@ -154,7 +154,7 @@ class ConfluentClient:
         self.started: set[TopicPartition] = set()  # given to librdkafka
         self.paused_parts: set[TopicPartition] = set()
         self.start_at: dict[TopicPartition, int] = {}  # owned, not started: the position chosen
-        self.seek_later: dict[TopicPartition, int] = {}  # started and paused: made at resume
+        self.seek_later: dict[TopicPartition, int] = {}  # started and paused: made just after resume
         self.began: dict[TopicPartition, int] = {}  # started: the last position given to librdkafka
         self.commit_failed: CommitFailed | None = None
         self.commits_waiting = 0
@@ -219,11 +219,13 @@ class ConfluentClient:
         parts = set(parts) & self.paused_parts
         self.paused_parts -= parts
         running = sorted(parts & self.started)
+        if running:
+            self.consumer.resume([_rd(tp) for tp in running])
+        # the seeks kept after the resume: a seek just before it leaves the partition
+        # waiting about a second before it fetches again
         for tp in running:
             if tp in self.seek_later:
                 self._seek_now(tp, self.seek_later.pop(tp))
-        if running:
-            self.consumer.resume([_rd(tp) for tp in running if tp in self.started])
         self._start(sorted(parts - self.started))
 
     def paused(self) -> set[TopicPartition]:
@@ -291,6 +293,10 @@ class ConfluentClient:
     # --- records ------------------------------------------------------------------------
 
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
+        if len(self.started) + len(self.paused_parts) < len(self.owned):
+            # assigned and never paused: read from where a seek put it, else where the
+            # group's committed offset (or auto.offset.reset) says, as kafka-python does
+            self._start(sorted(self.owned - self.started - self.paused_parts))
         consumer = self.consumer
         try:
             messages = consumer.consume(self.max_records, 0)
