@@ -206,29 +206,30 @@ class BridgeProc:
 
 class Rate(NamedTuple):
     lines_per_s: float
-    bridge_us: float  # CPU per line: the bridge process
-    redis_us: float  # and Redis
+    cpu_us: tuple[float, ...]  # CPU per line: the bridge process, Redis, the broker
 
     def __str__(self) -> str:
-        cpu = f"bridge {self.bridge_us:.2f} us, Redis {self.redis_us:.2f} us"
+        cpu = ", ".join(f"{who} {us:.2f} us" for who, us in zip(("bridge", "Redis", "broker"), self.cpu_us, strict=True))
         return f"{self.lines_per_s:,.0f} lines/s (CPU per line: {cpu})"
 
 
 def bridge_rate(
-    client: str, r: redis.Redis, redis_pid: int, redis_url: str, bootstrap: str, topic: str, count: int, log: Path
+    client: str, r: redis.Redis, pids: tuple[int, int], redis_url: str, bootstrap: str, topic: str, count: int, log: Path
 ) -> Rate:
-    """Lines per second a bridge publishes, first line to last, watching the counts hash."""
+    """Lines per second a bridge publishes, first line to last, watching the counts hash;
+    `pids`: Redis's and the broker's, whose CPU time is counted too."""
     prefix = f"b{uuid.uuid4().hex[:6]}:"
     bridge = BridgeProc(client, redis_url, bootstrap, prefix, topic, log)
     key, stream = Keys(prefix).counts, f"kafka:{topic}"
     try:
         wait_until(lambda: int(r.hget(key, stream) or 0) > 0, 120, 0.005)
         first = time.perf_counter()
-        cpu = cpu_seconds(bridge.proc.pid), cpu_seconds(redis_pid)
+        procs = (bridge.proc.pid, *pids)
+        cpu = [cpu_seconds(pid) for pid in procs]
         wait_until(lambda: int(r.hget(key, stream) or 0) >= count, 300, 0.005, what="all lines")
         elapsed = time.perf_counter() - first
-        used = cpu_seconds(bridge.proc.pid) - cpu[0], cpu_seconds(redis_pid) - cpu[1]
-        return Rate(count / elapsed, used[0] / count * 1e6, used[1] / count * 1e6)
+        used = [(cpu_seconds(pid) - before) / count * 1e6 for pid, before in zip(procs, cpu, strict=True)]
+        return Rate(count / elapsed, tuple(used))
     finally:
         bridge.stop()
 
@@ -339,7 +340,8 @@ def main() -> int:
         assert proc is not None
         pin(REST_CORE, proc.pid)
     pin(REST_CORE)
-    assert server.proc is not None
+    assert server.proc is not None and broker.proc is not None
+    pids = (server.proc.pid, broker.proc.pid)
     print(f"process under test on core {TEST_CORE}, the rest on core {REST_CORE}" if PINNED else "one core: no pinning")
     r = redis.Redis.from_url(server.url)
     urls = (server.url, broker.bootstrap)
@@ -356,7 +358,7 @@ def main() -> int:
         for run in range(1, args.runs + 1):
             for client in args.clients:
                 bare, bare_us = in_process(TEST_CORE, bare_loop, client, broker.bootstrap, plain, args.lines)
-                rate = bridge_rate(client, r, server.proc.pid, *urls, plain, args.lines, work / f"plain{run}.log")
+                rate = bridge_rate(client, r, pids, *urls, plain, args.lines, work / f"plain{run}.log")
                 rates[client].append(rate.lines_per_s)
                 print(
                     f"run {run}, 1 line/message, {client}: bare loop {bare:,.0f} lines/s ({bare_us:.2f} us CPU per "
@@ -372,7 +374,7 @@ def main() -> int:
             print(f"{b} bridge / {a} bridge, 1 line/message: median {statistics.median(ratios):.2f} x")
         for client in args.clients:
             bare20, _ = in_process(TEST_CORE, bare_loop, client, broker.bootstrap, chunks, args.lines // 20)
-            rate20 = bridge_rate(client, r, server.proc.pid, *urls, chunks, args.lines, work / f"chunks-{client}.log")
+            rate20 = bridge_rate(client, r, pids, *urls, chunks, args.lines, work / f"chunks-{client}.log")
             print(f"20 lines/message, {client}: bare loop {bare20 * 20:,.0f} lines/s, bridge {rate20}", flush=True)
 
         for linger in args.linger_ms:
