@@ -209,12 +209,13 @@ class Rate(NamedTuple):
     cpu_us: tuple[float, ...]  # CPU per line: the bridge process, Redis, the broker
 
     def __str__(self) -> str:
-        cpu = ", ".join(f"{who} {us:.2f} us" for who, us in zip(("bridge", "Redis", "broker"), self.cpu_us, strict=True))
+        who = ("bridge", "Redis", "broker")
+        cpu = ", ".join(f"{name} {us:.2f} us" for name, us in zip(who, self.cpu_us, strict=True))
         return f"{self.lines_per_s:,.0f} lines/s (CPU per line: {cpu})"
 
 
 def bridge_rate(
-    client: str, r: redis.Redis, pids: tuple[int, int], redis_url: str, bootstrap: str, topic: str, count: int, log: Path
+    client: str, r: redis.Redis, pids: tuple[int, int], redis_url: str, bootstrap: str, topic: str, n: int, log: Path
 ) -> Rate:
     """Lines per second a bridge publishes, first line to last, watching the counts hash;
     `pids`: Redis's and the broker's, whose CPU time is counted too."""
@@ -226,10 +227,10 @@ def bridge_rate(
         first = time.perf_counter()
         procs = (bridge.proc.pid, *pids)
         cpu = [cpu_seconds(pid) for pid in procs]
-        wait_until(lambda: int(r.hget(key, stream) or 0) >= count, 300, 0.005, what="all lines")
+        wait_until(lambda: int(r.hget(key, stream) or 0) >= n, 300, 0.005, what="all lines")
         elapsed = time.perf_counter() - first
-        used = [(cpu_seconds(pid) - before) / count * 1e6 for pid, before in zip(procs, cpu, strict=True)]
-        return Rate(count / elapsed, tuple(used))
+        used = [(cpu_seconds(pid) - before) / n * 1e6 for pid, before in zip(procs, cpu, strict=True)]
+        return Rate(n / elapsed, tuple(used))
     finally:
         bridge.stop()
 
