@@ -150,3 +150,10 @@ def test_only_the_backend_modules_import_a_kafka_client_library(bridge_client: s
             for name in names:
                 library = name.split(".")[0]
                 assert library not in owners or owners[library] == where, f"{where} imports {name}"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bridge_client", ["kafka-python"])  # starts no client: once
+def test_an_unknown_client_is_a_configuration_error(bridge_client: str) -> None:
+    with pytest.raises(ValueError, match="bridge.client must be one of kafka-python, confluent-kafka, not 'kafka'"):
+        backend("kafka")
