@@ -173,9 +173,10 @@ class ConfluentClient:
             raise KafkaFailure(str(exc)) from exc
 
     def _assigned(self, consumer: RdConsumer, parts: list[RdTopicPartition]) -> None:
+        if self.owned:  # eager: revoked first; if that was missed, every position is chosen again
+            self._revoked(consumer, [])
         consumer.assign([])  # nothing is fetched before the bridge has chosen each position
-        self.started.clear()
-        new = sorted({TopicPartition(p.topic, p.partition) for p in parts} - self.owned)
+        new = sorted({TopicPartition(p.topic, p.partition) for p in parts})
         self.owned.update(new)
         if self.added is not None and not self.closing:
             self.added(new)
@@ -254,11 +255,9 @@ class ConfluentClient:
         except KafkaException:  # not fetching yet: start it again at that offset
             self.started.discard(tp)
             self.start_at[tp] = offset
-            if self.group:
-                self._start([tp])
-            else:
+            if not self.group:
                 self.consumer.incremental_unassign([_rd(tp)])
-                self._start([tp])
+            self._start([tp])
 
     def _start(self, parts: list[TopicPartition]) -> None:
         """Give partitions to librdkafka at the positions chosen for them."""

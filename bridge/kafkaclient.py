@@ -103,7 +103,8 @@ class KafkaClient(Protocol):
         `poll`) with those that did not make it."""
 
     def commit(self, offsets: dict[TopicPartition, int], timeout_ms: int) -> None:
-        """Commit and wait at most `timeout_ms` (at shutdown, before `close`)."""
+        """Commit and wait at most `timeout_ms`: at shutdown, before `close` (a client may
+        stop fetching meanwhile)."""
 
     def close(self, timeout_ms: int) -> None:
         """Leave the group and disconnect, taking at most about `timeout_ms`."""
