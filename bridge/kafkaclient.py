@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from settings import Settings
@@ -140,7 +140,7 @@ class Security:
     check_hostname: bool = True
     mechanism: str = ""
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
 
     @property
     def tls(self) -> bool:
@@ -166,6 +166,7 @@ def check_security(k: KafkaSettings) -> Security:
             raise ValueError(f"kafka.{name} is set but kafka.security_protocol {protocol} does not use TLS")
         if not os.access(path, os.R_OK):
             raise ValueError(f"kafka.{name}: cannot read {path!r}")
+    mechanism = ""
     if protocol.startswith("SASL_"):
         mechanism = k.sasl_mechanism.upper()
         if mechanism not in MECHANISMS:
@@ -174,12 +175,16 @@ def check_security(k: KafkaSettings) -> Security:
             raise ValueError(f"kafka.sasl_username and kafka.sasl_password are required for {protocol}")
     elif k.sasl_mechanism or k.sasl_username or k.sasl_password:
         raise ValueError(f"kafka.sasl_* is set but kafka.security_protocol {protocol} does not use SASL")
-    else:
-        mechanism = ""
     return Security(
-        protocol, k.ssl_cafile, k.ssl_certfile, k.ssl_keyfile, k.ssl_check_hostname, mechanism, k.sasl_username,
-        k.sasl_password,
-    )  # fmt: skip
+        protocol,
+        cafile=k.ssl_cafile,
+        certfile=k.ssl_certfile,
+        keyfile=k.ssl_keyfile,
+        check_hostname=k.ssl_check_hostname,
+        mechanism=mechanism,
+        username=k.sasl_username,
+        password=k.sasl_password,
+    )
 
 
 def tls_refused(bootstrap: str, reason: str) -> ValueError:

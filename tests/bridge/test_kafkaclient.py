@@ -159,3 +159,26 @@ def test_an_unknown_client_is_a_configuration_error(bridge_client: str) -> None:
     message = "bridge.client must be one of kafka-python, confluent-kafka, not 'kafka'"
     with pytest.raises(ValueError, match=re.escape(message)):
         backend("kafka")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("bridge_client", ["confluent-kafka"])  # kafka-python's constructor connects at once
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_librdkafka_takes_every_security_setting_the_bridge_offers(bridge_client: str, mechanism: str) -> None:
+    from confluent_kafka import Consumer
+
+    from bridge.confluent_kafka import connection_config
+
+    settings = Settings().kafka
+    settings.bootstrap = "127.0.0.1:9"  # never answers: nothing is asked of it
+    settings.security_protocol = "SASL_SSL"
+    settings.ssl_cafile = settings.ssl_certfile = "/etc/hostname"
+    settings.sasl_mechanism, settings.sasl_username, settings.sasl_password = mechanism, "svc", "secret"
+    security = check_security(settings)
+    assert "secret" not in repr(security)
+    config = connection_config(settings, security)
+    assert config["ssl.key.location"] == "/etc/hostname"  # the certificate file holds the key
+    config.pop("ssl.ca.location")  # not a CA bundle: librdkafka reads it at once
+    config.pop("ssl.certificate.location")
+    config.pop("ssl.key.location")
+    Consumer({**config, "group.id": "g"}).close()  # raises for a setting this librdkafka lacks
