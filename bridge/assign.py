@@ -17,6 +17,7 @@ module talks to Kafka only through bridge.kafkaclient.
 
 from __future__ import annotations
 
+import abc
 import logging
 import re
 import threading
@@ -106,7 +107,7 @@ class MetadataWatcher:
         self.closed.set()
 
 
-class _Follower:
+class _Follower(abc.ABC):
     """Applies the watcher's snapshots as they come (never blocks)."""
 
     def __init__(self, client: KafkaClient, watcher: MetadataWatcher, added: Handler, removed: Handler) -> None:
@@ -129,8 +130,9 @@ class _Follower:
                 self.missing_warned.add(name)
         self.apply(snapshot)
 
+    @abc.abstractmethod
     def apply(self, snapshot: dict[str, set[int]]) -> None:
-        raise NotImplementedError
+        """Follow a new snapshot of the selected topics and their partitions."""
 
 
 class GroupMember(_Follower):
