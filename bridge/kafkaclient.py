@@ -203,11 +203,9 @@ def backend(name: str) -> Backend:
     return module
 
 
-def connect(settings: Settings, stop: threading.Event) -> KafkaClient | None:
-    """The consumer of the configured backend once a broker answers (retrying with
-    backoff); None if `stop` is set first. Raises ValueError for settings it refuses."""
-    security = check_security(settings.kafka)
-    chosen = backend(settings.bridge.client)
+def connect(chosen: Backend, settings: Settings, security: Security, stop: threading.Event) -> KafkaClient | None:
+    """The consumer of the chosen backend once a broker answers (retrying with backoff);
+    None if `stop` is set first. Raises ValueError for settings the client refuses."""
     delay = settings.bridge.retry_initial
     while True:
         try:

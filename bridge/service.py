@@ -91,7 +91,7 @@ class Bridge:
         b = self.settings.bridge
         if b.metrics_port:
             self.metrics_port = self.status.start(b.metrics_host, b.metrics_port)
-        self.consumer = connect(self.settings, self.stop)
+        self.consumer = connect(self.backend, self.settings, self.security, self.stop)
         if self.consumer is None:
             return
         self.positions = Positions(
