@@ -59,6 +59,7 @@ RD_CONSUMER = {
     "fetch.wait.max.ms": 20,
     "enable.partition.eof": False,
     "socket.nagle.disable": True,
+    "fetch.queue.backoff.ms": 10,
 }
 CLIENTS = ("kafka-python", "confluent-kafka")
 MAX_RECORDS = 5000

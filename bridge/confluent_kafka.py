@@ -58,6 +58,7 @@ librdkafka_log = logging.getLogger("bridge.librdkafka")
 
 CONNECT_TIMEOUT = 2.0  # seconds a broker has to answer at start (as kafka-python's api_version_auto_timeout_ms)
 METADATA_TIMEOUT = 5.0
+FETCH_QUEUE_BACKOFF_MS = 10
 
 
 class RdRecord(NamedTuple):
@@ -109,6 +110,9 @@ def open_consumer(settings: Settings, security: Security) -> ConfluentClient:
         # librdkafka leaves Nagle's algorithm on by default: with delayed ACKs a fetch
         # request can wait 40 ms to be sent
         "socket.nagle.disable": True,
+        # once more than queued.min.messages (100,000) wait in its queue, librdkafka stops
+        # fetching for this long (default 1 s): a bridge catching up stalls a second each time
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "on_commit": client.committed_answer,
         "error_cb": client.client_error,
     }
