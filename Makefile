@@ -23,7 +23,7 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
-# Every benchmark, one after another (about 10 minutes; results in docs/BENCHMARKS.md)
+# Every benchmark, one after another (about 12 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
 	.venv/bin/python -m bench.bridge_bench
