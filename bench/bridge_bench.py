@@ -1,20 +1,22 @@
-"""Bridge benchmark (a script, not a test): throughput against a bare kafka-python consume
-loop in the same run, and produce-to-PUBLISH latency at a steady 5,000 lines/s; with
-`--replica`, the cost of waiting for a replica after each publish step
-(`redis.min_replicas_acked` 0 against 1, with the same replica attached).
+"""Bridge benchmark (a script, not a test): the bridge with each Kafka client backend
+(`bridge.client`) against a bare consume loop of the same client, in the same run:
+throughput, and produce-to-PUBLISH latency at a steady 5,000 lines/s.
 
-    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--runs 3] [--seconds 10] [--replica]
+    .venv/bin/python -m bench.bridge_bench [--lines 200000] [--runs 3] [--seconds 10]
+                                           [--clients kafka-python,confluent-kafka]
 
 Starts its own redis-server and embedded broker (Tansu) on free ports, and the bridge
-as a real `python -m bridge` process. The process under test (the bridge, or the bare
-loop it is compared with) runs alone on core 1; the broker, Redis, the producer and
-the measuring side share core 0, so both sides of a comparison get the same CPU.
+as a real `python -m bridge` process. The process under test (a bridge, or a bare
+loop) runs alone on core 1; the broker, Redis, the producer and the measuring side
+share core 0, so every side of a comparison gets the same CPU.
 
 Throughput is lines published over the time from the first line to the last one seen
-in Redis (start-up and group joins excluded); the bare loop is timed the same way,
-first record to last. Latency is measured at the Redis side: a subscriber on the
-stream's live channel compares each line's arrival with the produce time embedded in
-its text (taken before `send()`, so the producer's own batching counts too).
+in Redis (start-up excluded); the bare loops are timed the same way, first record to
+last. CPU is the process's user+system time over the same span, per line (a bare loop's
+includes its client's threads, as the bridge's does). Latency is measured at the Redis
+side: a subscriber on the stream's live channel compares each line's arrival with the
+produce time embedded in its text (taken before `send()`, so the producer's own
+batching counts too); the bare loops' the same way, at the moment a poll returns.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
+from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import TopicPartition as RdTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -47,6 +52,17 @@ LINE = 100
 PINNED = (os.cpu_count() or 1) >= 2
 TEST_CORE, REST_CORE = 1, 0  # the process under test; everything else
 CONSUMER = {"enable_auto_commit": False, "fetch_max_wait_ms": 20, "max_poll_records": 5000}  # as the bridge's
+# librdkafka's, as bridge.confluent_kafka sets them
+RD_CONSUMER = {
+    "group.id": "bench-bare",
+    "enable.auto.commit": False,
+    "fetch.wait.max.ms": 20,
+    "enable.partition.eof": False,
+    "socket.nagle.disable": True,
+    "fetch.queue.backoff.ms": 10,
+}
+CLIENTS = ("kafka-python", "confluent-kafka")
+MAX_RECORDS = 5000
 
 
 def pin(core: int, pid: int = 0) -> None:
@@ -99,28 +115,61 @@ def fill(bootstrap: str, topic: str, lines: int, per_message: int) -> None:
     producer.close()
 
 
-def bare_loop(bootstrap: str, topic: str, messages: int) -> float:
-    """Records per second of a bare kafka-python poll loop, first record to last."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER)
-    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-    consumer.seek_to_beginning()
-    seen, first = 0, 0.0
+Reader = Callable[[float], list[bytes]]
+
+
+def reader(client: str, bootstrap: str, topic: str) -> tuple[Reader, Callable[[], None]]:
+    """A bare consume loop's poll for `client`, from the start of the topic's partitions:
+    read(timeout) -> the values of the records ready (waiting up to timeout for the
+    first), as each client is best asked; and its close."""
+    if client == "kafka-python":
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER)
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        consumer.seek_to_beginning()
+
+        def read(timeout: float) -> list[bytes]:
+            return [r.value for records in consumer.poll(timeout_ms=int(timeout * 1000)).values() for r in records]
+
+        return read, consumer.close
+    rd = RdConsumer({"bootstrap.servers": bootstrap, **RD_CONSUMER})
+    rd.assign([RdTopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+
+    def read_rd(timeout: float) -> list[bytes]:
+        # what is queued without waiting; else wait for one record (as bridge.confluent_kafka)
+        messages = rd.consume(MAX_RECORDS, 0)
+        if not messages:
+            first = rd.poll(timeout)
+            messages = [first, *rd.consume(MAX_RECORDS - 1, 0)] if first is not None else []
+        return [m.value() for m in messages if m.error() is None]
+
+    return read_rd, rd.close
+
+
+def bare_loop(client: str, bootstrap: str, topic: str, messages: int) -> tuple[float, float]:
+    """Records per second of a bare poll loop, first record to last, and its CPU
+    microseconds per record."""
+    read, close = reader(client, bootstrap, topic)
+    seen, first, cpu = 0, 0.0, 0.0
     while seen < messages:
-        for records in consumer.poll(timeout_ms=500).values():
-            if not first:
-                first = time.perf_counter()
-            seen += len(records)
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return messages / elapsed
+        got = len(read(0.5))
+        if got and not first:
+            first, cpu = time.perf_counter(), time.process_time()
+        seen += got
+    elapsed, cpu = time.perf_counter() - first, time.process_time() - cpu
+    close()
+    return messages / elapsed, cpu / messages * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class BridgeProc:
     """A `python -m bridge` process on the benchmark's Redis and broker, on core 1."""
 
-    def __init__(
-        self, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path, extra: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, client: str, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILGATE_")}
         config = log.with_suffix(".yaml")
         config.write_text("bridge: {}\n")
@@ -134,9 +183,9 @@ class BridgeProc:
             TAILGATE_BRIDGE_TOPICS=topics,
             TAILGATE_BRIDGE_METRICS_PORT="0",
             TAILGATE_BRIDGE_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
+            TAILGATE_BRIDGE_CLIENT=client,
         )
         env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
-        env.update(extra or {})
         taskset = ["taskset", "-c", str(TEST_CORE)] if PINNED else []
         self.out = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -156,23 +205,33 @@ class BridgeProc:
         self.out.close()
 
 
+class Rate(NamedTuple):
+    lines_per_s: float
+    cpu_us: tuple[float, ...]  # CPU per line: the bridge process, Redis, the broker
+
+    def __str__(self) -> str:
+        who = ("bridge", "Redis", "broker")
+        cpu = ", ".join(f"{name} {us:.2f} us" for name, us in zip(who, self.cpu_us, strict=True))
+        return f"{self.lines_per_s:,.0f} lines/s (CPU per line: {cpu})"
+
+
 def bridge_rate(
-    r: redis.Redis,
-    redis_url: str,
-    bootstrap: str,
-    topic: str,
-    count: int,
-    log: Path,
-    extra: dict[str, str] | None = None,
-) -> float:
-    """Lines per second the bridge publishes, first line to last, watching the counts hash."""
+    client: str, r: redis.Redis, pids: tuple[int, int], redis_url: str, bootstrap: str, topic: str, n: int, log: Path
+) -> Rate:
+    """Lines per second a bridge publishes, first line to last, watching the counts hash;
+    `pids`: Redis's and the broker's, whose CPU time is counted too."""
     prefix = f"b{uuid.uuid4().hex[:6]}:"
-    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log, extra)
+    bridge = BridgeProc(client, redis_url, bootstrap, prefix, topic, log)
     key, stream = Keys(prefix).counts, f"kafka:{topic}"
     try:
-        first = wait_until(lambda: int(r.hget(key, stream) or 0) > 0 and time.perf_counter(), 120, 0.005)
-        wait_until(lambda: int(r.hget(key, stream) or 0) >= count, 300, 0.005, what="all lines")
-        return count / (time.perf_counter() - first)
+        wait_until(lambda: int(r.hget(key, stream) or 0) > 0, 120, 0.005)
+        first = time.perf_counter()
+        procs = (bridge.proc.pid, *pids)
+        cpu = [cpu_seconds(pid) for pid in procs]
+        wait_until(lambda: int(r.hget(key, stream) or 0) >= n, 300, 0.005, what="all lines")
+        elapsed = time.perf_counter() - first
+        used = [(cpu_seconds(pid) - before) / n * 1e6 for pid, before in zip(procs, cpu, strict=True)]
+        return Rate(n / elapsed, tuple(used))
     finally:
         bridge.stop()
 
@@ -199,13 +258,11 @@ def feed(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int) 
     return feeder
 
 
-def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int) -> list[float]:
-    """The same paced produce, read by a bare kafka-python loop: the floor the broker and
+def bare_latency(client: str, bootstrap: str, topic: str, rate: int, seconds: float, linger_ms: int) -> list[float]:
+    """The same paced produce, read by a bare loop of `client`: the floor the broker and
     client set, for comparison. Run in a process of its own, on core 1."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER)
-    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-    consumer.seek_to_end()
-    consumer.poll(timeout_ms=200)
+    read, close = reader(client, bootstrap, topic)  # a new topic: its start is its end
+    read(0.2)
     total = int(rate * seconds)
     pin(REST_CORE, os.getpid())  # the producer forked next belongs with the rest
     feeder = feed(bootstrap, topic, rate, seconds, linger_ms)
@@ -213,15 +270,16 @@ def bare_latency(bootstrap: str, topic: str, rate: int, seconds: float, linger_m
     lat: list[float] = []
     deadline = time.monotonic() + seconds * 3 + 30
     while len(lat) < total and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=100).values():
-            now = time.time()
-            lat.extend((now - float(rec.value.split(b" ", 1)[0])) * 1000 for rec in records)
+        values = read(0.1)
+        now = time.time()
+        lat.extend((now - float(value.split(b" ", 1)[0])) * 1000 for value in values)
     feeder.join(10)
-    consumer.close()
+    close()
     return lat
 
 
 def bridge_latency(
+    client: str,
     r: redis.Redis,
     redis_url: str,
     bootstrap: str,
@@ -230,11 +288,10 @@ def bridge_latency(
     seconds: float,
     linger_ms: int,
     log: Path,
-    extra: dict[str, str] | None = None,
 ) -> list[float]:
     """produce -> PUBLISH latencies (ms) of lines produced at `rate` lines/s."""
     prefix = f"b{uuid.uuid4().hex[:6]}:"
-    bridge = BridgeProc(redis_url, bootstrap, prefix, topic, log, extra)
+    bridge = BridgeProc(client, redis_url, bootstrap, prefix, topic, log)
     pubsub = r.pubsub()
     pubsub.subscribe(Keys(prefix).live(f"kafka:{topic}"))
     lat: list[float] = []
@@ -264,43 +321,19 @@ def bridge_latency(
     return lat
 
 
-def replica_costs(
-    r: redis.Redis, server: RedisServer, urls: tuple[str, str], plain: str, args: argparse.Namespace, work: Path
-) -> None:
-    """With a replica attached: the bridge without and with a WAIT for it after each publish
-    step, in turn `--runs` times: throughput (the filled topic) and latency (linger_ms 5)."""
-    replica = RedisServer(workdir=str(work)).start(extra=("--replicaof", "127.0.0.1", str(server.port)))
-    assert replica.proc is not None
-    pin(REST_CORE, replica.proc.pid)
-    try:
-        online = lambda: r.info("replication").get("slave0", {}).get("state") == "online"  # noqa: E731
-        wait_until(online, 30, what="the replica in sync")
-        for run, acked in enumerate([0, 1] * args.runs):  # in turn, so drift on a shared machine hits both
-            extra = {"TAILGATE_REDIS_MIN_REPLICAS_ACKED": str(acked)}
-            what = f"with a replica, redis.min_replicas_acked={acked}"
-            rate = bridge_rate(r, *urls, plain, args.lines, work / f"replica{run}.log", extra)
-            print(f"{what}: bridge {rate:,.0f} lines/s, 1 line/message")
-            live = f"replica{acked}-{uuid.uuid4().hex[:6]}"
-            create(urls[1], live)
-            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, 5, work / f"rlive{run}.log", extra)
-            print(f"{what}: at {args.rate} lines/s, linger_ms=5: produce -> PUBLISH {summary(lat)}")
-    finally:
-        replica.stop()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3, help="throughput pairs at one line per message")
+    parser.add_argument("--runs", type=int, default=3, help="throughput rounds at one line per message")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--clients", type=lambda v: v.split(","), default=list(CLIENTS), help="bridge.client values")
     parser.add_argument(
         "--linger-ms",
         type=lambda v: [int(x) for x in v.split(",")],
         default=[5, 0],
-        help="the latency producer's linger_ms values, one latency pair each (default 5,0)",
+        help="the latency producer's linger_ms values, one latency round each (default 5,0)",
     )
-    parser.add_argument("--replica", action="store_true", help="also: a replica, WAIT after each step or not")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     server = RedisServer(workdir=str(work)).start()
@@ -309,6 +342,8 @@ def main() -> int:
         assert proc is not None
         pin(REST_CORE, proc.pid)
     pin(REST_CORE)
+    assert server.proc is not None and broker.proc is not None
+    pids = (server.proc.pid, broker.proc.pid)
     print(f"process under test on core {TEST_CORE}, the rest on core {REST_CORE}" if PINNED else "one core: no pinning")
     r = redis.Redis.from_url(server.url)
     urls = (server.url, broker.bootstrap)
@@ -321,32 +356,41 @@ def main() -> int:
         fill(broker.bootstrap, chunks, args.lines, 20)
         print(f"filled {plain} ({args.lines} x {LINE}-byte lines) and {chunks} ({args.lines // 20} x 20 lines)")
 
-        ratios = []
+        rates: dict[str, list[float]] = {c: [] for c in args.clients}
         for run in range(1, args.runs + 1):
-            bare = in_process(TEST_CORE, bare_loop, broker.bootstrap, plain, args.lines)
-            rate = bridge_rate(r, *urls, plain, args.lines, work / f"plain{run}.log")
-            ratios.append(rate / bare)
-            print(
-                f"run {run}, 1 line/message: bare kafka-python loop {bare:,.0f} lines/s, "
-                f"bridge {rate:,.0f} lines/s ({rate / bare:.2f} x bare)"
-            )
-        print(f"bridge / bare, 1 line/message: median {statistics.median(ratios):.2f} x over {len(ratios)} runs")
-        bare20 = in_process(TEST_CORE, bare_loop, broker.bootstrap, chunks, args.lines // 20) * 20
-        rate20 = bridge_rate(r, *urls, chunks, args.lines, work / "chunks.log")
-        print(f"20 lines/message: bare loop {bare20:,.0f} lines/s, bridge {rate20:,.0f} lines/s")
+            for client in args.clients:
+                bare, bare_us = in_process(TEST_CORE, bare_loop, client, broker.bootstrap, plain, args.lines)
+                rate = bridge_rate(client, r, pids, *urls, plain, args.lines, work / f"plain{run}.log")
+                rates[client].append(rate.lines_per_s)
+                print(
+                    f"run {run}, 1 line/message, {client}: bare loop {bare:,.0f} lines/s ({bare_us:.2f} us CPU per "
+                    f"line), bridge {rate} = {rate.lines_per_s / bare:.2f} x its bare loop",
+                    flush=True,
+                )
+            if len(args.clients) == 2:
+                a, b = args.clients
+                print(f"run {run}: {b} bridge / {a} bridge = {rates[b][-1] / rates[a][-1]:.2f} x", flush=True)
+        if len(args.clients) == 2:
+            a, b = args.clients
+            ratios = [y / x for x, y in zip(rates[a], rates[b], strict=True)]
+            print(f"{b} bridge / {a} bridge, 1 line/message: median {statistics.median(ratios):.2f} x")
+        for client in args.clients:
+            bare20, _ = in_process(TEST_CORE, bare_loop, client, broker.bootstrap, chunks, args.lines // 20)
+            rate20 = bridge_rate(client, r, pids, *urls, chunks, args.lines, work / f"chunks-{client}.log")
+            print(f"20 lines/message, {client}: bare loop {bare20 * 20:,.0f} lines/s, bridge {rate20}", flush=True)
 
         for linger in args.linger_ms:
-            bare_topic, live = f"barelive{linger}-{uid}", f"live{linger}-{uid}"
-            for topic in (bare_topic, live):
-                create(broker.bootstrap, topic)
-            where = f"at {args.rate} lines/s, producer linger_ms={linger}"
-            bare = in_process(TEST_CORE, bare_latency, broker.bootstrap, bare_topic, args.rate, args.seconds, linger)
-            print(f"{where}: bare loop, produce -> consumed {summary(bare)}")
-            log = work / f"live{linger}.log"
-            lat = bridge_latency(r, *urls, live, args.rate, args.seconds, linger, log)
-            print(f"{where}: bridge, produce -> PUBLISH {summary(lat)}")
-        if args.replica:
-            replica_costs(r, server, urls, plain, args, work)
+            for client in args.clients:
+                bare_topic, live = f"barelive{linger}{client}-{uid}", f"live{linger}{client}-{uid}"
+                for topic in (bare_topic, live):
+                    create(broker.bootstrap, topic)
+                where = f"at {args.rate} lines/s, producer linger_ms={linger}, {client}"
+                feed_args = (broker.bootstrap, bare_topic, args.rate, args.seconds, linger)
+                bare = in_process(TEST_CORE, bare_latency, client, *feed_args)
+                print(f"{where}: bare loop, produce -> consumed {summary(bare)}", flush=True)
+                log = work / f"live{linger}-{client}.log"
+                lat = bridge_latency(client, r, *urls, live, args.rate, args.seconds, linger, log)
+                print(f"{where}: bridge, produce -> PUBLISH {summary(lat)}", flush=True)
     finally:
         r.close()
         broker.stop()

@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--static", action="store_true", help="static split instead of a consumer group")
     parser.add_argument("--group", help="consumer group id; also names the offsets recorded in Redis")
     parser.add_argument("--start-from", choices=["earliest", "latest"], help="where unrecorded partitions start")
+    parser.add_argument("--client", choices=["kafka-python", "confluent-kafka"], help="Kafka client (bridge.client)")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics (0: off)")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -51,6 +52,8 @@ def apply_flags(settings: Settings, args: argparse.Namespace) -> None:
         b.group_id = args.group
     if args.start_from:
         b.start_from = args.start_from
+    if args.client:
+        b.client = args.client
     if args.metrics_port is not None:
         b.metrics_port = args.metrics_port
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
+from bridge.kafkaclient import Record, TopicPartition
 from bridge.route import Route
 from wire import Checkpoint, StreamBatch
 from wire.envelope import JSON_ESCAPED, encode_lines, encode_text, verbatim_prefix
@@ -33,7 +33,7 @@ class Work:
     # (topic, partition) -> (first offset, last offset, oldest and newest record timestamp in s)
     spans: dict[tuple[str, int], tuple[int, int, float, float]] = field(default_factory=dict)
     # partitions whose log started over or was truncated -> the offset their Redis checkpoint is lowered to
-    resets: dict[Any, int] = field(default_factory=dict)
+    resets: dict[TopicPartition, int] = field(default_factory=dict)
     # False once published when no replica acknowledged it in time (redis.min_replicas_acked)
     acked: bool = True
 
@@ -53,7 +53,7 @@ def _timestamp(ms: int) -> float:
 
 
 def add_partition(
-    work: Work, route: Route, group: str, topic: str, partition: int, records: list[Any], max_lines: int
+    work: Work, route: Route, group: str, topic: str, partition: int, records: list[Record], max_lines: int
 ) -> None:
     """Decode, route and encode one partition's records into `work`.
 

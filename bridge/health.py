@@ -14,9 +14,8 @@ import logging
 import time
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, TopicPartition
-
 from bridge.assign import MetadataWatcher
+from bridge.kafkaclient import KafkaClient, TopicPartition
 from bridge.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class Health:
                 self.lag_labels.discard(label)
                 self.metrics.consumer_lag.remove(*label)
 
-    def update_lag(self, consumer: KafkaConsumer, expected: dict[TopicPartition, int]) -> None:
+    def update_lag(self, consumer: KafkaClient, expected: dict[TopicPartition, int]) -> None:
         """Consumer lag per partition; also notices a position beyond the end of the log."""
         paused = consumer.paused()
         beyond: set[TopicPartition] = set()

@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from bridge.kafkaclient import KafkaClient, KafkaFailure, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,7 @@ class OffsetCommits:
     """Offsets waiting to be committed, and the commits (off unless `bridge.commit_offsets`).
 
     `published` and `moved` are called on the publishing thread, the commits on the
-    consume loop's thread (where kafka-python also runs the commit callbacks)."""
+    consume loop's thread (where the Kafka client also runs the commit callbacks)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -85,27 +82,27 @@ class OffsetCommits:
             self.due[key] = nxt
             self.unacked.pop(key, None)
 
-    def commit(self, consumer: KafkaConsumer) -> None:
+    def commit(self, consumer: KafkaClient) -> None:
         """Send what is due, without waiting for the answer (every housekeeping turn)."""
         offsets = self._take(consumer)
         if not offsets:
             return
         try:
-            consumer.commit_async(offsets=offsets, callback=self._answered)
-        except KafkaError as exc:
+            consumer.commit_async(offsets, self._failed)
+        except KafkaFailure as exc:
             self._failed(offsets, exc)
 
-    def commit_now(self, consumer: KafkaConsumer, timeout_ms: int) -> None:
+    def commit_now(self, consumer: KafkaClient, timeout_ms: int) -> None:
         """Commit what is due and wait for the answer (at shutdown)."""
         offsets = self._take(consumer)
         if not offsets:
             return
         try:
-            consumer.commit(offsets, timeout_ms=timeout_ms)
-        except KafkaError as exc:
+            consumer.commit(offsets, timeout_ms)
+        except KafkaFailure as exc:
             log.warning("Kafka offset commit at shutdown failed (Redis offsets still decide): %s", exc)
 
-    def _take(self, consumer: KafkaConsumer) -> dict[TopicPartition, OffsetAndMetadata]:
+    def _take(self, consumer: KafkaClient) -> dict[TopicPartition, int]:
         """What is due, for partitions this process still holds (a partition that moved
         on is its new owner's to commit)."""
         if not self.enabled:
@@ -113,30 +110,10 @@ class OffsetCommits:
         assigned = consumer.assignment()
         with self.lock:
             due, self.due = self.due, {}
-        return {
-            tp: OffsetAndMetadata(nxt, "", -1)
-            for (topic, partition), nxt in due.items()
-            if (tp := TopicPartition(topic, partition)) in assigned
-        }
+        return {tp: nxt for key, nxt in due.items() if (tp := TopicPartition(*key)) in assigned}
 
-    def _answered(self, offsets: dict[TopicPartition, OffsetAndMetadata], response: Any) -> None:
-        if isinstance(response, Exception):
-            self._failed(offsets, response)
-
-    def _failed(self, offsets: dict[TopicPartition, OffsetAndMetadata], exc: Exception) -> None:
+    def _failed(self, offsets: dict[TopicPartition, int], exc: Exception) -> None:
         log.debug("Kafka offset commit failed (sent again next turn): %s", exc)
         with self.lock:
-            for tp, meta in offsets.items():
-                self.due.setdefault((tp.topic, tp.partition), meta.offset)
-
-
-def committed(consumer: KafkaConsumer, parts: list[TopicPartition], timeout_ms: int) -> dict[TopicPartition, int]:
-    """The offsets committed to Kafka for `parts` by the consumer's group, in one request;
-    a partition with none committed is left out. Raises KafkaError (KafkaTimeoutError
-    after `timeout_ms`)."""
-    if not parts:
-        return {}
-    # KafkaConsumer.committed asks for one partition per request; its coordinator, which
-    # that method calls, asks for all of them at once.
-    found = consumer._coordinator.fetch_committed_offsets(parts, timeout_ms=timeout_ms)
-    return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
+            for tp, nxt in offsets.items():
+                self.due.setdefault((tp.topic, tp.partition), nxt)

@@ -40,11 +40,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
+from bridge.kafkaclient import KafkaClient, KafkaFailure, TopicPartition
 from bridge.metrics import BridgeMetrics
-from bridge.offsets import committed
 from wire import Checkpoint, Publisher
 
 log = logging.getLogger(__name__)
@@ -72,7 +69,7 @@ class Positions:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: KafkaClient,
         publisher: Publisher,
         group: str,
         start_from: str,
@@ -102,7 +99,7 @@ class Positions:
         """New partitions: hold them until `resolve` has read their positions."""
         parts = set(parts)
         if parts:
-            self.consumer.pause(*parts)
+            self.consumer.pause(parts)
             self.pending |= parts
 
     def removed(self, parts: Iterable[TopicPartition]) -> None:
@@ -117,13 +114,13 @@ class Positions:
         Redis failure or reconnect, Redis may hold less than what was published)."""
         parts = set(parts) - self.pending
         if parts:
-            self.consumer.pause(*parts)
+            self.consumer.pause(parts)
             self.rechecks |= parts
 
     def resolve(self) -> list[TopicPartition]:
         """Seek every pending partition to its position and resume it.
 
-        Raises redis.RedisError when Redis cannot be read, KafkaError when the committed
+        Raises redis.RedisError when Redis cannot be read, KafkaFailure when the committed
         offsets standing in for missing Redis ones cannot: the partitions stay paused.
         Returns the partitions resumed.
         """
@@ -133,7 +130,7 @@ class Positions:
         assigned = self.consumer.assignment()
         ready = [tp for tp in self.pending if tp in assigned]
         missing = [tp for tp in ready if _field(tp) not in recorded]
-        fallback = committed(self.consumer, missing, COMMITTED_TIMEOUT_MS) if self.commits else {}
+        fallback = self.consumer.committed(missing, COMMITTED_TIMEOUT_MS) if self.commits else {}
         for tp in ready:
             last = recorded.get(_field(tp))
             if last is not None:
@@ -183,7 +180,7 @@ class Positions:
         self.pending.clear()
         self.rechecks.clear()
         if ready or checked:
-            self.consumer.resume(*ready, *checked)
+            self.consumer.resume([*ready, *checked])
         return ready + checked
 
     def consumed(self, tp: TopicPartition, first: int, last: int) -> int | None:
@@ -210,8 +207,8 @@ class Positions:
         """Decide, log and count; schedule the Redis checkpoint's lowering. Returns the
         offset to resume at, or None when Kafka's committed offset could not be read."""
         try:
-            found = committed(self.consumer, [tp], COMMITTED_TIMEOUT_MS).get(tp) if self.commits else None
-        except KafkaError as exc:
+            found = self.consumer.committed([tp], COMMITTED_TIMEOUT_MS).get(tp) if self.commits else None
+        except KafkaFailure as exc:
             log.warning(
                 "%s:%d: position %d is past the end of the log (%d) and Kafka's committed offset could not be "
                 "read (%s); trying again",

@@ -21,6 +21,9 @@ acknowledged), its connection to the old primary is made again to the new one, a
 positions are re-read there. With `redis.min_replicas_acked`, each publish step is
 followed by WAIT, and its offsets are committed to Kafka only once a replica has them
 (bridge.offsets).
+
+The Kafka client is whichever `bridge.client` names, behind bridge.kafkaclient's
+interface: nothing here depends on which.
 """
 
 from __future__ import annotations
@@ -28,16 +31,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 
-from bridge.assign import GroupListener, MetadataWatcher, StaticAssigner, TopicSelection
+from bridge.assign import GroupMember, MetadataWatcher, StaticAssigner, TopicSelection
 from bridge.batch import Work, add_partition
 from bridge.health import Health
-from bridge.kafkaclient import connect, connection_config
+from bridge.kafkaclient import KafkaClient, KafkaFailure, Record, TopicPartition, backend, check_security, connect
 from bridge.metrics import BridgeMetrics
 from bridge.offsets import OffsetCommits
 from bridge.positions import Positions
@@ -91,9 +91,9 @@ class Bridge:
         self.unacked_since: float | None = None  # the first of the steps no replica has acknowledged yet
         self.publishing = True  # the last publish went through
         self.publisher = Publisher(self.link.client, keys, settings.redis.history_maxlen)
-        self.consumer: KafkaConsumer | None = None
+        self.consumer: KafkaClient | None = None
         self.positions: Positions | None = None
-        self.assigner: StaticAssigner | None = None
+        self.assigner: GroupMember | StaticAssigner | None = None
         self.worker: PublishWorker | None = None
         self.watcher: MetadataWatcher | None = None
         self.next_housekeeping = 0.0
@@ -102,6 +102,8 @@ class Bridge:
         self.status = StatusServer(self.metrics.registry, self.health.live, self.health.ready)
         self.metrics_port: int | None = None
         Positions.check_start_from(b.start_from)
+        self.backend = backend(b.client)
+        self.security = check_security(settings.kafka)
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class Bridge:
         b = self.settings.bridge
         if b.metrics_port:
             self.metrics_port = self.status.start(b.metrics_host, b.metrics_port)
-        self.consumer = connect(self.settings, self.stop)
+        self.consumer = connect(self.backend, self.settings, self.security, self.stop)
         if self.consumer is None:
             return
         self.positions = Positions(
@@ -119,31 +121,32 @@ class Bridge:
         )
         self.worker = PublishWorker(self._publish, self._published)
         self.watcher = MetadataWatcher(
-            connection_config(self.settings.kafka), self.selection, min(b.refresh_interval, KAFKA_PROBE)
+            lambda: self.backend.open_metadata(self.settings.kafka, self.security),
+            self.selection,
+            min(b.refresh_interval, KAFKA_PROBE),
         ).start()
         if b.use_group:
-            listener = GroupListener(self._added, self._removed)
-            self.consumer.subscribe(pattern=self.selection.regex, listener=listener)
-            log.info("bridge joining group %s for topics %s", self.group, self.selection.describe())
+            self.assigner = GroupMember(self.consumer, self.watcher, self._added, self._removed)
+            log.info("bridge joining group %s for topics %s (%s)", self.group, self.selection.describe(), b.client)
         else:
             self.assigner = StaticAssigner(
                 self.consumer, self.watcher, b.instance, b.instances, self._added, self._removed
             )
             log.info(
-                "bridge instance %d of %d (static split) for topics %s",
+                "bridge instance %d of %d (static split) for topics %s (%s)",
                 b.instance,
                 b.instances,
                 self.selection.describe(),
+                b.client,
             )
 
-    def _added(self, parts: Any) -> None:
+    def _added(self, parts: list[TopicPartition]) -> None:
         assert self.positions is not None
         self.positions.added(parts)
         self._count_partitions()
 
-    def _removed(self, parts: Any) -> None:
+    def _removed(self, parts: list[TopicPartition]) -> None:
         assert self.positions is not None
-        parts = list(parts)
         self.positions.removed(parts)
         self.health.forget(parts)
         self._count_partitions()
@@ -179,8 +182,8 @@ class Bridge:
                 if self.publishing:
                     delay = self.settings.bridge.retry_initial
                 try:
-                    polled = self.consumer.poll(timeout_ms=POLL_MS)
-                except KafkaError as exc:
+                    polled = self.consumer.poll(POLL_MS)
+                except KafkaFailure as exc:
                     log.warning("polling Kafka failed (%s); retrying", exc)
                     self.stop.wait(self.settings.bridge.retry_initial)
                     continue
@@ -204,13 +207,13 @@ class Bridge:
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             return False
-        except KafkaError as exc:
+        except KafkaFailure as exc:
             log.warning("reading the offsets committed to Kafka failed (%s); the partitions wait", exc)
             return False
         self._redis_ok()
         return True
 
-    def _build(self, polled: dict[TopicPartition, list[Any]]) -> Work:
+    def _build(self, polled: dict[TopicPartition, list[Record]]) -> Work:
         assert self.positions is not None
         work = Work()
         max_lines = self.settings.bridge.batch_max_lines
@@ -354,8 +357,8 @@ class Bridge:
             if left <= 0 or self.stop.is_set():
                 return
             try:
-                polled = self.consumer.poll(timeout_ms=int(min(left, 0.25) * 1000) or 1)
-            except KafkaError as exc:
+                polled = self.consumer.poll(int(min(left, 0.25) * 1000) or 1)
+            except KafkaFailure as exc:
                 log.debug("poll while paused failed: %s", exc)
                 time.sleep(min(left, 0.25))
                 continue
@@ -386,8 +389,8 @@ class Bridge:
         if self.consumer is not None:
             self.commits.commit_now(self.consumer, SHUTDOWN_COMMIT_MS)
             try:
-                self.consumer.close(autocommit=False, timeout_ms=1500)
-            except KafkaError as exc:
+                self.consumer.close(1500)
+            except KafkaFailure as exc:
                 log.warning("closing the Kafka consumer: %s", exc)
         self.link.close()
         self.status.close()

@@ -74,6 +74,7 @@ class RouteSettings:
 class BridgeSettings:
     """The Kafka-to-Redis bridge."""
 
+    client: str = "kafka-python"  # the Kafka client library: kafka-python or confluent-kafka (librdkafka)
     topics: list[str] = field(default_factory=list)
     topic_pattern: str = ""
     routes: list[RouteSettings] = field(default_factory=list)

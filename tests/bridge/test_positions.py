@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError
 
+from bridge.kafkaclient import KafkaFailure, TopicPartition
 from bridge.offsets import OffsetCommits
 from bridge.positions import STARTED_OVER, TRUNCATED, resume_past_end
 
@@ -38,7 +37,7 @@ def test_resume_past_end(
 
 
 class FakeConsumer:
-    """What OffsetCommits uses of a KafkaConsumer: assignment, commit_async, commit."""
+    """What OffsetCommits uses of a bridge.kafkaclient.KafkaClient: assignment, commit_async, commit."""
 
     def __init__(self, assigned: set[TopicPartition]) -> None:
         self.assigned = assigned
@@ -48,12 +47,12 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
-    def commit_async(self, offsets: dict, callback: Any) -> None:
-        self.sent.append({tp: meta.offset for tp, meta in offsets.items()})
-        self.callbacks.append((offsets, callback))
+    def commit_async(self, offsets: dict, failed: Any) -> None:
+        self.sent.append(dict(offsets))
+        self.callbacks.append((offsets, failed))
 
     def commit(self, offsets: dict, timeout_ms: int) -> None:
-        self.sent.append({tp: meta.offset for tp, meta in offsets.items()})
+        self.sent.append(dict(offsets))
 
 
 A, B = TopicPartition("a", 0), TopicPartition("b", 0)
@@ -80,8 +79,8 @@ def test_a_failed_commit_is_sent_again_unless_a_newer_one_replaced_it() -> None:
     commits.published({("a", 0): (0, 9, 0.0, 0.0), ("b", 0): (0, 4, 0.0, 0.0)})
     commits.commit(consumer)
     commits.published({("b", 0): (5, 7, 0.0, 0.0)})
-    offsets, callback = consumer.callbacks[0]
-    callback(offsets, KafkaTimeoutError("coordinator gone"))
+    offsets, failed = consumer.callbacks[0]
+    failed(offsets, KafkaFailure("coordinator gone"))
     commits.commit(consumer)
     assert consumer.sent[-1] == {A: 10, B: 8}
 
