@@ -291,21 +291,27 @@ def run_server(name: str, args: argparse.Namespace, ctx: dict[str, Any], tmp: Pa
         sproc = psutil.Process(proc.pid)
         rates = [r for r in args.rates if r <= args.max_rate]
         good = None
-        for rate in rates:
-            seconds = args.tail_seconds if rate in TAIL_RATES else args.seconds
+
+        def measured(rate: float, seconds: float) -> dict[str, Any]:
             row = step(server, sproc, load, rate, seconds, ctx)
-            steps.append(row)
-            print(json.dumps({"server": name, **row}), flush=True)
+            if not row["ok"] and row["loss"] == 0 and (row["p50_ms"] or 0) <= P99_LIMIT_MS:
+                # a tail over the limit without loss may be another process's doing on a
+                # shared machine: measured again once, and both kept
+                first = row
+                row = step(server, sproc, load, rate, seconds, ctx)
+                row["first_try"] = {k: first[k] for k in ("p50_ms", "p99_ms", "core_busy")}
             if not row["ok"]:
                 row["limited_by"] = limited_by(row, len(ctx["load_cores"]))
-                if good is not None and args.refine:
-                    mid = round(math.sqrt(good * rate), -1)
-                    if good < mid < rate:
-                        extra = step(server, sproc, load, mid, args.seconds, ctx)
-                        steps.append(extra)
-                        print(json.dumps({"server": name, **extra}), flush=True)
-                        if not extra["ok"]:
-                            extra["limited_by"] = limited_by(extra, len(ctx["load_cores"]))
+            steps.append(row)
+            print(json.dumps({"server": name, **row}), flush=True)
+            return row
+
+        for rate in rates:
+            row = measured(rate, args.tail_seconds if rate in TAIL_RATES else args.seconds)
+            if not row["ok"]:
+                mid = round(math.sqrt(good * rate), -1) if good is not None else 0
+                if args.refine and good is not None and good < mid < rate:
+                    measured(mid, args.seconds)
                 break
             good = rate
     finally:
@@ -350,6 +356,8 @@ def table(results: list[dict[str, Any]]) -> str:
     for res in results:
         for s in res["steps"]:
             mark = "" if s["ok"] else " (falls behind)"
+            if "first_try" in s:
+                mark += f" (2nd try; 1st: p99 {s['first_try']['p99_ms']} ms)"
             rows.append(
                 f"| {res['server']}{mark} | {s['rate']:,.0f} | {s['delivered_per_s']:,} | {s['loss']:,} "
                 f"| {s['p50_ms']} ms | {s['p99_ms']} ms | {s['server_cpu']:.2f} | {s['server_rss_mib']} MiB "
