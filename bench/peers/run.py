@@ -57,7 +57,7 @@ DRAIN_S = 5.0
 RATES = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 TAIL_RATES = (20, 100)
 QUIET = ("--log-level", "warning")
-ORDER = ("tailgate", "naive", "channels-pubsub", "channels-core", "socketio")
+ORDER = ("tailgate", "naive", "channels-pubsub", "channels-core", "socketio", "tailgate-before")
 
 
 @dataclass
@@ -68,18 +68,22 @@ class Server:
     publisher: str  # publish.py --kind
     proto: str = "ws"  # load.py --proto
     env: dict[str, str] = field(default_factory=dict)
+    tree: Path = ROOT  # the source tree it runs from
 
 
-def servers(redis_url: str, prefix: str, port: int) -> dict[str, Server]:
+def servers(redis_url: str, prefix: str, port: int, before: Path | None = None) -> dict[str, Server]:
     peers_env = {"PEERS_REDIS_URL": redis_url}
+    tailgate_env = {
+        "TAILGATE_REDIS_URL": redis_url,
+        "TAILGATE_REDIS_PREFIX": prefix,
+        "TAILGATE_GATEWAY_PORT": str(port),
+    }
     daphne = [PEERS_PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.peers.channels_app:application"]
     return {
-        "tailgate": Server(
-            "tailgate",
-            PY,
-            ["-m", "gateway", "--log-level", "WARNING"],
-            "tailgate",
-            env={"TAILGATE_REDIS_URL": redis_url, "TAILGATE_REDIS_PREFIX": prefix, "TAILGATE_GATEWAY_PORT": str(port)},
+        "tailgate": Server("tailgate", PY, ["-m", "gateway", *QUIET], "tailgate", env=tailgate_env),
+        # the gateway of another source tree (--before), e.g. an earlier commit, same method
+        "tailgate-before": Server(
+            "tailgate-before", PY, ["-m", "gateway", *QUIET], "tailgate", env=tailgate_env, tree=before or ROOT
         ),
         "naive": Server(
             "naive",
@@ -104,9 +108,11 @@ def servers(redis_url: str, prefix: str, port: int) -> dict[str, Server]:
     }
 
 
-def spawn(core: str, args: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(["taskset", "-c", core, *args], cwd=ROOT, env=full_env, **kw)
+def spawn(
+    core: str, args: list[str], env: dict[str, str] | None = None, tree: Path = ROOT, **kw: Any
+) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
+    return subprocess.Popen(["taskset", "-c", core, *args], cwd=tree, env=full_env, **kw)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -274,15 +280,15 @@ def limited_by(row: dict[str, Any], load_cores: int) -> str:
 def run_server(name: str, args: argparse.Namespace, ctx: dict[str, Any], tmp: Path) -> dict[str, Any]:
     port = free_port()
     ctx["prefix"] = f"p{time.monotonic_ns()}:"
-    server = servers(ctx["redis_url"], ctx["prefix"], port)[name]
+    server = servers(ctx["redis_url"], ctx["prefix"], port, args.before)[name]
     log = open(tmp / f"{name}.log", "ab")  # noqa: SIM115
-    proc = spawn(str(SERVER_CORE), [server.python, *server.args], server.env, stdout=log, stderr=log)
+    proc = spawn(str(SERVER_CORE), [server.python, *server.args], server.env, server.tree, stdout=log, stderr=log)
     load = None
     steps: list[dict[str, Any]] = []
     started = time.time()
     load_avg = os.getloadavg()[0]
     try:
-        if name == "tailgate":
+        if name.startswith("tailgate"):
             wait_until(lambda: gateway_ready(port), 30, what="tailgate ready")
         else:
             wait_until(lambda: port_open(port), 30, what=f"{name} listening")
@@ -386,12 +392,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per step")
     parser.add_argument("--tail-seconds", type=float, default=20.0, help="window at 20 and 100 lines/s")
     parser.add_argument("--no-refine", dest="refine", action="store_false", help="no step between good and bad")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="source tree for the tailgate-before server, e.g. made by `git archive main | tar -x -C DIR`",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
-    names = args.only.split(",") if args.only else list(ORDER)
-    if any(n not in ORDER for n in names):
-        parser.error(f"--only takes {', '.join(ORDER)}")
+    names = args.only.split(",") if args.only else list(ORDER[:-1])
+    if any(n not in ORDER for n in names) or ("tailgate-before" in names) != (args.before is not None):
+        parser.error(f"--only takes {', '.join(ORDER)}; tailgate-before only with --before, and --before only with it")
     cores = sorted(os.sched_getaffinity(0))
     load_cores = [str(c) for c in cores if c != SERVER_CORE] or [str(SERVER_CORE)]
     needs_peers = any(n.startswith(("channels", "socketio")) for n in names)
