@@ -2,7 +2,7 @@
 #   make run    set up, then run the whole product on embedded defaults; Ctrl-C stops it
 #               (TAILGATE_REPLICAS=3 make run: three gateways behind HAProxy)
 #   make test   set up, then run the whole test suite (what CI runs)
-.PHONY: run test test-unit setup setup-test lint bench
+.PHONY: run test test-unit setup setup-test lint bench bench-peers
 
 run: setup
 	.venv/bin/python -m embedded.run
@@ -34,3 +34,15 @@ bench: setup-test
 	.venv/bin/python -m bench.broker_floor
 	.venv/bin/python -m bench.salt_tail
 	.venv/bin/python -m bench.console
+
+# Tailgate against Django Channels, python-socketio and a naive Tornado loop, same run
+# (under 15 minutes; docs/BENCHMARKS.md). The peers install into .venv-peers, never .venv.
+PEERS_STAMP = .venv-peers/.installed-$(shell sha1sum bench/peers/requirements.txt | cut -c1-12)
+bench-peers: setup $(PEERS_STAMP)
+	.venv/bin/python -m bench.peers.run
+
+$(PEERS_STAMP): bench/peers/requirements.txt
+	test -x .venv-peers/bin/python || $${PYTHON:-python3} -m venv .venv-peers
+	.venv-peers/bin/pip install -q --disable-pip-version-check -r bench/peers/requirements.txt
+	rm -f .venv-peers/.installed-*
+	touch $@

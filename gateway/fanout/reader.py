@@ -171,15 +171,17 @@ class Subscriber:
         """Read `conn`, and hand messages to the hub grouped by stream, in order; `handle`
         sorts each reply into the burst (or raises to end the connection).
 
-        Messages are gathered for up to `coalesce` seconds after the first one: with many
-        streams each publishing small batches, that merges a stream's batches into one
-        frame per client instead of one per publish, which is what bounds the gateway's
-        work per client; when the gateway falls behind, batches grow further on their own.
+        Hand-offs are at least `coalesce` seconds apart (see `_flush`): messages arriving
+        sooner wait and go on together. With many streams each publishing small batches,
+        that merges a stream's batches into one frame per client instead of one per
+        publish, which is what bounds the gateway's work per client; when the gateway falls
+        behind, batches grow further on their own. A message after a quiet spell (longer
+        than `coalesce`) goes at once: a low rate waits for nothing.
         """
         loop = asyncio.get_running_loop()
         pinged = False
         burst: dict[str, list[bytes]] = {}
-        flush_at = 0.0
+        flush_at = float("-inf")  # when the window after the previous hand-off closes
         try:
             while not self._stopping:
                 wait = max(0.0, flush_at - loop.time()) if burst else KEEPALIVE_SECONDS
@@ -188,7 +190,7 @@ class Subscriber:
                         replies = await conn.read()
                 except TimeoutError:
                     if burst:
-                        self._flush(burst)
+                        flush_at = self._flush(burst)
                         burst = {}
                         continue
                     if pinged:
@@ -197,12 +199,10 @@ class Subscriber:
                     pinged = True
                     continue
                 pinged = False
-                if not burst:
-                    flush_at = loop.time() + self.coalesce
                 for reply in replies:
                     handle(reply, burst)
                 if burst and loop.time() >= flush_at:
-                    self._flush(burst)
+                    flush_at = self._flush(burst)
                     burst = {}
         except (RedisError, OSError):
             # Messages read before the connection failed are complete: hand them on before
@@ -210,9 +210,19 @@ class Subscriber:
             self._flush(burst)
             raise
 
-    def _flush(self, burst: dict[str, list[bytes]]) -> None:
+    def _flush(self, burst: dict[str, list[bytes]]) -> float:
+        """Hand `burst` to the hub; return when the next coalescing window closes.
+
+        The window runs from the start of this hand-off, so a stream publishing about once
+        a window is not held back by the time hand-offs take. A hand-off that outlasted the
+        window (the gateway falling behind) is followed by a whole window of gathering
+        instead, so batches grow rather than hand-offs following each other ever smaller."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         for stream, messages in burst.items():
             self.hub.dispatch(stream, messages)
+        ended = loop.time()
+        return (ended if ended - began >= self.coalesce else began) + self.coalesce
 
     # --- confirmations ------------------------------------------------------------------
 

@@ -118,3 +118,22 @@ async def test_slow_client_gets_dropped_while_fast_client_gets_everything(
     assert got[-1] == expected[-1]
     await fast.close()
     await slow.close()
+
+
+async def test_coalescing_holds_back_only_what_follows_a_hand_off(
+    rclient: redis.Redis, prefix: str, start_gateway
+) -> None:
+    """A coalescing window far longer than the test: the line after a quiet spell goes
+    out at once, and lines published right behind it still reach the viewer as one frame."""
+    gw = start_gateway(TAILGATE_GATEWAY_COALESCE_MS="4000")
+    pub = Publisher(rclient, Keys(prefix))
+    s = "kafka:quiet"
+    c = await WsClient.connect(gw.ws_url)
+    await c.subscribe(s)
+    publish(pub, s, ["first"])
+    await c.wait_for(lambda: c.texts(s) == ["first"], timeout=2.0, what="a line after a quiet spell, not held back")
+    publish(pub, s, ["second"])
+    publish(pub, s, ["third"])
+    await c.wait_for(lambda: len(c.texts(s)) == 3, what="the lines behind it")
+    assert [[line["text"] for line in f["lines"]] for f in c.of_type("lines")] == [["first"], ["second", "third"]]
+    await c.close()
