@@ -36,7 +36,7 @@ bench: setup-test
 	.venv/bin/python -m bench.console
 
 # Tailgate against Django Channels, python-socketio and a naive Tornado loop, same run
-# (under 15 minutes; docs/BENCHMARKS.md). The peers install into .venv-peers, never .venv.
+# (about 8 minutes; docs/BENCHMARKS.md). The peers install into .venv-peers, never .venv.
 PEERS_STAMP = .venv-peers/.installed-$(shell sha1sum bench/peers/requirements.txt | cut -c1-12)
 bench-peers: setup $(PEERS_STAMP)
 	.venv/bin/python -m bench.peers.run

@@ -1,15 +1,16 @@
 """The peers benchmark (issue 17): Tailgate and the gateways people would otherwise write,
 in one run, on the same machine, fed the same lines, measured by the same client.
 
-    make bench-peers                            # sets up .venv-peers, then this; under 15 minutes
+    make bench-peers                            # sets up .venv-peers, then this; about 8 minutes
     .venv/bin/python -m bench.peers.run --only tailgate,naive --rates 20,100
 
 Servers (each a fresh process, alone on core 0, `taskset`):
   tailgate         `python -m gateway` (one process)
-  naive            bench/naive_gateway.py: Tornado + redis-py pub/sub, `write_message` per line batch per client
+  naive            bench/naive_gateway.py: Tornado + redis-py pub/sub, `write_message` per message per client
   channels-pubsub  Django Channels + channels_redis RedisPubSubChannelLayer, daphne
   channels-core    Django Channels + channels_redis RedisChannelLayer, daphne
   socketio         python-socketio + AsyncRedisManager, uvicorn (uvloop, httptools, websockets)
+  tailgate-before  with --before DIR: `python -m gateway` of another source tree (before/after)
 The load side shares the other core(s): redis-server, the publisher (publish.py: one
 message per 10 ms tick with the lines owed, 100-byte lines with their send time inside)
 and the load client (load.py, one process per load core). For each server, 200 viewers of
