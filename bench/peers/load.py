@@ -27,25 +27,13 @@ import base64
 import json
 import os
 import resource
-import struct
 import sys
 import time
 from urllib.parse import urlparse
 
+from bench.wsload import client_frame
+
 MARK = b"@t="
-
-
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked client frame (clients must mask)."""
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Stats:

@@ -44,6 +44,7 @@ from typing import IO, Any
 import psutil
 import redis
 
+from bench.gateway_bench import stop
 from embedded import RedisServer, free_port, gateway_ready, wait_until
 from embedded.services import port_open
 
@@ -114,16 +115,6 @@ def spawn(
 ) -> subprocess.Popen:
     full_env = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
     return subprocess.Popen(["taskset", "-c", core, *args], cwd=tree, env=full_env, **kw)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def read_json(stream: IO[str], what: str) -> dict:
