@@ -60,13 +60,20 @@ def wsload(port: int, clients: int, streams: str, *args: str, **kw: Any) -> subp
     return spawn(pinned(LOAD_CORE, [*cmd, "--streams", streams, *args]), stdout=subprocess.PIPE, text=True, **kw)
 
 
-def start_gateway(kind: str, redis_url: str, prefix: str, port: int, log: Path, root: Path = ROOT) -> subprocess.Popen:
-    """The gateway under test (from the tree at `root`: another commit's, for a before/after)."""
+def start_gateway(
+    kind: str, redis_url: str, prefix: str, port: int, log: Path, root: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """The gateway under test (from the tree at `root`: another commit's, for a before/after;
+    `env`: more settings, e.g. the Redis mode)."""
     out = open(log, "ab")  # noqa: SIM115
     if kind == "tailgate":
-        env = {"TAILGATE_REDIS_URL": redis_url, "TAILGATE_REDIS_PREFIX": prefix, "TAILGATE_GATEWAY_PORT": str(port)}
+        settings = {
+            "TAILGATE_REDIS_URL": redis_url,
+            "TAILGATE_REDIS_PREFIX": prefix,
+            "TAILGATE_GATEWAY_PORT": str(port),
+        }
         args = pinned(GATEWAY_CORE, [PY, "-m", "gateway", "--log-level", "WARNING"])
-        proc = spawn(args, env, root, stdout=out, stderr=out)
+        proc = spawn(args, {**settings, **(env or {})}, root, stdout=out, stderr=out)
         wait_until(lambda: gateway_ready(port), 20, what="gateway ready")
     else:
         args = [PY, "-m", "bench.naive_gateway", "--redis", redis_url, "--prefix", prefix, "--port", str(port)]
@@ -212,8 +219,9 @@ def main() -> None:
     write_results("gateway.json", results)
 
 
-def write_results(name: str, results: list[dict]) -> None:
-    """bench/results/<name>: the results with the machine, the time and its load average."""
+def write_results(name: str, results: list[dict], **more: Any) -> None:
+    """bench/results/<name>: the results with the machine, the time and its load average
+    (and `more` facts about the run)."""
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     meta = {
@@ -221,6 +229,7 @@ def write_results(name: str, results: list[dict]) -> None:
         "python": platform.python_version(),
         "at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average": os.getloadavg(),
+        **more,
     }
     (out / name).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"written {out / name}")

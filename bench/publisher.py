@@ -1,8 +1,11 @@
 """A steady line producer for benchmarks, through the real atomic publish step.
 
     python -m bench.publisher --redis URL --prefix P --streams kafka:a,kafka:b --rate 1000 --seconds 20
+    python -m bench.publisher --cluster-nodes 127.0.0.1:7000,127.0.0.1:7001 ...   # on a Redis Cluster
 Publishes `rate` lines per second in total, spread over the streams, one publish call
-(all streams together) every `tick` milliseconds.
+(all streams together) every `tick` milliseconds. The client and key layout come from
+`wire.connect` as the bridge's and the tail agent's do: on a cluster, one script call
+per slot in a pipeline split by primary.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import argparse
 import random
 import time
 
-import redis
-
-from wire import Keys, Line, Publisher, StreamBatch, encode_line
+from wire import Line, Publisher, StreamBatch, encode_line
+from wire.connect import DEFAULT_URL, Connector, RedisTarget
 
 WORDS = [
     "GET",
@@ -47,7 +49,8 @@ def text(i: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis", required=True)
+    parser.add_argument("--redis", default=DEFAULT_URL, help="the node (on a cluster: its credentials only)")
+    parser.add_argument("--cluster-nodes", default="", help="host:port seeds: publish to a Redis Cluster")
     parser.add_argument("--prefix", default="tailgate:")
     parser.add_argument("--streams", required=True)
     parser.add_argument("--rate", type=float, required=True, help="lines per second in total")
@@ -55,7 +58,8 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=10.0, help="milliseconds between publishes")
     args = parser.parse_args()
     streams = args.streams.split(",")
-    pub = Publisher(redis.Redis.from_url(args.redis), Keys(args.prefix), maxlen=10_000)
+    target = RedisTarget("cluster" if args.cluster_nodes else "single", args.redis, cluster_nodes=args.cluster_nodes)
+    pub = Publisher(Connector(target).client("tailgate-bench-publisher"), target.keys(args.prefix), maxlen=10_000)
     per_tick = args.rate * args.tick / 1000.0
     owed = 0.0
     n = 0

@@ -1,5 +1,5 @@
-"""A real Redis Cluster on loopback: three primaries and three replicas, for the tests
-and the demo. Each node is a `redis-server --cluster-enabled yes` process;
+"""A real Redis Cluster on loopback: three primaries and three replicas (the tests, the
+demo) or none (the benchmark). Each node is a `redis-server --cluster-enabled yes` process;
 `redis-cli --cluster create` joins them. The node timeout is short (1 s) so a killed
 primary's replica takes over within a few seconds; persistence is off.
 """
@@ -27,12 +27,13 @@ def _node_port() -> int:
 
 
 class RedisClusterNodes:
-    """Six nodes; `seeds` is what `redis.cluster_nodes` takes."""
+    """Six nodes by default (`replicas` per primary); `seeds` is what `redis.cluster_nodes` takes."""
 
-    def __init__(self, workdir: str | None = None, primaries: int = 3) -> None:
+    def __init__(self, workdir: str | None = None, primaries: int = 3, replicas: int = 1) -> None:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="tailgate-cluster-"))
         self.nodes: list[RedisServer] = []
-        for _ in range(primaries * 2):
+        self.replicas = replicas
+        for _ in range(primaries * (1 + replicas)):
             port = _node_port()
             self.nodes.append(RedisServer(port=port, workdir=str(self.dir / str(port))))
         self.primary_count = primaries
@@ -52,7 +53,7 @@ class RedisClusterNodes:
                 )
             )
         subprocess.run(
-            [self.cli, "--cluster", "create", *self.seeds, "--cluster-replicas", "1", "--cluster-yes"],
+            [self.cli, "--cluster", "create", *self.seeds, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
