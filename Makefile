@@ -24,11 +24,12 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
-# Every benchmark, one after another (about 20 minutes; results in docs/BENCHMARKS.md)
+# Every benchmark, one after another (about 23 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
 	.venv/bin/python -m bench.filters_bench
 	.venv/bin/python -m bench.workers_bench
+	.venv/bin/python -m bench.cluster_bench
 	.venv/bin/python -m bench.replica_loss
 	.venv/bin/python -m bench.bridge_bench
 	.venv/bin/python -m bench.broker_floor
