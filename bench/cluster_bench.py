@@ -138,13 +138,15 @@ def three_shards(tmp: Path, replicas: int) -> tuple[Setup, RedisClusterNodes]:
 class NodeSample:
     cpu_s: float
     lines: int
+    history_bytes: int
     script_calls: int
     script_us: int
     publishes: int
 
 
 def sample(setup: Setup, keys: Keys, owned: dict[int, list[str]]) -> dict[int, NodeSample]:
-    """Each node's CPU (from /proc), lines published to the streams it owns, and its publish commands."""
+    """Each node's CPU (from /proc), lines published to the streams it owns and the memory
+    their histories take (MEMORY USAGE), and its publish commands."""
     out = {}
     for node in setup.nodes:
         with redis.Redis(port=node.port) as r:
@@ -153,11 +155,12 @@ def sample(setup: Setup, keys: Keys, owned: dict[int, list[str]]) -> dict[int, N
             pipe = r.pipeline(transaction=False)
             for stream in mine:
                 pipe.hget(keys.counts_in(keys.slot(stream)) if keys.cluster else keys.counts, stream)
-            lines = sum(int(v or 0) for v in pipe.execute()) if mine else 0
-
+                pipe.memory_usage(keys.hist(stream), samples=0)
+            replies = [int(v or 0) for v in pipe.execute()] if mine else []
         out[node.port] = NodeSample(
             cpu([psutil.Process(node.proc.pid)]),
-            lines,
+            sum(replies[0::2]),
+            sum(replies[1::2]),
             command_total(stats, "calls", SCRIPT_CALLS),
             command_total(stats, "usec", SCRIPT_CALLS),
             command_total(stats, "calls", ("publish", "spublish")),
@@ -218,6 +221,7 @@ def one_run(setup: Setup, scenario: str, seconds: float, tick: float, tmp: Path)
             "publish_script_time": round((after[p].script_us - before[p].script_us) / 1e6 / wall, 3),
             "pubsub_publishes_per_s": round((after[p].publishes - before[p].publishes) / wall),
             "redis_cpu": round((after[p].cpu_s - before[p].cpu_s) / wall, 3),
+            "history_mib": round(after[p].history_bytes / 2**20, 1),
             "gateway_pubsub_connections": conns.get(p, (0, 0))[0],
             "gateway_connections": conns.get(p, (0, 0))[1],
         }
@@ -266,15 +270,16 @@ def markdown(results: list[dict[str, Any]]) -> str:
     out += [
         "",
         "| scenario | setup | node | streams | lines/s published (share) | publish calls/s | publish script time "
-        "| Redis CPU | gateway pub/sub connections | all gateway connections |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Redis CPU | history held | gateway pub/sub connections | all gateway connections |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         for n in r["nodes"]:
             out.append(
                 f"| {r['scenario']} | {r['setup']} | {n['role']} :{n['port']} | {n['streams']} "
                 f"| {n['lines_per_s']:,} ({100 * n['share']:.0f}%) | {n['publish_calls_per_s']:,} "
-                f"| {n['publish_script_time']:.3f} | {n['redis_cpu']:.3f} | {n['gateway_pubsub_connections']} "
+                f"| {n['publish_script_time']:.3f} | {n['redis_cpu']:.3f} | {n['history_mib']} MiB "
+                f"| {n['gateway_pubsub_connections']} "
                 f"| {n['gateway_connections']} |"
             )
     return "\n".join(out)

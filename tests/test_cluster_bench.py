@@ -59,6 +59,7 @@ def test_markdown_has_a_row_per_run_and_per_node() -> None:
         "publish_calls_per_s": 1461,
         "publish_script_time": 0.057,
         "redis_cpu": 0.062,
+        "history_mib": 2.5,
         "gateway_pubsub_connections": 1,
         "gateway_connections": 34,
     }
@@ -82,4 +83,4 @@ def test_markdown_has_a_row_per_run_and_per_node() -> None:
     assert "| many | cluster, 3 primaries | 20,422 | 0.21 | 100,972 (98.9%) | 0 / 0 / 1 | 191 / 611 ms" in lines[2]
     assert lines[2].endswith("| 0.25 | 0.06 + 0.06 (0.12) |")
     assert [row.split(" | ")[2] for row in lines[-2:]] == ["primary :7000", "primary :7001"]
-    assert "| 7,148 (35%) | 1,461 | 0.057 | 0.062 | 1 | 34 |" in lines[-1]
+    assert "| 7,148 (35%) | 1,461 | 0.057 | 0.062 | 2.5 MiB | 1 | 34 |" in lines[-1]
