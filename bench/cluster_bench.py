@@ -251,21 +251,29 @@ def one_run(setup: Setup, scenario: str, seconds: float, tick: float, tmp: Path)
     }
 
 
+def per_line(cores: float, lines_per_s: float) -> str:
+    """CPU per published line, in microseconds: what holds across runs on a busy machine."""
+    return f"{cores / lines_per_s * 1e6:.1f} us" if lines_per_s else "-"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """The results as two Markdown tables: one row per run, then one per node and run."""
     out = [
-        "| scenario | setup | published lines/s | publisher CPU | delivered lines/s (of expected) "
-        "| dropped / gaps / errors | p50 / p99 | gateway CPU | Redis CPU per node (total) |",
+        "| scenario | setup | published lines/s | publisher CPU (per line) | delivered lines/s (of expected) "
+        "| dropped / gaps / errors | p50 / p99 | gateway CPU | Redis CPU per node (total; per line) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         per_node = " + ".join(f"{n['redis_cpu']:.2f}" for n in r["nodes"])
-        total = f" ({r['redis_cpu_total']:.2f})" if len(r["nodes"]) > 1 else ""
+        published = r["published_lines_per_s"]
+        total = f"{r['redis_cpu_total']:.2f}; " if len(r["nodes"]) > 1 else ""
+        redis_cpu = f"{per_node} ({total}{per_line(r['redis_cpu_total'], published)})"
+        publisher = f"{r['publisher_cpu']:.2f} ({per_line(r['publisher_cpu'], published)})"
         out.append(
-            f"| {r['scenario']} | {r['setup']} | {r['published_lines_per_s']:,} | {r['publisher_cpu']:.2f} "
+            f"| {r['scenario']} | {r['setup']} | {published:,} | {publisher} "
             f"| {r['delivered_lines_per_s']:,} ({100 * (r['delivered_ratio'] or 0):.1f}%) "
             f"| {r['dropped']} / {r['gaps']} / {r['errors']} | {r['p50_ms']} / {r['p99_ms']} ms "
-            f"| {r['gateway_cpu']:.2f} | {per_node}{total} |"
+            f"| {r['gateway_cpu']:.2f} | {redis_cpu} |"
         )
     out += [
         "",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cluster_bench import command_total, markdown, owner, shares, streams_by_node
+from bench.cluster_bench import command_total, markdown, owner, per_line, shares, streams_by_node
 from wire import Keys
 from wire.slots import key_slot
 
@@ -35,6 +35,11 @@ def test_a_node_owning_no_stream_is_listed_with_none() -> None:
     assert streams_by_node(["kafka:one"], Keys("t:"), [(0, 16383, 6379)]) == {6379: ["kafka:one"]}
     spread = streams_by_node(["kafka:one"], Keys("t:", cluster=True), SLOTS)
     assert sorted(len(v) for v in spread.values()) == [0, 0, 1]
+
+
+def test_cpu_per_line_is_in_microseconds_and_empty_when_nothing_was_published() -> None:
+    assert per_line(0.2, 20_000) == "10.0 us"
+    assert per_line(0.2, 0) == "-"
 
 
 def test_shares_sum_to_one_and_survive_an_idle_run() -> None:
@@ -80,7 +85,10 @@ def test_markdown_has_a_row_per_run_and_per_node() -> None:
         "nodes": [node, {**node, "port": 7001}],
     }
     lines = markdown([run]).splitlines()
-    assert "| many | cluster, 3 primaries | 20,422 | 0.21 | 100,972 (98.9%) | 0 / 0 / 1 | 191 / 611 ms" in lines[2]
-    assert lines[2].endswith("| 0.25 | 0.06 + 0.06 (0.12) |")
+    assert (
+        "| many | cluster, 3 primaries | 20,422 | 0.21 (10.5 us) | 100,972 (98.9%) | 0 / 0 / 1 | 191 / 611 ms"
+        in lines[2]
+    )
+    assert lines[2].endswith("| 0.25 | 0.06 + 0.06 (0.12; 6.1 us) |")
     assert [row.split(" | ")[2] for row in lines[-2:]] == ["primary :7000", "primary :7001"]
     assert "| 7,148 (35%) | 1,461 | 0.057 | 0.062 | 2.5 MiB | 1 | 34 |" in lines[-1]
