@@ -136,8 +136,7 @@ async def test_a_watched_stream_whose_slot_is_resharded_while_lines_flow_keeps_e
     redis_cluster: RedisClusterNodes, ckeys: Keys, cluster_env, services, tmp_path
 ) -> None:
     gw = start(cluster_env, services, tmp_path)
-    source = redis_cluster.primaries()[0]
-    target = redis_cluster.primaries()[1]
+    source, target = redis_cluster.primaries()[:2]
     # `redis-cli --cluster reshard` moves a source's lowest slots first: the watched
     # stream's slot is in the middle of the 512 moved, so slots move before and after it
     moved = redis_cluster.slots_of(source)[:512]
@@ -147,8 +146,8 @@ async def test_a_watched_stream_whose_slot_is_resharded_while_lines_flow_keeps_e
     before = feed.published
     await asyncio.to_thread(redis_cluster.reshard, source, target, len(moved))
     assert feed.published > before, "no line was published during the reshard"
-    assert [s for s in moved if redis_cluster.owner(s) != target] == []
     assert redis_cluster.owner(slot) == target
+    assert set(moved) <= set(redis_cluster.slots_of(target))
     await finish_numbered(feed, viewer, stream)
     assert not viewer.of_type("gap"), "a reshard loses nothing: no gap"
     assert pubsub_connections(redis_cluster) == dict.fromkeys(redis_cluster.primaries(), 1)
