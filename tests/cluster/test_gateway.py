@@ -1,5 +1,5 @@
 """A gateway on Redis Cluster: streams on three shards, one sharded pub/sub connection per
-primary, viewers that keep every line once across a slot migration and a failover."""
+primary, viewers that keep every line once across a `redis-cli --cluster reshard` and a failover."""
 
 from __future__ import annotations
 
