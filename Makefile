@@ -1,6 +1,7 @@
 # The two commands (see README.md):
 #   make run    set up, then run the whole product on embedded defaults; Ctrl-C stops it
-#               (TAILGATE_REPLICAS=3 make run: three gateways behind HAProxy)
+#               (TAILGATE_REPLICAS=3 make run: three gateways behind HAProxy;
+#                TAILGATE_REDIS_MODE=cluster make run: on a three-primary Redis Cluster)
 #   make test   set up, then run the whole test suite (what CI runs)
 .PHONY: run test test-unit setup setup-test lint bench bench-peers
 

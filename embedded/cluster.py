@@ -119,21 +119,27 @@ class RedisClusterNodes:
         with self.client(port) as c:
             return c.execute_command("CLUSTER", "MYID").decode()
 
-    def migrate_slot(self, slot: int, target: int, batch: int = 100) -> None:
-        """Move `slot` and its keys to the primary on port `target`, as `redis-cli --cluster
-        reshard` does: IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE everywhere."""
-        source = self.owner(slot)
-        src_id, dst_id = self.node_id(source), self.node_id(target)
-        with self.client(source) as src, self.client(target) as dst:
-            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
-                src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
-            dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-            src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        for port in self.primaries():
-            with self.client(port) as c:
-                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    def slots_of(self, port: int) -> list[int]:
+        """The slots the primary on `port` owns now, lowest first."""
+        with self.client(port) as c:
+            ranges = c.execute_command("CLUSTER", "SLOTS")
+        return sorted(s for start, end, primary, *_ in ranges if int(primary[1]) == port for s in range(start, end + 1))
+
+    def reshard(self, source: int, target: int, slots: int, timeout: float = 30.0) -> None:
+        """`redis-cli --cluster reshard`: move the `slots` lowest slots of the primary on port
+        `source`, and their keys, to the primary on port `target` (it picks a single source's
+        slots lowest first); returns once every node agrees again."""
+        subprocess.run(
+            [
+                *(self.cli, "--cluster", "reshard", f"127.0.0.1:{source}"),
+                *("--cluster-from", self.node_id(source), "--cluster-to", self.node_id(target)),
+                *("--cluster-slots", str(slots), "--cluster-yes"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+        wait_until(self.healthy, timeout, interval=0.1, what="redis cluster ok after the reshard")
 
     def failover(self, primary: int, timeout: float = 20.0) -> int:
         """`CLUSTER FAILOVER` on a replica of `primary` (it catches up first, so nothing is

@@ -8,6 +8,10 @@ Logs of every process go to run/logs/.
 `TAILGATE_REPLICAS=N` (N > 1) runs the demo as a fleet: N gateways on ports of their
 own behind HAProxy, which runs conf/haproxy.cfg as shipped (embedded/balancer.py) on the
 usual port.
+
+`TAILGATE_REDIS_MODE=cluster` runs it on a Redis Cluster: the one `TAILGATE_REDIS_CLUSTER_NODES`
+seeds, or else three primaries and three replicas started here (embedded/cluster.py, in
+run/cluster-<pid>/); every process, the Salt demo's included, gets the same mode and seeds.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import redis
 
 from embedded import producer
 from embedded.balancer import HAProxy
+from embedded.cluster import RedisClusterNodes
 from embedded.salt_demo import SaltDemo, start_salt_demo
 from embedded.services import (
     KafkaBroker,
     RedisServer,
     free_port,
+    fresh_workdir,
     gateway_ready,
     kill_group,
     port_open,
@@ -116,7 +122,11 @@ def main() -> int:
         signal.signal(sig, asked.to_stop)
     try:
         redis_url = settings.redis.url
-        if redis_answers(redis_url):
+        cluster_nodes = None
+        if settings.redis.mode == "cluster":
+            cluster_nodes = cluster_seeds(stack, settings.redis.cluster_nodes)
+            env["TAILGATE_REDIS_CLUSTER_NODES"] = ",".join(cluster_nodes)
+        elif redis_answers(redis_url):
             log.info("using the Redis already answering at %s", redis_url)
         else:
             port = urlparse(redis_url).port or 6379
@@ -137,7 +147,7 @@ def main() -> int:
         env.setdefault("TAILGATE_BRIDGE_TOPICS", ",".join(producer.TOPICS))
 
         stack.spawn("bridge", "bridge", demo_bridge_env(env))
-        salt_demo = start_salt_demo(ROOT, redis_url, settings.redis.prefix)  # None (warned) if Salt cannot run
+        salt_demo = start_salt_demo(ROOT, redis_url, settings.redis.prefix, cluster_nodes)  # None (warned): no Salt
         gw_env = dict(env)
         gw_env.update(salt_demo.gateway_env() if salt_demo else {"TAILGATE_SALT_MODE": "off"})
         gw_env.setdefault(
@@ -175,6 +185,20 @@ def main() -> int:
         if salt_demo is not None:
             salt_demo.stop(graceful=not asked.kill)
     return 0
+
+
+def cluster_seeds(stack: Stack, given: list[str]) -> list[str]:
+    """The seeds of the Redis Cluster `given` (redis.cluster_nodes), or of three primaries
+    and three replicas started here on free ports."""
+    if given:
+        log.info("using the Redis Cluster seeded by %s", ", ".join(given))
+        return given
+    cluster = RedisClusterNodes(workdir=str(fresh_workdir(ROOT / "run", "cluster")))
+    # in the stack before they start: a start that fails half-way stops what it started
+    stack.servers.extend(cluster.nodes)
+    cluster.start()
+    log.info("started a Redis Cluster (3 primaries, 3 replicas) at %s", ", ".join(cluster.seeds))
+    return cluster.seeds
 
 
 def replicas() -> int:

@@ -120,6 +120,8 @@ class SaltPair:
                         "redis_url": pillar["redis_url"],
                         "key_prefix": pillar["key_prefix"],
                         "wire_dir": str(APP),
+                        # on a Redis Cluster, the same mode and seeds as the tail agents
+                        **{k: pillar[k] for k in ("redis_mode", "redis_cluster_nodes") if k in pillar},
                     }
                 }
             ],
@@ -325,9 +327,13 @@ def logtail_pillar(
     allowlist: list[str],
     grace_period: float = 30.0,
     python: str | None = None,
+    cluster_nodes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A pillar for the formula with every installed path under `base` (tests, demo)."""
+    """A pillar for the formula with every installed path under `base` (tests, demo);
+    with `cluster_nodes`, for a Redis Cluster seeded by them (`redis_url`: credentials only)."""
+    cluster = {"redis_mode": "cluster", "redis_cluster_nodes": cluster_nodes} if cluster_nodes else {}
     return {
+        **cluster,
         "python": python or sys.executable,
         "pkgs": [],
         "install_dir": str(base / "agent"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import shutil
 import threading
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 from embedded.salt import SaltError, SaltPair, logtail_pillar, salt_available
+from embedded.services import fresh_workdir
 
 log = logging.getLogger("tailgate.run.salt")
 
@@ -76,22 +76,11 @@ class SaltDemo:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def fresh_workdir(run: Path) -> Path:
-    """This run's own directory for the master, the minion and the installed agent
-    (run/salt-<pid>/), so two demos in one checkout never share pid files, sockets or
-    agent locks; directories of runs that are gone are removed."""
-    for old in run.glob("salt-[0-9]*"):
-        pid = old.name.removeprefix("salt-")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(old, ignore_errors=True)
-    base = run / f"salt-{os.getpid()}"
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    return base
-
-
-def start_salt_demo(root: Path, redis_url: str, key_prefix: str) -> SaltDemo | None:
-    """Start the master and minion, apply the formula, start the log writer; None on failure."""
+def start_salt_demo(
+    root: Path, redis_url: str, key_prefix: str, cluster_nodes: list[str] | None = None
+) -> SaltDemo | None:
+    """Start the master and minion, apply the formula, start the log writer; None on failure.
+    `cluster_nodes`: the Redis Cluster's seeds, when the demo runs on one."""
     why = salt_available()
     if why:
         log.warning("Salt is not started (%s): file streams are off in this demo", why)
@@ -99,7 +88,8 @@ def start_salt_demo(root: Path, redis_url: str, key_prefix: str) -> SaltDemo | N
     log_dir = root / "run" / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     base = fresh_workdir(root / "run")
-    pillar = logtail_pillar(redis_url, key_prefix, base / "minion", [f"{log_dir}/**", "/var/log/**"], grace_period=10)
+    allow = [f"{log_dir}/**", "/var/log/**"]
+    pillar = logtail_pillar(redis_url, key_prefix, base / "minion", allow, grace_period=10, cluster_nodes=cluster_nodes)
     pair = SaltPair(pillar, minion_id=MINION_ID, workdir=str(base / "salt"))
     started = time.monotonic()
     try:

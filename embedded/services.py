@@ -82,6 +82,20 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0, nam
         proc.wait()
 
 
+def fresh_workdir(run: Path, kind: str = "salt") -> Path:
+    """This run's own directory (run/<kind>-<pid>/: Salt's master, minion and installed
+    agent, or the cluster's nodes), so two demos in one checkout never share pid files,
+    sockets, agent locks or cluster state; directories of runs that are gone are removed."""
+    for old in run.glob(f"{kind}-[0-9]*"):
+        pid = old.name.removeprefix(f"{kind}-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    base = run / f"{kind}-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    return base
+
+
 class RedisServer:
     """A private redis-server; `stop()`/`start()` keep its port (and, with persistence
     off, lose its data, as a real crash without persistence would)."""

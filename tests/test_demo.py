@@ -1,6 +1,7 @@
 """`make run`'s program (python -m embedded.run): it prints the console URL, Kafka and
 file streams reach a viewer, and Ctrl-C, once or twice, leaves nothing running; with
-TAILGATE_REPLICAS=3 it runs three gateways behind HAProxy on the same URL.
+TAILGATE_REPLICAS=3 it runs three gateways behind HAProxy on the same URL; with
+TAILGATE_REDIS_MODE=cluster it starts a Redis Cluster of its own and runs on it.
 
 The demo runs on the session's Redis (a prefix of its own) and broker, as it would on
 a machine where they already answer; it starts its own bridge, gateway, producer and
@@ -19,9 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from embedded import KafkaBroker, RedisServer, free_port, wait_until
 from tests.support import ROOT, WsClient, http_get, service_env
+from wire import Keys
+from wire.cluster import sync_client
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo's Salt master and minion need root")
 
@@ -126,6 +130,13 @@ def fleet_demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_p
     stopped(d)
 
 
+@pytest.fixture
+def cluster_demo(redis_server: RedisServer, kafka: KafkaBroker, prefix: str, tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(redis_server, kafka, prefix, tmp_path, TAILGATE_REDIS_MODE="cluster")
+    yield d
+    stopped(d)
+
+
 def command(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -183,3 +194,35 @@ async def test_the_demo_as_a_fleet_serves_through_haproxy_and_ctrl_c_stops_it_al
     fleet_demo.interrupt()
     assert fleet_demo.exit_code(60) == 0
     wait_until(lambda: not alive(started), 15, 0.2, what="every process the demo started to end")
+
+
+async def test_the_demo_on_a_redis_cluster_starts_one_and_ctrl_c_stops_it_all(
+    cluster_demo: Demo, redis_server: RedisServer, prefix: str
+) -> None:
+    url, file_stream = cluster_demo.ready()
+    banner = re.search(r"started a Redis Cluster \(3 primaries, 3 replicas\) at (\S+(?:, \S+){5})", cluster_demo.text())
+    assert banner, cluster_demo.text()[-2000:]
+    seeds = banner.group(1).split(", ")
+    client = await WsClient.connect(url.replace("http://", "ws://") + "ws")
+    streams = ("kafka:app-events/checkout", "kafka:nginx-access", file_stream)
+    for stream in streams:
+        await client.subscribe(stream)
+        await client.wait_for(lambda s=stream: client.texts(s), timeout=60, what=f"lines of {stream}")
+    await client.close()
+    # the bridge and the tail agent published to the cluster, in its layout; nothing to the single Redis
+    keys = Keys(prefix, cluster=True)
+    cluster = sync_client("redis://", seeds)
+    try:
+        assert all(cluster.xlen(keys.hist(s)) for s in streams)
+    finally:
+        cluster.close()
+    with redis.Redis.from_url(redis_server.url) as single:
+        assert not list(single.scan_iter(match=f"{prefix}*"))
+    _, metrics = http_get(url + "metrics")
+    assert metrics.decode().count("tailgate_gateway_redis_shard_connections{") == 3
+    running = cluster_demo.descendants()
+    assert sum(command(pid) == "redis-server" for pid in running) == 6
+
+    cluster_demo.interrupt()
+    assert cluster_demo.exit_code(60) == 0
+    wait_until(lambda: not alive(running), 15, 0.2, what="every process the demo started to end")

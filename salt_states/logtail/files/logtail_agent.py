@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 import redis
 from redis.exceptions import RedisClusterException
 
-from wire import Line, Publisher, StreamBatch, encode_line, filepolicy
+from wire import Keys, Line, Publisher, StreamBatch, encode_line, filepolicy
 from wire.connect import Connector, RedisTarget
 from wire.envelope import TRUNCATION_MARKER, clean_text
 from wire.lifecycle import RELEASE_LUA, WANTED_LUA, alive_value
@@ -312,6 +312,18 @@ class Follower:
         self._close()
 
 
+class RedisLink:
+    """The agent's client and what is built on it. Built on first use, not at the start:
+    redis-py's cluster client asks a node for the slot map as it is made, so an agent
+    started while no cluster node answers must buffer like one whose Redis went away."""
+
+    def __init__(self, redis: Connector, keys: Keys, history_maxlen: int) -> None:
+        self.client = redis.client("tailgate-logtail", socket_connect_timeout=2, socket_timeout=5)
+        self.publisher = Publisher(self.client, keys, history_maxlen)
+        self.wanted = self.client.register_script(WANTED_LUA)
+        self.release = self.client.register_script(RELEASE_LUA)
+
+
 class Agent:
     """The publish loop: follow, buffer, publish, heartbeat, exit when unwanted."""
 
@@ -323,10 +335,7 @@ class Agent:
         target = conf.redis_target()
         self.keys = target.keys(conf.key_prefix)
         self.redis = Connector(target)
-        self.client = self.redis.client("tailgate-logtail", socket_connect_timeout=2, socket_timeout=5)
-        self.publisher = Publisher(self.client, self.keys, conf.history_maxlen)
-        self.wanted = self.client.register_script(WANTED_LUA)
-        self.release = self.client.register_script(RELEASE_LUA)
+        self.link: RedisLink | None = None
         self.follower = Follower(path, conf.initial_lines, conf.max_line_bytes, conf.allowlist, conf.late_file_wait)
         self.buffer: collections.deque[Line] = collections.deque()
         self.dropped = 0
@@ -351,26 +360,33 @@ class Agent:
                 self.dropped += 1
             self.buffer.append(Line(now, text))
 
+    def _linked(self) -> RedisLink:
+        if self.link is None:
+            self.link = RedisLink(self.redis, self.keys, self.conf.history_maxlen)
+        return self.link
+
     def _publish(self) -> None:
+        publisher = self._linked().publisher
         if self.dropped:
             notice = f"[tailgate] {self.dropped} lines of {self.path} were dropped while Redis was unreachable"
             meta = {"tailgate": "dropped", "count": self.dropped}
-            self.publisher.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), notice, meta)))])])
+            publisher.publish([StreamBatch(self.stream, [(0, encode_line(Line(time.time(), notice, meta)))])])
             log.warning("%s (buffer of %d lines was full)", notice, self.conf.buffer_max_lines)
             self.dropped_total += self.dropped
             self.dropped = 0
         while self.buffer:
             n = min(len(self.buffer), self.conf.batch_max_lines)
             batch = StreamBatch(self.stream, [(0, encode_line(self.buffer[i])) for i in range(n)])
-            self.publisher.publish([batch])
+            publisher.publish([batch])
             for _ in range(n):
                 self.buffer.popleft()
 
     def _heartbeat(self) -> bool:
         """Renew the heartbeat; False once nobody has wanted the stream (lease check)."""
         self.redis.follow()
-        self.client.set(self.keys.tail_alive(self.stream), self.alive, px=int(self.conf.alive_ttl * 1000))
-        return int(self.wanted(keys=[self.keys.tail_wanted(self.stream)])) > 0
+        link = self._linked()
+        link.client.set(self.keys.tail_alive(self.stream), self.alive, px=int(self.conf.alive_ttl * 1000))
+        return int(link.wanted(keys=[self.keys.tail_wanted(self.stream)])) > 0
 
     def _redis_step(self, now: float, due_heartbeat: bool) -> bool | None:
         """Publish and (when due) heartbeat; returns wanted-ness or None when not checked."""
@@ -433,7 +449,7 @@ class Agent:
             self._publish()
         self.unlock()
         with contextlib.suppress(redis.RedisError, RedisClusterException, OSError):
-            self.release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
+            self._linked().release(keys=[self.keys.tail_alive(self.stream)], args=[self.alive])
         if self.buffer or self.dropped:
             log.warning("exiting with %d lines unpublished", len(self.buffer) + self.dropped)
         log.info("agent for %s stopped (%d lines dropped in total)", self.stream, self.dropped_total)
