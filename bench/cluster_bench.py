@@ -16,11 +16,13 @@ agent do: on the cluster, one script call per slot in a pipeline split by primar
 
 Measured over 10 s after 3 s of warm-up, at the load generator: delivered lines/s, p50 and
 p99 latency, `dropped` and `gap`; from /proc (psutil): the gateway's CPU and each
-redis-server's; on each node, before and after: lines published there (the catalogue's
-`counts` of the streams it owns), publish script calls and their time (`INFO
-commandstats`, EVAL), and every 0.5 s its `CLIENT LIST`: the gateway's pub/sub
-connections (`tailgate-gateway-pubsub`) and all of its connections. Prints JSON lines,
-then Markdown tables; bench/results/cluster.json keeps everything.
+redis-server's and the publisher's; on each node, before and after: lines published there
+(the catalogue's `counts` of the streams it owns), publish script calls and their time
+(`INFO commandstats`, EVAL and EVALSHA), the memory of those streams' histories (`MEMORY
+USAGE`, after), and every 0.5 s its `CLIENT LIST`: the gateway's pub/sub connections
+(`tailgate-gateway-pubsub`) and all of its connections. Prints JSON lines, then Markdown
+tables; bench/results/cluster.json keeps everything. docs/BENCHMARKS.md says what limits
+each figure on a two-core machine.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,7 @@ class Setup:
     settings: dict[str, str]  # the gateway's Redis settings (environment)
     publisher_args: list[str]
     cluster: bool
-    roles: dict[int, str] = field(default_factory=dict)  # port -> primary, replica or "one node"
+    roles: dict[int, str]  # port -> primary, replica or "one node"
 
     @property
     def url(self) -> str:
@@ -125,8 +127,12 @@ def three_shards(tmp: Path, replicas: int) -> tuple[Setup, RedisClusterNodes]:
         f"cluster, 3 primaries{f' + {3 * replicas} replicas' if replicas else ''}",
         sorted(nodes.nodes, key=lambda n: n.port not in primaries),
         slot_map(primaries[0]),
-        {"TAILGATE_REDIS_URL": "redis://127.0.0.1/0", "TAILGATE_REDIS_MODE": "cluster"}
-        | {"TAILGATE_REDIS_CLUSTER_NODES": seeds},
+        # in cluster mode the URL gives only credentials and TLS (none here)
+        {
+            "TAILGATE_REDIS_URL": "redis://127.0.0.1/0",
+            "TAILGATE_REDIS_MODE": "cluster",
+            "TAILGATE_REDIS_CLUSTER_NODES": seeds,
+        },
         ["--cluster-nodes", seeds],
         cluster=True,
         roles={n.port: "primary" if n.port in primaries else "replica" for n in nodes.nodes},
@@ -185,13 +191,16 @@ def one_run(setup: Setup, scenario: str, seconds: float, tick: float, tmp: Path)
     owned = streams_by_node(streams, keys, setup.slots)
     env = {**setup.settings, "TAILGATE_SALT_MODE": "off"}
     gw = start_gateway("tailgate", setup.url, prefix, port, tmp / f"gateway-{port}.log", env=env)
+    procs = [gw]
     try:
         load = wsload(port, clients, ",".join(streams), "--seconds", str(seconds), "--warmup", str(WARMUP))
+        procs.append(load)
         ready = json.loads(load.stdout.readline())
         assert ready["event"] == "ready", ready
         pub = [PY, "-m", "bench.publisher", *setup.publisher_args, "--prefix", prefix, "--streams", ",".join(streams)]
         pub += ["--rate", str(rate), "--seconds", str(WARMUP + seconds + SETTLE), "--tick", str(tick)]
         publisher = spawn(pinned(GATEWAY_CORE, pub), stdout=subprocess.DEVNULL)
+        procs.append(publisher)
         gproc, pproc = psutil.Process(gw.pid), psutil.Process(publisher.pid)
         time.sleep(WARMUP)
         before, gw0, pub0, t0 = sample(setup, keys, owned), cpu([gproc]), cpu([pproc]), time.monotonic()
@@ -203,9 +212,9 @@ def one_run(setup: Setup, scenario: str, seconds: float, tick: float, tmp: Path)
         after, gw_cpu, pub_cpu, wall = sample(setup, keys, owned), cpu([gproc]), cpu([pproc]), time.monotonic() - t0
         result = json.loads(load.stdout.readline())
         load.wait(30)
-        stop(publisher)
     finally:
-        stop(gw)
+        for proc in reversed(procs):
+            stop(proc)
     lines = {p: after[p].lines - before[p].lines for p in after}
     published = sum(lines.values()) / wall
     expected = published * clients / len(streams)  # every client watches one stream, evenly spread
