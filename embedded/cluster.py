@@ -18,7 +18,7 @@ from embedded.services import RedisServer, free_port, port_open, wait_until
 NODE_TIMEOUT_MS = 1000
 
 
-def _node_port() -> int:
+def node_port() -> int:
     """A free port whose cluster bus port (port + 10000) is a port too, and free."""
     while True:
         port = free_port()
@@ -34,7 +34,7 @@ class RedisClusterNodes:
         self.nodes: list[RedisServer] = []
         self.replicas = replicas
         for _ in range(primaries * (1 + replicas)):
-            port = _node_port()
+            port = node_port()
             self.nodes.append(RedisServer(port=port, workdir=str(self.dir / str(port))))
         self.primary_count = primaries
         self.cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"

@@ -75,7 +75,9 @@ class Gateway:
         target = self.redis.target
         keys = target.keys(redis.prefix)
         self.commands, self.history_client = self._clients()
-        self.history = History(self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, stored)
+        self.history = History(
+            self.history_client, keys, redis.history_maxlen, conf.max_history_bytes, stored, conf.history_connections
+        )
         hooks = (self.hub, self._on_lost, self._on_reconnected, self.tasks, self.metrics)
         coalesce = conf.coalesce_ms / 1000.0
         # Redis Cluster: one sharded pub/sub connection per primary (fanout/shards.py).
@@ -96,11 +98,11 @@ class Gateway:
         conf = self.settings.gateway
         timeouts = {"socket_timeout": 10, "socket_connect_timeout": 3}
         if self.redis.target.cluster:
-            # each command goes to its slot's owner (MOVED/ASK followed); the cluster client's
-            # per-node pools do not block when full: a few more than history_connections
+            # each command goes to its slot's owner (MOVED/ASK followed); History itself keeps
+            # its reads to history_connections at once (the per-node pools do not wait)
             commands = self.redis.client("tailgate-gateway-cmd")
             history = self.redis.client(
-                "tailgate-gateway-history", max_connections=max(conf.history_connections, 32), **timeouts
+                "tailgate-gateway-history", max_connections=conf.history_connections, **timeouts
             )
             return commands, history
         pool = aioredis.BlockingConnectionPool

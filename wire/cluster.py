@@ -64,6 +64,11 @@ def async_client(url: str, nodes: list[str], **options: Any) -> aioredis.RedisCl
     """An asyncio cluster client (the gateway's commands and history reads)."""
     seeds = [AsyncClusterNode(host, port) for host, port in parse_nodes(nodes)]
     options.setdefault("retry", _retry(AsyncRetry))
+    # redis-py 7.0's asyncio cluster MULTI drops, without returning it to its node's pool, a
+    # connection that failed; a pool so drained raises MaxConnectionsError, which never
+    # reads the slot map again, so a failed-over node's reads would fail for good. Reading
+    # the map after every connection error or MOVED makes every node (and pool) afresh.
+    options.setdefault("reinitialize_steps", 1)
     client = aioredis.RedisCluster(startup_nodes=seeds, **connection_options(url), **options)
     # redis-py 7.0's asyncio cluster MULTI (the gateway's history reads) hands its reply
     # parsers a `keys` option they do not take (TypeError); its other paths drop it first.

@@ -29,6 +29,7 @@ stored canonical and never raises for an entry it cannot read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -95,9 +96,19 @@ class History:
     """History reads for the gateway."""
 
     def __init__(
-        self, client: aioredis.Redis, keys: Keys, max_lines: int, max_bytes: int, stored: StoredLines | None = None
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        max_lines: int,
+        max_bytes: int,
+        stored: StoredLines | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.client = client
+        # At most `concurrency` round trips at once, each on a connection of its own: the
+        # cluster client's per-node pools raise when full instead of waiting (a burst of
+        # subscribes would fail as `unavailable`), so the wait is here, for every mode.
+        self._reads = asyncio.Semaphore(concurrency)
         self.keys = keys
         self.max_lines = max_lines
         self.max_bytes = max_bytes
@@ -110,7 +121,7 @@ class History:
 
     async def head(self, stream: str) -> Head:
         """The newest id in a stream's history and its epoch, read together."""
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with self._reads, self.client.pipeline(transaction=True) as pipe:
             pipe.xrevrange(self.keys.hist(stream), count=1)
             queue_read(pipe, self.keys, stream)
             entries, exists, value = await pipe.execute()
@@ -128,7 +139,8 @@ class History:
         cut = False
         while len(found) < count and budget.lines < self.max_lines and not cut:
             asked = budget.page(PAGE_LINES if match else count - len(found))
-            entries = await self.client.xrevrange(key, max=top, count=asked)
+            async with self._reads:
+                entries = await self.client.xrevrange(key, max=top, count=asked)
             for entry_id, fields in entries:
                 if not budget.take(fields):
                     cut = True
@@ -178,7 +190,7 @@ class History:
         left = limit
         while True:
             asked = budget.page(left if left is not None and match is None else PAGE_LINES)
-            async with self.client.pipeline(transaction=True) as pipe:
+            async with self._reads, self.client.pipeline(transaction=True) as pipe:
                 pipe.xinfo_stream(key)
                 pipe.xrange(key, min="(" + format_id(read_to), max=top, count=asked)
                 queue_read(pipe, self.keys, stream)

@@ -18,7 +18,8 @@ import pytest
 import redis
 import yaml
 
-from embedded.services import RedisServer, free_port, wait_until
+from embedded.cluster import node_port
+from embedded.services import RedisServer, wait_until
 from tests.support import ROOT, service_env
 from wire import Keys
 from wire.cluster import sync_client
@@ -43,7 +44,7 @@ def one_node_cluster(port: int, workdir: Path) -> RedisServer:
 @pytest.fixture
 def late_node(tmp_path: Path) -> Iterator[tuple[int, list[RedisServer]]]:
     started: list[RedisServer] = []
-    yield free_port(), started
+    yield node_port(), started
     for node in started:
         node.stop()
 
