@@ -8,7 +8,7 @@
 -- its epoch key is missing. Every live message carries it.
 --
 -- After the three fixed keys come (hist, live, epoch) key triples, one per stream, and
--- after the four fixed arguments six arguments per stream: stream name, n, lowest seq,
+-- after the five fixed arguments six arguments per stream: stream name, n, lowest seq,
 -- highest seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it
 -- never holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one
 -- line per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of
@@ -16,6 +16,13 @@
 -- redis-py packs every argument in Python, which was the publishing thread's largest
 -- cost. The seqs are read only when the lowest one is not newer than the checkpoint (a
 -- redelivery). Returns {published, skipped}.
+--
+-- `after` chains the calls a bridge has sent and not yet seen answered for one
+-- checkpoint (the next call goes out before the previous one's answer is back): it is the
+-- highest seq of the previous such call, which recorded at least that offset if it
+-- succeeded. A checkpoint below it means that call failed, and this one is refused with
+-- an error before writing anything: publishing it would record a newer offset over the
+-- failed call's lines, which a redelivery would then skip (a hole).
 local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest (unused without a field)
 local seen = KEYS[2]          -- sorted set Keys.seen: stream -> last publish (epoch s)
 local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
@@ -23,7 +30,8 @@ local maxlen = ARGV[1]        -- history length kept per stream (approximate tri
 local field = ARGV[2]         -- checkpoint field, or '' to publish without one
 local now = ARGV[3]           -- epoch seconds, recorded in `seen`
 local publish = ARGV[4]       -- PUBLISH (one node), or SPUBLISH (cluster: every key of the call in one slot)
-local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 5, 6
+local after = ARGV[5]         -- '' or the seq the checkpoint must have reached (the previous unanswered call's highest)
+local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 6, 6
 
 local find, sub = string.find, string.sub
 
@@ -46,6 +54,10 @@ local last = -1
 if field ~= '' then
   local v = redis.call('HGET', checkpoints, field)
   if v then last = tonumber(v) end
+  if after ~= '' and last < tonumber(after) then
+    return redis.error_reply('BEHIND checkpoint ' .. field .. ' is at ' .. last .. ', below ' .. after ..
+      ': the call before this one failed; nothing published')
+  end
 end
 local top = last
 local published, skipped = 0, 0
