@@ -70,7 +70,10 @@ for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
   local all = field == '' or lo > last
   local seqs, frags = ARGV[a + 4], ARGV[a + 5]
   a = a + ARGS_PER_STREAM
-  local out, first, lastid, epoch = {}, nil, nil, nil
+  -- The live message in pieces, joined once at the end: out[1] is its head (written last,
+  -- when the ids and the count are known), then four pieces per line, so that no string
+  -- is made per line: '{"id":"' .. id .. '",' .. fragment .. '}' for each, ',' between.
+  local out, o, count, first, lastid, epoch = { '' }, 1, 0, nil, nil, nil
   local p, s, run, left, seq = 1, 1, 0, 0, 0
   for i = 1, n do
     local e = find(frags, '\n', p, true)
@@ -105,18 +108,22 @@ for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
       local id = redis.call('XADD', hist, '*', 'd', frag)
       first = first or id
       lastid = id
-      out[#out + 1] = '{"id":"' .. id .. '",' .. frag .. '}'
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, '",', frag, '},{"id":"'
+      o = o + 4
+      count = count + 1
     else
       skipped = skipped + 1
     end
   end
   if all and hi > top then top = hi end
-  if #out > 0 then
+  if count > 0 then
     redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
-    redis.call(publish, live, first .. ' ' .. lastid .. ' ' .. #out .. ' ' .. epoch .. '\n[' .. table.concat(out, ',') .. ']')
+    out[1] = first .. ' ' .. lastid .. ' ' .. count .. ' ' .. epoch .. '\n[{"id":"'
+    out[o] = '}]'
+    redis.call(publish, live, table.concat(out))
     redis.call('ZADD', seen, now, stream)
-    redis.call('HINCRBY', counts, stream, #out)
-    published = published + #out
+    redis.call('HINCRBY', counts, stream, count)
+    published = published + count
   end
 end
 if field ~= '' and top > last then
