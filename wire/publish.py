@@ -81,7 +81,8 @@ class Publisher:
 
     def _call_args(
         self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None, slot: int | None, after: int | None
-    ) -> tuple[list[str], list[object]]:
+    ) -> tuple[list[str], list[object], int | None]:
+        """KEYS and ARGV of one script call, and its highest seq (None: no line in it)."""
         if slot is None:
             seen, counts, pub = self.keys.seen, self.keys.counts, "PUBLISH"
             offsets = self.keys.offsets(checkpoint.group) if checkpoint else seen
@@ -96,6 +97,7 @@ class Publisher:
             pub,
             "" if after is None else after,
         ]
+        top = None
         for batch in batches:
             lines = batch.lines
             if not lines:
@@ -107,9 +109,12 @@ class Publisher:
             keys += [self.keys.hist(batch.stream), self.keys.live(batch.stream), self.keys.epoch(batch.stream)]
             if checkpoint is None:
                 args += [batch.stream, len(lines), 0, 0, "", joined]
+                top = 0
             else:
-                args += [batch.stream, len(lines), *_seq_runs(seqs), joined]
-        return keys, args
+                lo, hi, runs = _seq_runs(seqs)
+                args += [batch.stream, len(lines), lo, hi, runs, joined]
+                top = hi if top is None else max(top, hi)
+        return keys, args, top
 
     def _calls(self, calls: Sequence[Call], chain: Chain) -> list[tuple[list[str], list[object], Link | None]]:
         """The script calls for `calls` (on a cluster one per slot of each), leaving out
@@ -124,16 +129,13 @@ class Publisher:
             else:
                 by_slot = {None: list(batches)}
             for slot, group in by_slot.items():
-                link = None
-                if checkpoint is not None:
-                    top = max((seq for b in group for seq, _ in b.lines), default=None)
-                    link = None if top is None else ((checkpoint, slot), top)
-                after = chain.get(link[0]) if link else None
-                keys, args = self._call_args(group, checkpoint, slot, after)
-                if len(keys) > 3:
-                    if link:
-                        chain[link[0]] = link[1]
-                    out.append((keys, args, link))
+                key = (checkpoint, slot) if checkpoint is not None else None
+                keys, args, top = self._call_args(group, checkpoint, slot, chain.get(key) if key else None)
+                if top is None:
+                    continue
+                if key is not None:
+                    chain[key] = top
+                out.append((keys, args, None if key is None else (key, top)))
         return out
 
     def publish(self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None) -> tuple[int, int]:
@@ -141,8 +143,8 @@ class Publisher:
         (lines published, lines skipped as old)."""
         if self.keys.cluster:
             return self.publish_many([(batches, checkpoint)])
-        keys, args = self._call_args(batches, checkpoint, None, None)
-        if len(keys) == 3:
+        keys, args, top = self._call_args(batches, checkpoint, None, None)
+        if top is None:
             return 0, 0
         published, skipped = self._script(keys=keys, args=args)
         return int(published), int(skipped)
