@@ -2,7 +2,7 @@
 
 The consume loop hands each poll's work to `PublishWorker.submit`; the worker publishes
 works strictly in the order given (a queue of depth one: the loop is at most one poll
-ahead of the works being published). With a `StepPipe` (one Redis node, no WAIT for
+ahead of the works in flight). With a `StepPipe` (one Redis node, no WAIT for
 replicas) up to two works are in flight: the next one is sent behind the previous one on
 the same connection before that one's answer is read, so Redis always has a step to run
 while this thread waits for the GIL and packs the next. A work that lowers checkpoints
