@@ -46,7 +46,7 @@ from bridge.route import Router
 from bridge.status import StatusServer
 from bridge.worker import PublishWorker
 from settings import Settings
-from wire import Publisher
+from wire import Publisher, PublishPipe
 from wire.connect import RedisTarget
 from wire.names import StreamNameError
 
@@ -119,7 +119,12 @@ class Bridge:
         self.positions = Positions(
             self.consumer, self.publisher, self.group, b.start_from, self.metrics, b.commit_offsets
         )
-        self.worker = PublishWorker(self._publish, self._published)
+        # Steps go one behind another only on one node without WAIT: a cluster's step is
+        # several pipelines (one per node, then the resume offsets), and WAIT must follow
+        # its own step with nothing sent behind it.
+        alone = self.publisher.keys.cluster or self.settings.redis.replicas_to_ack
+        pipe = None if alone else PublishPipe(self.publisher)
+        self.worker = PublishWorker(self._publish, self._published, pipe)
         self.watcher = MetadataWatcher(
             lambda: self.backend.open_metadata(self.settings.kafka, self.security),
             self.selection,

@@ -83,7 +83,7 @@ class BridgeSettings:
     instance: int = 0
     instances: int = 1
     max_line_bytes: int = 64 * 1024
-    batch_max_lines: int = 5_000
+    batch_max_lines: int = 500
     metrics_port: int = 9101
     metrics_host: str = "127.0.0.1"
     start_from: str = "earliest"  # where a partition with no offset in Redis nor committed to Kafka starts

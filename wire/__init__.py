@@ -9,13 +9,14 @@ redis-py only, so the Salt formula can ship it next to the tail agent.
 from wire.envelope import Line, LineId, encode_line, frame_ids, parse_id
 from wire.keys import Keys
 from wire.names import StreamName, StreamNameError, parse_stream
-from wire.publish import Checkpoint, Publisher, StreamBatch
+from wire.publish import Checkpoint, Publisher, PublishPipe, StreamBatch
 
 __all__ = [
     "Checkpoint",
     "Keys",
     "Line",
     "LineId",
+    "PublishPipe",
     "Publisher",
     "StreamBatch",
     "StreamName",

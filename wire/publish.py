@@ -20,6 +20,7 @@ resumes (`Keys.offsets`) is raised only once every call of its batch succeeded.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -62,6 +63,13 @@ class Checkpoint:
         return f"{self.topic}:{self.partition}"
 
 
+Call = tuple[Sequence[StreamBatch], Checkpoint | None]
+# A checkpoint (on a cluster: with the slot whose copy of it a call keeps) and the highest seq
+# of the newest call sent for it: the next call for it is refused unless that one recorded it.
+Chain = dict[tuple[Checkpoint, int | None], int]
+Link = tuple[tuple[Checkpoint, int | None], int]
+
+
 class Publisher:
     """Runs the publish script for batches of lines; synchronous (bridge and agent are)."""
 
@@ -72,8 +80,9 @@ class Publisher:
         self._script = client.register_script(PUBLISH_LUA)
 
     def _call_args(
-        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None, slot: int | None = None
-    ) -> tuple[list[str], list[object]]:
+        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None, slot: int | None, after: int | None
+    ) -> tuple[list[str], list[object], int | None]:
+        """KEYS and ARGV of one script call, and its highest seq (None: no line in it)."""
         if slot is None:
             seen, counts, pub = self.keys.seen, self.keys.counts, "PUBLISH"
             offsets = self.keys.offsets(checkpoint.group) if checkpoint else seen
@@ -81,7 +90,14 @@ class Publisher:
             seen, counts, pub = self.keys.seen_in(slot), self.keys.counts_in(slot), "SPUBLISH"
             offsets = self.keys.offsets_in(checkpoint.group, slot) if checkpoint else seen
         keys = [offsets, seen, counts]
-        args: list[object] = [self.maxlen, checkpoint.field if checkpoint else "", f"{time.time():.3f}", pub]
+        args: list[object] = [
+            self.maxlen,
+            checkpoint.field if checkpoint else "",
+            f"{time.time():.3f}",
+            pub,
+            "" if after is None else after,
+        ]
+        top = None
         for batch in batches:
             lines = batch.lines
             if not lines:
@@ -93,53 +109,64 @@ class Publisher:
             keys += [self.keys.hist(batch.stream), self.keys.live(batch.stream), self.keys.epoch(batch.stream)]
             if checkpoint is None:
                 args += [batch.stream, len(lines), 0, 0, "", joined]
+                top = 0
             else:
-                args += [batch.stream, len(lines), *_seq_runs(seqs), joined]
-        return keys, args
+                lo, hi, runs = _seq_runs(seqs)
+                args += [batch.stream, len(lines), lo, hi, runs, joined]
+                top = hi if top is None else max(top, hi)
+        return keys, args, top
 
-    def _calls(
-        self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None
-    ) -> list[tuple[list[str], list[object]]]:
-        """The script calls for one batch: one, or on a cluster one per slot."""
-        if not self.keys.cluster:
-            return [self._call_args(batches, checkpoint)]
-        by_slot: dict[int, list[StreamBatch]] = {}
-        for batch in batches:
-            by_slot.setdefault(self.keys.slot(batch.stream), []).append(batch)
-        return [self._call_args(group, checkpoint, slot) for slot, group in by_slot.items()]
+    def _calls(self, calls: Sequence[Call], chain: Chain) -> list[tuple[list[str], list[object], Link | None]]:
+        """The script calls for `calls` (on a cluster one per slot of each), leaving out
+        empty ones; each call that has a checkpoint is chained to the one before it in
+        `chain`, which is updated (see `Chain`)."""
+        out: list[tuple[list[str], list[object], Link | None]] = []
+        for batches, checkpoint in calls:
+            if self.keys.cluster:
+                by_slot: dict[int | None, list[StreamBatch]] = {}
+                for batch in batches:
+                    by_slot.setdefault(self.keys.slot(batch.stream), []).append(batch)
+            else:
+                by_slot = {None: list(batches)}
+            for slot, group in by_slot.items():
+                key = (checkpoint, slot) if checkpoint is not None else None
+                keys, args, top = self._call_args(group, checkpoint, slot, chain.get(key) if key else None)
+                if top is None:
+                    continue
+                if key is not None:
+                    chain[key] = top
+                out.append((keys, args, None if key is None else (key, top)))
+        return out
 
     def publish(self, batches: Sequence[StreamBatch], checkpoint: Checkpoint | None = None) -> tuple[int, int]:
         """Publish one batch atomically (on a cluster: atomically per slot); returns
         (lines published, lines skipped as old)."""
         if self.keys.cluster:
             return self.publish_many([(batches, checkpoint)])
-        keys, args = self._call_args(batches, checkpoint)
-        if len(keys) == 3:
+        keys, args, top = self._call_args(batches, checkpoint, None, None)
+        if top is None:
             return 0, 0
         published, skipped = self._script(keys=keys, args=args)
         return int(published), int(skipped)
 
-    def publish_many(self, calls: Sequence[tuple[Sequence[StreamBatch], Checkpoint | None]]) -> tuple[int, int]:
-        """Publish several independent batches (say one per partition) in one round trip.
+    def publish_many(self, calls: Sequence[Call]) -> tuple[int, int]:
+        """Publish several batches (say one per partition) in one round trip.
 
-        Each batch stays atomic on its own; totals are returned.
+        Each batch stays atomic on its own; totals are returned. Two batches of one
+        partition are chained: the second is refused if the first failed.
         """
         pipe = self.client.pipeline(transaction=False)
-        queued = 0
         resume: dict[Checkpoint, int] = {}  # cluster: where each partition resumes once all calls succeeded
-        for batches, checkpoint in calls:
-            for keys, args in self._calls(batches, checkpoint):
-                if len(keys) > 3:
-                    # EVAL with the script's text, not EVALSHA: redis-py would ask Redis
-                    # whether the script is loaded (SCRIPT EXISTS, one more round trip) on
-                    # every pipeline, and EVAL cannot fail with NOSCRIPT part way through.
-                    pipe.execute_command("EVAL", PUBLISH_LUA, len(keys), *keys, *args)
-                    queued += 1
-            if self.keys.cluster and checkpoint is not None:
-                top = max((seq for b in batches for seq, _ in b.lines), default=None)
-                if top is not None:
-                    resume[checkpoint] = max(top, resume.get(checkpoint, top))
-        if not queued:
+        script_calls = self._calls(calls, {})
+        for keys, args, link in script_calls:
+            # EVAL with the script's text, not EVALSHA: redis-py would ask Redis
+            # whether the script is loaded (SCRIPT EXISTS, one more round trip) on
+            # every pipeline, and EVAL cannot fail with NOSCRIPT part way through.
+            pipe.execute_command("EVAL", PUBLISH_LUA, len(keys), *keys, *args)
+            if self.keys.cluster and link is not None:
+                (checkpoint, _), top = link
+                resume[checkpoint] = max(top, resume.get(checkpoint, top))
+        if not script_calls:
             return 0, 0
         results = pipe.execute()
         if resume:
@@ -173,6 +200,75 @@ class Publisher:
         """The recorded newest published offset per ``topic:partition`` for a group."""
         raw = self.client.hgetall(self.keys.offsets(group))
         return {_s(k): int(v) for k, v in raw.items()}
+
+
+class PublishPipe:
+    """Publish steps (each one `publish_many`) sent one behind another on one connection,
+    their answers read in order: Redis runs the next step while the bridge reads the
+    previous one's answer and packs the one after. One node only (not a cluster), one
+    thread; the connection is held from a step's send until no answer is outstanding, so
+    other users of the client (reading positions) wait for that.
+
+    A step's call for a checkpoint is chained to the unanswered call before it for the same
+    checkpoint (the script's `after`): if that one failed, this one is refused before it
+    writes anything, so a failure can never leave a hole under a newer offset.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        if publisher.keys.cluster:
+            raise ValueError("PublishPipe publishes to one node; a cluster's steps go through publish_many")
+        self.publisher = publisher
+        self.pool = publisher.client.connection_pool
+        self.conn: redis.connection.AbstractConnection | None = None
+        self.chain: Chain = {}  # only for calls not answered yet: an answered call needs no guard
+        self.sent: deque[list[Link | None]] = deque()  # per unanswered step: its calls' links
+
+    def send(self, calls: Sequence[Call]) -> None:
+        """Pack and send one step; raises what redis-py raises (the connection then fails
+        every step sent before it, see `drop`)."""
+        script_calls = self.publisher._calls(calls, self.chain)
+        if self.conn is None:
+            self.conn = self.pool.get_connection()
+        packed = self.conn.pack_commands(
+            [("EVAL", PUBLISH_LUA, len(keys), *keys, *args) for keys, args, _ in script_calls]
+        )
+        self.sent.append([link for _, _, link in script_calls])
+        self.conn.send_packed_command(packed)
+
+    def receive(self) -> tuple[int, int]:
+        """Read the answers of the oldest step sent: (lines published, skipped). Raises
+        the first error among them once all are read (a refused or failed call)."""
+        assert self.conn is not None
+        links = self.sent.popleft()
+        published = skipped = 0
+        error: redis.RedisError | None = None
+        for link in links:
+            try:
+                answer = self.conn.read_response()
+            except redis.ResponseError as exc:  # the call failed; the connection is still in step
+                error = error or exc
+                continue
+            published += int(answer[0])
+            skipped += int(answer[1])
+            if link is not None and self.chain.get(link[0]) == link[1]:
+                del self.chain[link[0]]  # answered, and no newer call for it is out
+        if not self.sent:
+            self.pool.release(self.conn)
+            self.conn = None
+        if error is not None:
+            raise error
+        return published, skipped
+
+    def drop(self) -> None:
+        """After a failure: forget the steps still unanswered (their fate is unknown: the
+        bridge reads its positions again) and close the connection if any was."""
+        if self.conn is not None:
+            if self.sent:
+                self.conn.disconnect()
+            self.pool.release(self.conn)
+            self.conn = None
+        self.sent.clear()
+        self.chain.clear()
 
 
 def _seq_runs(seqs: tuple[int, ...]) -> tuple[int, int, str]:

@@ -8,7 +8,7 @@
 -- its epoch key is missing. Every live message carries it.
 --
 -- After the three fixed keys come (hist, live, epoch) key triples, one per stream, and
--- after the four fixed arguments six arguments per stream: stream name, n, lowest seq,
+-- after the five fixed arguments six arguments per stream: stream name, n, lowest seq,
 -- highest seq, seqs, and the n fragments joined with "\n" (a fragment is JSON text: it
 -- never holds a raw newline). seqs is '' when the n seqs are lowest, lowest+1, ... (one
 -- line per Kafka message), else runs of equal seqs as "seq:count,seq:count" (the lines of
@@ -16,6 +16,13 @@
 -- redis-py packs every argument in Python, which was the publishing thread's largest
 -- cost. The seqs are read only when the lowest one is not newer than the checkpoint (a
 -- redelivery). Returns {published, skipped}.
+--
+-- `after` chains the calls a bridge has sent and not yet seen answered for one
+-- checkpoint (the next call goes out before the previous one's answer is back): it is the
+-- highest seq of the previous such call, which recorded at least that offset if it
+-- succeeded. A checkpoint below it means that call failed, and this one is refused with
+-- an error before writing anything: publishing it would record a newer offset over the
+-- failed call's lines, which a redelivery would then skip (a hole).
 local checkpoints = KEYS[1]   -- hash Keys.offsets(group): topic:partition -> newest (unused without a field)
 local seen = KEYS[2]          -- sorted set Keys.seen: stream -> last publish (epoch s)
 local counts = KEYS[3]        -- hash Keys.counts: stream -> lines published
@@ -23,7 +30,8 @@ local maxlen = ARGV[1]        -- history length kept per stream (approximate tri
 local field = ARGV[2]         -- checkpoint field, or '' to publish without one
 local now = ARGV[3]           -- epoch seconds, recorded in `seen`
 local publish = ARGV[4]       -- PUBLISH (one node), or SPUBLISH (cluster: every key of the call in one slot)
-local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 5, 6
+local after = ARGV[5]         -- '' or the seq the checkpoint must have reached (the previous unanswered call's highest)
+local FIRST_STREAM_KEY, KEYS_PER_STREAM, FIRST_STREAM_ARG, ARGS_PER_STREAM = 4, 3, 6, 6
 
 local find, sub = string.find, string.sub
 
@@ -46,6 +54,10 @@ local last = -1
 if field ~= '' then
   local v = redis.call('HGET', checkpoints, field)
   if v then last = tonumber(v) end
+  if after ~= '' and last < tonumber(after) then
+    return redis.error_reply('BEHIND checkpoint ' .. field .. ' is at ' .. last .. ', below ' .. after ..
+      ': the call before this one failed; nothing published')
+  end
 end
 local top = last
 local published, skipped = 0, 0
@@ -58,7 +70,10 @@ for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
   local all = field == '' or lo > last
   local seqs, frags = ARGV[a + 4], ARGV[a + 5]
   a = a + ARGS_PER_STREAM
-  local out, first, lastid, epoch = {}, nil, nil, nil
+  -- The live message in pieces, joined once at the end: out[1] is its head (written last,
+  -- when the ids and the count are known), then four pieces per line, so that no string
+  -- is made per line: '{"id":"' .. id .. '",' .. fragment .. '}' for each, ',' between.
+  local out, o, count, first, lastid, epoch = { '' }, 1, 0, nil, nil, nil
   local p, s, run, left, seq = 1, 1, 0, 0, 0
   for i = 1, n do
     local e = find(frags, '\n', p, true)
@@ -93,18 +108,22 @@ for k = FIRST_STREAM_KEY, #KEYS, KEYS_PER_STREAM do
       local id = redis.call('XADD', hist, '*', 'd', frag)
       first = first or id
       lastid = id
-      out[#out + 1] = '{"id":"' .. id .. '",' .. frag .. '}'
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, '",', frag, '},{"id":"'
+      o = o + 4
+      count = count + 1
     else
       skipped = skipped + 1
     end
   end
   if all and hi > top then top = hi end
-  if #out > 0 then
+  if count > 0 then
     redis.call('XTRIM', hist, 'MAXLEN', '~', maxlen)
-    redis.call(publish, live, first .. ' ' .. lastid .. ' ' .. #out .. ' ' .. epoch .. '\n[' .. table.concat(out, ',') .. ']')
+    out[1] = first .. ' ' .. lastid .. ' ' .. count .. ' ' .. epoch .. '\n[{"id":"'
+    out[o] = '}]'
+    redis.call(publish, live, table.concat(out))
     redis.call('ZADD', seen, now, stream)
-    redis.call('HINCRBY', counts, stream, #out)
-    published = published + #out
+    redis.call('HINCRBY', counts, stream, count)
+    published = published + count
   end
 end
 if field ~= '' and top > last then
