@@ -136,7 +136,7 @@ class PublishWorker:
         started = time.monotonic()
         try:
             skipped = self.publish(work)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 (a bug too is handed back: no dead thread)
             self._failed(exc, [work])
             return
         self._done(work, skipped, started)
@@ -145,7 +145,7 @@ class PublishWorker:
         assert self.pipe is not None
         try:
             self.pipe.send(work.calls)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 (a bug too is handed back: no dead thread)
             self._failed(exc, [*(w for w, _ in self.in_flight), work])
             return
         self.in_flight.append((work, time.monotonic()))
@@ -155,7 +155,7 @@ class PublishWorker:
         work, started = self.in_flight.popleft()
         try:
             _, skipped = self.pipe.receive()
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 (a bug too is handed back: no dead thread)
             self._failed(exc, [work, *(w for w, _ in self.in_flight)])
             return
         self._done(work, skipped, started)
@@ -170,7 +170,11 @@ class PublishWorker:
 
     def _failed(self, exc: Exception, works: list[Work]) -> None:
         """`works` (oldest first) were not published, or not surely: every one sent and
-        unanswered is given up with them."""
+        unanswered is given up with them. An error that is not Redis's is a bug: logged
+        with its traceback, and handed back the same way (the bridge pauses, is not ready,
+        and tries again), never a thread that dies while the consume loop waits on it."""
+        if not isinstance(exc, REDIS_ERRORS):
+            log.error("publishing failed on an unexpected error", exc_info=exc)
         if self.pipe is not None:
             self.pipe.drop()
         self.in_flight.clear()

@@ -83,3 +83,33 @@ def test_a_failed_answer_hands_back_the_work_sent_behind_it() -> None:
     error, failed = worker.take_failed()
     assert isinstance(error, redis.ResponseError) and failed == [first, second] and published == []
     assert worker.close(1)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("through_pipe", [True, False])
+def test_a_bug_in_a_publish_step_is_handed_back_and_the_thread_goes_on(through_pipe: bool) -> None:
+    calls: list[int] = []
+
+    def publish(work: Work) -> int:
+        calls.append(work.calls[0][0][0].lines[0][0])
+        if len(calls) == 1:
+            raise ValueError("a fragment with a newline")
+        return 0
+
+    class BuggyPipe(FakePipe):
+        def send(self, calls_: Sequence[Call]) -> None:
+            self.go.set()
+            super().send(calls_)
+            if len(self.steps) == 1 and self.events == ["send 0"]:
+                raise ValueError("a fragment with a newline")
+
+    published: list[int] = []
+    pipe = BuggyPipe() if through_pipe else None
+    worker = PublishWorker(publish, lambda w, s, t: published.append(w.calls[0][0][0].lines[0][0]), pipe)
+    worker.submit(_work(0))
+    assert worker.flush(5), "the publishing thread died"
+    error, failed = worker.take_failed()
+    assert isinstance(error, ValueError) and [w.calls[0][0][0].lines[0][0] for w in failed] == [0]
+    assert worker.submit(_work(0)) and worker.flush(5)
+    assert published == [0] and worker.thread.is_alive()
+    assert worker.close(5)
