@@ -49,3 +49,19 @@ def test_a_batch_sent_again_after_a_partial_failure_doubles_nothing(cclient: red
     pub.reset_offset(cp, -1)
     assert pub.offsets("g") == {}
     assert pub.publish([_batch(streams[0], range(3))], cp) == (3, 0)
+
+
+def test_primaries_without_the_script_get_it_and_every_slot_publishes_once(
+    redis_cluster: RedisClusterNodes, cclient: redis.RedisCluster, ckeys: Keys
+) -> None:
+    """A call per slot goes by hash; primaries that lost the script (EVAL's cache is not
+    replicated to a promoted replica) get it loaded, and the calls they refused go again."""
+    pub = Publisher(cclient, ckeys)
+    streams = [f"kafka:noscript{i}" for i in range(9)]
+    for port in redis_cluster.primaries():
+        with redis_cluster.client(port) as node:
+            node.script_flush()
+    cp = Checkpoint("g", "noscript", 0)
+    assert pub.publish([_batch(s, range(3)) for s in streams], cp) == (27, 0)
+    assert all(cclient.xlen(ckeys.hist(s)) == 3 for s in streams)
+    assert pub.offsets("g") == {"noscript:0": 2}

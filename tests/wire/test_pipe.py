@@ -72,3 +72,19 @@ def test_a_second_call_of_one_partition_in_a_step_is_refused_when_the_first_fail
     rclient.delete(keys.hist("kafka:bad"))
     assert pub.publish_many(step) == (6, 0)
     assert pub.offsets("g") == {"t:0": 5, "t:1": 1}
+
+
+def test_calls_by_hash_on_a_redis_without_the_script_load_it_and_go_in_order(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    """publish_many calls the script by hash; a Redis that lost it (restarted, or a replica
+    just promoted) answers NOSCRIPT, and every call goes in once, in order, chain kept."""
+    keys = Keys(prefix)
+    pub = Publisher(rclient, keys)
+    step = [([_batch("kafka:a", range(0, 3))], CP), ([_batch("kafka:b", range(3, 6))], CP)]
+    rclient.script_flush()
+    assert pub.publish_many(step) == (6, 0)
+    assert pub.offsets("g") == {"t:0": 5}
+    assert [rclient.xlen(keys.hist(s)) for s in ("kafka:a", "kafka:b")] == [3, 3]
+    rclient.script_flush()
+    assert pub.publish_many(step) == (0, 6)  # sent again: skipped, not doubled
