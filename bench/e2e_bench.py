@@ -1,0 +1,299 @@
+"""End to end (issue 17): Kafka produce -> WebSocket receive, through the real bridge and gateway.
+
+    .venv/bin/python -m bench.e2e_bench [--clients 500] [--rate 1000] [--seconds 20] [--warmup 5]
+                                        [--linger-ms 5,0] [--client kafka-python|confluent-kafka]
+
+Starts its own redis-server and embedded Kafka broker (Tansu, memory storage), then for
+each producer `linger_ms` a fresh 4-partition topic, a real bridge (`python -m bridge
+--static`, `bridge.client` from `--client`), one real gateway (`python -m gateway`) and
+the load client (bench/wsload.py: `--clients` viewers of the topic's stream). A producer
+process sends `--rate` lines a second, one line per Kafka message, paced line by line;
+each line is 100 bytes of text starting with its send time (`@t=<microseconds>`, taken
+just before `send()`, so the producer's own batching counts).
+
+Measured over the same window (`--seconds`, after `--warmup`), at three points:
+  produce -> receive   the load client, from the send time in each frame's oldest line
+                       (every line of a frame is at most that late)
+  produce -> PUBLISH   a subscriber on the stream's live channel in Redis (this process),
+                       every line, as bench/bridge_bench.py measures the bridge
+  PUBLISH -> receive   the load client, from the XADD time in the oldest line's id, as in
+                       bench/gateway_bench.py
+and, for the frames at or above the produce -> receive p99, the median of the part before
+XADD and the part after it: where the tail goes. Loss: lines produced x viewers minus the
+lines the viewers received by the end (the load client waits until 3 s pass without one).
+CPU: each process's user+system time over the window (all its threads), and each core's
+busy share.
+
+Pinning, on 2 cores: Tailgate's processes (the gateway, the bridge, Redis) and this
+process (the measuring subscriber, about 0.01 core) on core 0; the world around them
+(the load client, the broker and the producer) on core 1. The test broker is the
+costliest process of the run (Tansu: about half a core at 1,000 messages a second): beside
+the gateway it saturates core 0 and its queueing becomes the gateway's latency;
+`--broker-core 0` puts it and the producer there anyway, leaving the load client alone
+on core 1 as in bench/gateway_bench.py. On a machine with one core nothing is pinned.
+The producer is librdkafka's (`--producer confluent-kafka`, 0.05 core at 1,000 lines/s)
+unless `--producer kafka-python` (0.2-0.3 core). Results: bench/results/e2e.json, and a
+Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from confluent_kafka import Producer as RdProducer
+from kafka import KafkaProducer
+
+from bench.bridge_bench import CLIENTS as BRIDGE_CLIENTS
+from bench.bridge_bench import PARTITIONS, BridgeProc, create
+from bench.gateway_bench import GATEWAY_CORE, LOAD_CORE, start_gateway, stop, write_results, wsload
+from bench.peers.publish import line_text
+from bench.peers.run import core_busy, machine
+from embedded import KafkaBroker, RedisServer, free_port
+from wire import Keys
+
+MARK = "@t="
+PINNED = (os.cpu_count() or 1) >= 2
+P99_GOAL_MS = 100.0
+DRAIN_S = 3.0
+
+
+def pin(core: str, pid: int = 0) -> None:
+    if PINNED:
+        os.sched_setaffinity(pid, {int(core)})
+
+
+def produce(args: argparse.Namespace, bootstrap: str, topic: str, total: int, linger_ms: int, out: Connection) -> None:
+    """Send `total` lines at `args.rate` a second, each paced on its own, with the
+    `args.producer` client; report how many and how late the latest one was against its
+    schedule."""
+    pin(args.broker_core)
+    if args.producer == "kafka-python":
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
+
+        def send(value: bytes, partition: int) -> None:
+            producer.send(topic, value, partition=partition)
+
+        def close() -> None:
+            producer.flush()
+            producer.close()
+    else:
+        rd = RdProducer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms})
+
+        def send(value: bytes, partition: int) -> None:
+            rd.produce(topic, value, partition=partition)
+            rd.poll(0)  # serve delivery reports, or librdkafka's queue of them grows
+
+        def close() -> None:
+            rd.flush(10)
+
+    started = time.perf_counter()
+    late = 0.0
+    for i in range(total):
+        wait = started + i / args.rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            late = max(late, -wait)
+        send(line_text(int(time.time() * 1e6), i).encode(), i % PARTITIONS)
+    close()
+    out.send({"produced": total, "max_late_ms": round(late * 1000, 1)})
+
+
+class PublishWatch:
+    """produce -> PUBLISH: a subscriber on the stream's live channel, on a thread of this
+    process, taking every line's send time from its text while `measuring` is set."""
+
+    def __init__(self, r: redis.Redis, channel: str) -> None:
+        self.pubsub = r.pubsub()
+        self.pubsub.subscribe(channel)
+        self.measuring = threading.Event()
+        self.done = threading.Event()
+        self.latencies: list[float] = []
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        while not self.done.is_set():
+            msg = self.pubsub.get_message(timeout=0.2)
+            if msg is None or msg["type"] != "message" or not self.measuring.is_set():
+                continue
+            now_ms = time.time() * 1000
+            _, _, array = msg["data"].partition(b"\n")
+            for obj in json.loads(array):
+                sent_us = int(obj["text"][len(MARK) :].split(" ", 1)[0])
+                self.latencies.append(now_ms - sent_us / 1000)
+
+    def close(self) -> dict[str, Any]:
+        self.done.set()
+        self.thread.join(2)
+        self.pubsub.close()
+        lat = sorted(self.latencies)
+        if not lat:
+            return {}
+        return {
+            "lines": len(lat),
+            "p50_ms": round(lat[len(lat) // 2], 1),
+            "p99_ms": round(lat[int(len(lat) * 0.99)], 1),
+            "max_ms": round(lat[-1], 1),
+        }
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    return sum(proc.cpu_times()[:2])
+
+
+def one_run(
+    args: argparse.Namespace, linger_ms: int, server: RedisServer, broker: KafkaBroker, work: Path
+) -> dict[str, Any]:
+    """One measured run with a fresh topic, bridge, gateway and viewers."""
+    uid = uuid.uuid4().hex[:6]
+    topic, prefix, port = f"e2e{linger_ms}-{uid}", f"e{uid}:", free_port()
+    stream = f"kafka:{topic}"
+    create(broker.bootstrap, topic)
+    r = redis.Redis.from_url(server.url)
+    log = work / f"bridge-{uid}.log"
+    bridge = BridgeProc(args.client, server.url, broker.bootstrap, prefix, topic, log, int(GATEWAY_CORE))
+    gateway = load = feeder = None
+    watch = PublishWatch(r, Keys(prefix).live(stream))
+    try:
+        bridge.assigned()
+        gateway = start_gateway("tailgate", server.url, prefix, port, work / f"gateway-{uid}.log")
+        load_args = ["--seconds", str(args.seconds), "--warmup", str(args.warmup), "--mark", MARK]
+        load = wsload(port, args.clients, stream, *load_args, "--drain", str(DRAIN_S))
+        ready = json.loads(load.stdout.readline())
+        assert ready["event"] == "ready" and ready["connected"] == args.clients, ready
+        total = int(args.rate * (args.warmup + args.seconds + 1))
+        report_in, report_out = multiprocessing.get_context("fork").Pipe(duplex=False)
+        feed_args = (args, broker.bootstrap, topic, total, linger_ms, report_out)
+        feeder = multiprocessing.get_context("fork").Process(target=produce, args=feed_args)
+        feeder.start()
+        procs = {
+            "gateway": gateway.pid,
+            "bridge": bridge.proc.pid,
+            "redis": server.proc.pid,
+            "broker": broker.proc.pid,
+            "producer": feeder.pid,
+            "load client": load.pid,
+            "bench (measuring)": os.getpid(),
+        }
+        watched = {name: psutil.Process(pid) for name, pid in procs.items()}
+        time.sleep(args.warmup)
+        cpu0 = {name: cpu_seconds(p) for name, p in watched.items()}
+        cores0, t0 = psutil.cpu_times(percpu=True), time.monotonic()
+        watch.measuring.set()
+        time.sleep(args.seconds)
+        watch.measuring.clear()
+        wall = time.monotonic() - t0
+        cpu = {name: round((cpu_seconds(p) - cpu0[name]) / wall, 3) for name, p in watched.items()}
+        busy = core_busy(cores0, psutil.cpu_times(percpu=True))
+        produced = report_in.recv()
+        feeder.join(10)
+        result = json.loads(load.stdout.readline())
+        load.wait(30)
+    finally:
+        publish = watch.close()
+        r.close()
+        for proc in (load, gateway):
+            if proc is not None:
+                stop(proc)
+        if feeder is not None and feeder.is_alive():
+            feeder.terminate()
+        bridge.stop()
+    sent = result.get("sent", {})
+    return {
+        "linger_ms": linger_ms,
+        "client": args.client,
+        "clients": args.clients,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "delivered_per_s": result["lines_per_s"],
+        "frames_per_s": result["frames_per_s"],
+        "loss": produced["produced"] * args.clients - result["total_lines"],
+        "dropped": result["dropped"],
+        "gaps": result["gaps"],
+        "produce_to_receive": sent,
+        "produce_to_publish": publish,
+        "publish_to_receive": {k: result[k] for k in ("p50_ms", "p99_ms", "max_ms")},
+        "cpu": cpu,
+        "core_busy": busy,
+        "producer_max_late_ms": produced["max_late_ms"],
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| producer | delivered lines/s | loss | produce -> receive p50 / p99 / max | produce -> PUBLISH p50 / p99 "
+        "| PUBLISH -> receive p50 / p99 | p99 frames: before / after XADD (median) | CPU: gateway, bridge, Redis, "
+        "broker, load client, producer | cores busy (0, 1) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for res in results:
+        e2e, pub, gw, cpu = res["produce_to_receive"], res["produce_to_publish"], res["publish_to_receive"], res["cpu"]
+        who = ("gateway", "bridge", "redis", "broker", "load client", "producer")
+        rows.append(
+            f"| linger_ms={res['linger_ms']}, {res['client']} | {res['delivered_per_s']:,} | {res['loss']:,} "
+            f"| {e2e['p50_ms']} / **{e2e['p99_ms']}** / {e2e['max_ms']} ms | {pub['p50_ms']} / {pub['p99_ms']} ms "
+            f"| {gw['p50_ms']} / {gw['p99_ms']} ms | {e2e['tail_to_xadd_median_ms']} / "
+            f"{e2e['tail_xadd_to_receive_median_ms']} ms | {', '.join(str(cpu[w]) for w in who)} "
+            f"| {', '.join(str(b) for b in res['core_busy'])} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--linger-ms", type=lambda v: [int(x) for x in v.split(",")], default=[5, 0])
+    parser.add_argument("--client", choices=BRIDGE_CLIENTS, default=BRIDGE_CLIENTS[0], help="bridge.client")
+    parser.add_argument(
+        "--producer", choices=BRIDGE_CLIENTS, default="confluent-kafka", help="the Kafka client the producer uses"
+    )
+    parser.add_argument(
+        "--broker-core", choices=[GATEWAY_CORE, LOAD_CORE], default=LOAD_CORE, help="the broker's and producer's"
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
+    load_start = os.getloadavg()
+    server = RedisServer(workdir=str(work)).start()
+    broker = KafkaBroker(log_path=str(work / "tansu.log")).start()
+    assert server.proc is not None and broker.proc is not None
+    for pid in (server.proc.pid, os.getpid()):
+        pin(GATEWAY_CORE, pid)
+    pin(args.broker_core, broker.proc.pid)
+    print(
+        f"gateway, bridge, Redis on core {GATEWAY_CORE}; load client on core {LOAD_CORE}; "
+        f"broker and producer on core {args.broker_core}",
+        flush=True,
+    )
+    results = []
+    try:
+        for linger in args.linger_ms:
+            results.append(one_run(args, linger, server, broker, work))
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        broker.stop()
+        server.stop()
+    meta = {"machine": machine(), "load_average_start": load_start, "load_average_end": os.getloadavg()}
+    print(json.dumps(meta))
+    print(table(results))
+    write_results("e2e.json", [meta, *results])
+
+
+if __name__ == "__main__":
+    main()
