@@ -24,7 +24,7 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
-# Every benchmark, one after another (about 20 minutes; results in docs/BENCHMARKS.md)
+# Every benchmark, one after another (about 22 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
 	.venv/bin/python -m bench.filters_bench
@@ -32,6 +32,7 @@ bench: setup-test
 	.venv/bin/python -m bench.replica_loss
 	.venv/bin/python -m bench.bridge_bench
 	.venv/bin/python -m bench.broker_floor
+	.venv/bin/python -m bench.e2e_bench
 	.venv/bin/python -m bench.salt_tail
 	.venv/bin/python -m bench.console
 

@@ -42,10 +42,11 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
+import re
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -151,6 +152,28 @@ class PublishWatch:
         }
 
 
+def send_lags(port: int) -> dict[float, int]:
+    """The gateway's publish -> hand-off to a socket histogram (its /metrics): cumulative
+    count of hand-offs per upper bound in seconds. Each is timed from the XADD of the
+    batch's NEWEST line (gateway/fanout/lag.py), so it is the gateway's part of
+    PUBLISH -> receive, less the batch's own span."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    found = re.findall(r'^tailgate_gateway_publish_to_send_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)
+    return {float(le): int(float(n)) for le, n in found}
+
+
+def lag_summary(before: dict[float, int], after: dict[float, int]) -> dict[str, Any]:
+    """Over the window: hand-offs, and the smallest bound at or under which 50% and 99% of them were."""
+    counts = {le: after[le] - before.get(le, 0) for le in sorted(after)}
+    total = counts[float("inf")]
+
+    def bound(p: float) -> float | None:
+        return next((le * 1000 for le, n in counts.items() if n >= p * total), None) if total else None
+
+    return {"handoffs": total, "p50_at_most_ms": bound(0.5), "p99_at_most_ms": bound(0.99)}
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     return sum(proc.cpu_times()[:2])
 
@@ -192,6 +215,7 @@ def one_run(
         watched = {name: psutil.Process(pid) for name, pid in procs.items()}
         time.sleep(args.warmup)
         cpu0 = {name: cpu_seconds(p) for name, p in watched.items()}
+        lags0 = send_lags(port)
         cores0, t0 = psutil.cpu_times(percpu=True), time.monotonic()
         watch.measuring.set()
         time.sleep(args.seconds)
@@ -199,6 +223,7 @@ def one_run(
         wall = time.monotonic() - t0
         cpu = {name: round((cpu_seconds(p) - cpu0[name]) / wall, 3) for name, p in watched.items()}
         busy = core_busy(cores0, psutil.cpu_times(percpu=True))
+        gateway_lag = lag_summary(lags0, send_lags(port))
         produced = report_in.recv()
         feeder.join(10)
         result = json.loads(load.stdout.readline())
@@ -227,9 +252,11 @@ def one_run(
         "produce_to_receive": sent,
         "produce_to_publish": publish,
         "publish_to_receive": {k: result[k] for k in ("p50_ms", "p99_ms", "max_ms")},
+        "gateway_publish_to_send": gateway_lag,
         "cpu": cpu,
         "core_busy": busy,
         "producer_max_late_ms": produced["max_late_ms"],
+        "load_client_lag_ms": {"p99": result["loadgen_lag_p99_ms"], "max": result["loadgen_lag_max_ms"]},
     }
 
 

@@ -225,7 +225,7 @@ async def run(
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     stats.measure = True
-    await asyncio.sleep(seconds)
+    lags = await loop_lag(seconds)
     stats.measure = False
     wall = time.monotonic() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -237,8 +237,9 @@ async def run(
 
     if drain:
         deadline = time.monotonic() + 60
-        while time.monotonic() - max(stats.last_line, t0) < drain and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        # lines arrive in data_received: there is no event to await, only their time
+        while (quiet := time.monotonic() - max(stats.last_line, t0)) < drain and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(drain - quiet)
     for proto in protos:
         if proto.transport is not None:
             proto.transport.close()
@@ -258,9 +259,22 @@ async def run(
         "errors": stats.errors,
         "closed_by_server": stats.closed,
         "loadgen_cpu": round(cpu / wall, 2),
+        "loadgen_lag_p99_ms": round(lags[int(0.99 * len(lags))], 1),
+        "loadgen_lag_max_ms": round(lags[-1], 1),
         "total_lines": stats.total,
         **({"sent": sent_split(stats)} if mark else {}),
     }
+
+
+async def loop_lag(seconds: float, tick: float = 0.005) -> list[float]:
+    """Sleep `tick` after `tick` for `seconds`; how late each wake-up was (ms), sorted: how
+    long this process itself kept frames waiting (its CPU share, the core's other work)."""
+    lags = []
+    end = time.monotonic() + seconds
+    while (now := time.monotonic()) < end:
+        await asyncio.sleep(tick)
+        lags.append((time.monotonic() - now - tick) * 1000)
+    return sorted(lags)
 
 
 def sent_split(stats: Stats) -> dict[str, Any]:
