@@ -286,19 +286,17 @@ def sent_split(stats: Stats) -> dict[str, Any]:
     if not e2e:
         return {}
     order = sorted(range(len(e2e)), key=e2e.__getitem__)
-
-    def at(values: array, p: float) -> float:
-        return round(sorted(values)[min(len(values) - 1, int(p * len(values)))], 1)
-
-    tail = order[int(0.99 * len(order)) :]
+    sorted_before = sorted(before)
+    n = len(order)
+    tail = order[int(0.99 * n) :]
     tail_before = sorted(before[i] for i in tail)
     tail_after = sorted(e2e[i] - before[i] for i in tail)
     return {
-        "p50_ms": at(e2e, 0.50),
-        "p99_ms": at(e2e, 0.99),
+        "p50_ms": round(e2e[order[n // 2]], 1),
+        "p99_ms": round(e2e[order[int(0.99 * n)]], 1),
         "max_ms": round(e2e[order[-1]], 1),
-        "to_xadd_p50_ms": at(before, 0.50),
-        "to_xadd_p99_ms": at(before, 0.99),
+        "to_xadd_p50_ms": round(sorted_before[n // 2], 1),
+        "to_xadd_p99_ms": round(sorted_before[int(0.99 * n)], 1),
         "tail_frames": len(tail),
         "tail_to_xadd_median_ms": round(tail_before[len(tail) // 2], 1),
         "tail_xadd_to_receive_median_ms": round(tail_after[len(tail) // 2], 1),
