@@ -24,13 +24,15 @@ lines the viewers received by the end (the load client waits until 3 s pass with
 CPU: each process's user+system time over the window (all its threads), and each core's
 busy share.
 
-Pinning, on 2 cores: Tailgate's processes (the gateway, the bridge, Redis) and this
-process (the measuring subscriber, about 0.01 core) on core 0; the world around them
-(the load client, the broker and the producer) on core 1. The test broker is the
-costliest process of the run (Tansu: about half a core at 1,000 messages a second): beside
-the gateway it saturates core 0 and its queueing becomes the gateway's latency;
-`--broker-core 0` puts it and the producer there anyway, leaving the load client alone
-on core 1 as in bench/gateway_bench.py. On a machine with one core nothing is pinned.
+Pinning, on 2 cores: the gateway on core 0 and the load client on core 1, always (as in
+bench/gateway_bench.py); the others where `--cores` says, by default the bridge and
+Redis on core 0 and the broker and the producer on core 1 (this process, the measuring
+subscriber at about 0.01 core, goes with Redis). The test broker is the costliest
+process of the run (Tansu: about 0.4 core at 1,000 messages a second) and the load client
+the next (about 0.5 core for 500 viewers): wherever they go, something shares a core
+with one of them, which is why each run reports every process's CPU, each core's busy
+share, the gateway's own publish -> socket histogram and the load client's event-loop
+lag beside the latencies. On a machine with one core nothing is pinned.
 The producer is librdkafka's (`--producer confluent-kafka`, 0.05 core at 1,000 lines/s)
 unless `--producer kafka-python` (0.2-0.3 core). Results: bench/results/e2e.json, and a
 Markdown table on stdout.
@@ -71,6 +73,20 @@ P99_GOAL_MS = 100.0
 DRAIN_S = 3.0
 
 
+CORES = {"bridge": GATEWAY_CORE, "redis": GATEWAY_CORE, "broker": LOAD_CORE, "producer": LOAD_CORE}
+
+
+def cores(spec: str) -> dict[str, str]:
+    """`--cores`: role=core pairs over the defaults (CORES)."""
+    chosen = dict(CORES)
+    for pair in filter(None, spec.split(",")):
+        role, _, core = pair.partition("=")
+        if role not in CORES or core not in (GATEWAY_CORE, LOAD_CORE):
+            raise argparse.ArgumentTypeError(f"{pair!r}: expected one of {', '.join(CORES)} = 0 or 1")
+        chosen[role] = core
+    return chosen
+
+
 def pin(core: str, pid: int = 0) -> None:
     if PINNED:
         os.sched_setaffinity(pid, {int(core)})
@@ -80,7 +96,7 @@ def produce(args: argparse.Namespace, bootstrap: str, topic: str, total: int, li
     """Send `total` lines at `args.rate` a second, each paced on its own, with the
     `args.producer` client; report how many and how late the latest one was against its
     schedule."""
-    pin(args.broker_core)
+    pin(args.cores["producer"])
     if args.producer == "kafka-python":
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
 
@@ -188,7 +204,7 @@ def one_run(
     create(broker.bootstrap, topic)
     r = redis.Redis.from_url(server.url)
     log = work / f"bridge-{uid}.log"
-    bridge = BridgeProc(args.client, server.url, broker.bootstrap, prefix, topic, log, int(GATEWAY_CORE))
+    bridge = BridgeProc(args.client, server.url, broker.bootstrap, prefix, topic, log, int(args.cores["bridge"]))
     gateway = load = feeder = None
     watch = PublishWatch(r, Keys(prefix).live(stream))
     try:
@@ -295,7 +311,10 @@ def main() -> None:
         "--producer", choices=BRIDGE_CLIENTS, default="confluent-kafka", help="the Kafka client the producer uses"
     )
     parser.add_argument(
-        "--broker-core", choices=[GATEWAY_CORE, LOAD_CORE], default=LOAD_CORE, help="the broker's and producer's"
+        "--cores",
+        type=cores,
+        default=cores(""),
+        help=f"where the others run, e.g. broker=0,bridge=1 (default {','.join(f'{k}={v}' for k, v in CORES.items())})",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
@@ -304,13 +323,10 @@ def main() -> None:
     broker = KafkaBroker(log_path=str(work / "tansu.log")).start()
     assert server.proc is not None and broker.proc is not None
     for pid in (server.proc.pid, os.getpid()):
-        pin(GATEWAY_CORE, pid)
-    pin(args.broker_core, broker.proc.pid)
-    print(
-        f"gateway, bridge, Redis on core {GATEWAY_CORE}; load client on core {LOAD_CORE}; "
-        f"broker and producer on core {args.broker_core}",
-        flush=True,
-    )
+        pin(args.cores["redis"], pid)
+    pin(args.cores["broker"], broker.proc.pid)
+    layout = {"gateway": GATEWAY_CORE, "load client": LOAD_CORE, **args.cores}
+    print("cores: " + ", ".join(f"{name} {core}" for name, core in layout.items()), flush=True)
     results = []
     try:
         for linger in args.linger_ms:
@@ -319,7 +335,8 @@ def main() -> None:
     finally:
         broker.stop()
         server.stop()
-    meta = {"machine": machine(), "load_average_start": load_start, "load_average_end": os.getloadavg()}
+    meta = {"machine": machine(), "cores": layout, "load_average_start": load_start}
+    meta["load_average_end"] = os.getloadavg()
     print(json.dumps(meta))
     print(table(results))
     write_results("e2e.json", [meta, *results])
