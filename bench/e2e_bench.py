@@ -61,7 +61,7 @@ from kafka import KafkaProducer
 
 from bench.bridge_bench import CLIENTS as BRIDGE_CLIENTS
 from bench.bridge_bench import PARTITIONS, BridgeProc, create
-from bench.gateway_bench import GATEWAY_CORE, LOAD_CORE, start_gateway, stop, write_results, wsload
+from bench.gateway_bench import GATEWAY_CORE, LOAD_CORE, load_run, start_gateway, stop, write_results, wsload
 from bench.peers.publish import line_text
 from bench.peers.run import core_busy, machine
 from embedded import KafkaBroker, RedisServer, free_port
@@ -316,6 +316,7 @@ def main() -> None:
         default=cores(""),
         help=f"where the others run, e.g. broker=0,bridge=1 (default {','.join(f'{k}={v}' for k, v in CORES.items())})",
     )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the gateway alone, fed without Kafka")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
     load_start = os.getloadavg()
@@ -328,10 +329,16 @@ def main() -> None:
     layout = {"gateway": GATEWAY_CORE, "load client": LOAD_CORE, **args.cores}
     print("cores: " + ", ".join(f"{name} {core}" for name, core in layout.items()), flush=True)
     results = []
+    baseline: dict[str, Any] = {}
     try:
         for linger in args.linger_ms:
             results.append(one_run(args, linger, server, broker, work))
             print(json.dumps(results[-1]), flush=True)
+        if not args.no_baseline:
+            # the gateway alone, at the same moment: bench.gateway_bench's fan-out (its publisher
+            # on core 0, one publish every 10 ms; no Kafka), same viewers and rate
+            baseline = load_run("tailgate", server, args.clients, ["kafka:alone"], args.rate, args.seconds, work)
+            print(json.dumps({"baseline": baseline}), flush=True)
     finally:
         broker.stop()
         server.stop()
@@ -339,7 +346,14 @@ def main() -> None:
     meta["load_average_end"] = os.getloadavg()
     print(json.dumps(meta))
     print(table(results))
-    write_results("e2e.json", [meta, *results])
+    if baseline:
+        b = baseline
+        print(
+            "gateway alone (bench.gateway_bench's fan-out, same moment): publish -> receive "
+            f"p50 {b['p50_ms']} / p99 {b['p99_ms']} / max {b['max_ms']} ms, gateway CPU {b['gateway_cpu']}, "
+            f"load client lag p99 {b['loadgen_lag_p99_ms']} / max {b['loadgen_lag_max_ms']} ms"
+        )
+    write_results("e2e.json", [meta, *results, {"baseline": baseline}])
 
 
 if __name__ == "__main__":

@@ -259,8 +259,8 @@ async def run(
         "errors": stats.errors,
         "closed_by_server": stats.closed,
         "loadgen_cpu": round(cpu / wall, 2),
-        "loadgen_lag_p99_ms": round(lags[int(0.99 * len(lags))], 1),
-        "loadgen_lag_max_ms": round(lags[-1], 1),
+        "loadgen_lag_p99_ms": round(lags[int(0.99 * len(lags))], 1) if lags else None,
+        "loadgen_lag_max_ms": round(lags[-1], 1) if lags else None,
         "total_lines": stats.total,
         **({"sent": sent_split(stats)} if mark else {}),
     }
