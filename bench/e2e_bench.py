@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.e2e_bench [--clients 500] [--rate 1000] [--seconds 20] [--warmup 5]
                                         [--linger-ms 5,0] [--client kafka-python|confluent-kafka]
+                                        [--producer confluent-kafka|kafka-python] [--cores broker=0,...]
+                                        [--no-baseline]
 
 Starts its own redis-server and embedded Kafka broker (Tansu, memory storage), then for
 each producer `linger_ms` a fresh 4-partition topic, a real bridge (`python -m bridge
@@ -9,7 +11,7 @@ each producer `linger_ms` a fresh 4-partition topic, a real bridge (`python -m b
 the load client (bench/wsload.py: `--clients` viewers of the topic's stream). A producer
 process sends `--rate` lines a second, one line per Kafka message, paced line by line;
 each line is 100 bytes of text starting with its send time (`@t=<microseconds>`, taken
-just before `send()`, so the producer's own batching counts).
+just before it is produced, so the producer's own batching counts).
 
 Measured over the same window (`--seconds`, after `--warmup`), at three points:
   produce -> receive   the load client, from the send time in each frame's oldest line
@@ -22,7 +24,8 @@ and, for the frames at or above the produce -> receive p99, the median of the pa
 XADD and the part after it: where the tail goes. Loss: lines produced x viewers minus the
 lines the viewers received by the end (the load client waits until 3 s pass without one).
 CPU: each process's user+system time over the window (all its threads), and each core's
-busy share.
+busy share. Then, unless `--no-baseline`, the gateway alone at the same moment, fed
+without Kafka: bench.gateway_bench's fan-out with the same viewers and rate.
 
 Pinning, on 2 cores: the gateway on core 0 and the load client on core 1, always (as in
 bench/gateway_bench.py); the others where `--cores` says, by default the bridge and
@@ -60,7 +63,7 @@ from confluent_kafka import Producer as RdProducer
 from kafka import KafkaProducer
 
 from bench.bridge_bench import CLIENTS as BRIDGE_CLIENTS
-from bench.bridge_bench import PARTITIONS, BridgeProc, create
+from bench.bridge_bench import PARTITIONS, BridgeProc, create, pin
 from bench.gateway_bench import GATEWAY_CORE, LOAD_CORE, load_run, start_gateway, stop, write_results, wsload
 from bench.peers.publish import line_text
 from bench.peers.run import core_busy, machine
@@ -68,11 +71,8 @@ from embedded import KafkaBroker, RedisServer, free_port
 from wire import Keys
 
 MARK = "@t="
-PINNED = (os.cpu_count() or 1) >= 2
 P99_GOAL_MS = 100.0
 DRAIN_S = 3.0
-
-
 CORES = {"bridge": GATEWAY_CORE, "redis": GATEWAY_CORE, "broker": LOAD_CORE, "producer": LOAD_CORE}
 
 
@@ -87,16 +87,11 @@ def cores(spec: str) -> dict[str, str]:
     return chosen
 
 
-def pin(core: str, pid: int = 0) -> None:
-    if PINNED:
-        os.sched_setaffinity(pid, {int(core)})
-
-
 def produce(args: argparse.Namespace, bootstrap: str, topic: str, total: int, linger_ms: int, out: Connection) -> None:
     """Send `total` lines at `args.rate` a second, each paced on its own, with the
     `args.producer` client; report how many and how late the latest one was against its
     schedule."""
-    pin(args.cores["producer"])
+    pin(int(args.cores["producer"]))
     if args.producer == "kafka-python":
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
 
@@ -191,6 +186,8 @@ def lag_summary(before: dict[float, int], after: dict[float, int]) -> dict[str, 
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
+    """User+system CPU time of this one process, all its threads (not its children: the
+    benchmark process started every other)."""
     return sum(proc.cpu_times()[:2])
 
 
@@ -324,8 +321,8 @@ def main() -> None:
     broker = KafkaBroker(log_path=str(work / "tansu.log")).start()
     assert server.proc is not None and broker.proc is not None
     for pid in (server.proc.pid, os.getpid()):
-        pin(args.cores["redis"], pid)
-    pin(args.cores["broker"], broker.proc.pid)
+        pin(int(args.cores["redis"]), pid)
+    pin(int(args.cores["broker"]), broker.proc.pid)
     layout = {"gateway": GATEWAY_CORE, "load client": LOAD_CORE, **args.cores}
     print("cores: " + ", ".join(f"{name} {core}" for name, core in layout.items()), flush=True)
     results = []
@@ -346,6 +343,10 @@ def main() -> None:
     meta["load_average_end"] = os.getloadavg()
     print(json.dumps(meta))
     print(table(results))
+    for res in results:
+        p99 = res["produce_to_receive"]["p99_ms"]
+        verdict = "met" if p99 <= P99_GOAL_MS else "not met"
+        print(f"linger_ms={res['linger_ms']}: produce -> receive p99 {p99} ms, goal <= {P99_GOAL_MS:g} ms: {verdict}")
     if baseline:
         b = baseline
         print(

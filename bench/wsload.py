@@ -6,11 +6,13 @@ OLDEST line from its id (a Redis stream id starts with the XADD time in ms), so 
 latency it reports is an upper bound for every line in the frame.
 
 With `--mark M` (e.g. `@t=`) the lines' text carries their send time, in microseconds
-after M (the end-to-end benchmark's producer writes it before each Kafka `send()`): each
+after M (the end-to-end benchmark's producer writes it just before producing to Kafka): each
 frame's oldest line then also gives send -> receive, and send -> XADD (the part before
 the gateway), reported under "sent". With `--drain S` it keeps counting after the
 measured window until no line came for S seconds, and reports every line received
-since it was ready (`total_lines`), for the caller to compare with what was sent.
+since it was ready (`total_lines`), for the caller to compare with what was sent. Over
+the window it also times its own event loop (`loadgen_lag_*`: how late a 5 ms sleep
+wakes), so that its own stalls can be told from the server's.
 
 Run as a process of its own (pinned to another core than the gateway):
     python -m bench.wsload --url ws://127.0.0.1:8080/ws --clients 500 --streams kafka:a --seconds 10
