@@ -28,14 +28,17 @@ busy share. Then, unless `--no-baseline`, the gateway alone at the same moment, 
 without Kafka: bench.gateway_bench's fan-out with the same viewers and rate.
 
 Pinning, on 2 cores: the gateway on core 0 and the load client on core 1, always (as in
-bench/gateway_bench.py); the others where `--cores` says, by default the bridge and
-Redis on core 0 and the broker and the producer on core 1 (this process, the measuring
-subscriber at about 0.01 core, goes with Redis). The test broker is the costliest
-process of the run (Tansu: about 0.4 core at 1,000 messages a second) and the load client
-the next (about 0.5 core for 500 viewers): wherever they go, something shares a core
-with one of them, which is why each run reports every process's CPU, each core's busy
-share, the gateway's own publish -> socket histogram and the load client's event-loop
-lag beside the latencies. On a machine with one core nothing is pinned.
+bench/gateway_bench.py); the others where `--cores` says. The test broker is the
+costliest process of the run (Tansu: about 0.5 core at 1,000 messages a second) and the
+load client the next (0.4-0.65 core for 500 viewers), so they go on different cores:
+by default the broker beside the gateway on core 0, and the bridge, Redis and the
+producer beside the load client on core 1 (this process, the measuring subscriber at
+about 0.01 core, goes with Redis), which leaves each core at about 0.6-0.85 of the
+benchmark's own work. With the broker beside the load client instead, core 1 held about
+a whole core of work and the load client's stalls were part of the tail. Each run
+reports every process's CPU, each core's busy share, the gateway's own publish -> socket
+histogram and the load client's event-loop lag beside the latencies, so a core that
+filled up shows. On a machine with one core nothing is pinned.
 The producer is librdkafka's (`--producer confluent-kafka`, 0.05 core at 1,000 lines/s)
 unless `--producer kafka-python` (0.2-0.3 core). Results: bench/results/e2e.json, and a
 Markdown table on stdout.
@@ -73,7 +76,7 @@ from wire import Keys
 MARK = "@t="
 P99_GOAL_MS = 100.0
 DRAIN_S = 3.0
-CORES = {"bridge": GATEWAY_CORE, "redis": GATEWAY_CORE, "broker": LOAD_CORE, "producer": LOAD_CORE}
+CORES = {"bridge": LOAD_CORE, "redis": LOAD_CORE, "broker": GATEWAY_CORE, "producer": LOAD_CORE}
 
 
 def cores(spec: str) -> dict[str, str]:
