@@ -33,9 +33,9 @@ costliest process of the run (Tansu: about 0.5 core at 1,000 messages a second) 
 load client the next (0.4-0.65 core for 500 viewers), so they go on different cores:
 by default the broker beside the gateway on core 0, and the bridge, Redis and the
 producer beside the load client on core 1 (this process, the measuring subscriber at
-about 0.01 core, goes with Redis), which leaves each core at about 0.6-0.85 of the
-benchmark's own work. With the broker beside the load client instead, core 1 held about
-a whole core of work and the load client's stalls were part of the tail. Each run
+about 0.01 core, goes with Redis): about 0.7-0.8 core of the benchmark's own work on
+core 0 and 0.8-0.95 on core 1. With the broker beside the load client instead, core 1
+held more than a whole core of work and the load client's stalls were part of the tail. Each run
 reports every process's CPU, each core's busy share, the gateway's own publish -> socket
 histogram and the load client's event-loop lag beside the latencies, so a core that
 filled up shows. On a machine with one core nothing is pinned.
