@@ -25,7 +25,7 @@ setup-test:
 lint: setup-test
 	.venv/bin/ruff check .
 
-# Every benchmark, one after another (about 23 minutes; results in docs/BENCHMARKS.md)
+# Every benchmark, one after another (about 25 minutes; results in docs/BENCHMARKS.md)
 bench: setup-test
 	.venv/bin/python -m bench.gateway_bench
 	.venv/bin/python -m bench.filters_bench
@@ -34,6 +34,7 @@ bench: setup-test
 	.venv/bin/python -m bench.replica_loss
 	.venv/bin/python -m bench.bridge_bench
 	.venv/bin/python -m bench.broker_floor
+	.venv/bin/python -m bench.e2e_bench
 	.venv/bin/python -m bench.salt_tail
 	.venv/bin/python -m bench.console
 

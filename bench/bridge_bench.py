@@ -167,9 +167,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 class BridgeProc:
-    """A `python -m bridge` process on the benchmark's Redis and broker, on core 1."""
+    """A `python -m bridge` process on the benchmark's Redis and broker, on `core` (1)."""
 
-    def __init__(self, client: str, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path) -> None:
+    def __init__(
+        self, client: str, redis_url: str, bootstrap: str, prefix: str, topics: str, log: Path, core: int = TEST_CORE
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILGATE_")}
         config = log.with_suffix(".yaml")
         config.write_text("bridge: {}\n")
@@ -186,7 +188,7 @@ class BridgeProc:
             TAILGATE_BRIDGE_CLIENT=client,
         )
         env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TAILGATE_")})
-        taskset = ["taskset", "-c", str(TEST_CORE)] if PINNED else []
+        taskset = ["taskset", "-c", str(core)] if PINNED else []
         self.out = open(log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*taskset, sys.executable, "-m", "bridge", "--static"],

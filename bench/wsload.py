@@ -5,6 +5,15 @@ frame it counts lines with one bytes.count and takes the publish time of the fra
 OLDEST line from its id (a Redis stream id starts with the XADD time in ms), so the
 latency it reports is an upper bound for every line in the frame.
 
+With `--mark M` (e.g. `@t=`) the lines' text carries their send time, in microseconds
+after M (the end-to-end benchmark's producer writes it just before producing to Kafka): each
+frame's oldest line then also gives send -> receive, and send -> XADD (the part before
+the gateway), reported under "sent". With `--drain S` it keeps counting after the
+measured window until no line came for S seconds, and reports every line received
+since it was ready (`total_lines`), for the caller to compare with what was sent. Over
+the window it also times its own event loop (`loadgen_lag_*`: how late a 5 ms sleep
+wakes), so that its own stalls can be told from the server's.
+
 Run as a process of its own (pinned to another core than the gateway):
     python -m bench.wsload --url ws://127.0.0.1:8080/ws --clients 500 --streams kafka:a --seconds 10
 It prints one JSON object with what it measured.
@@ -21,6 +30,7 @@ import resource
 import struct
 import sys
 import time
+from array import array
 from typing import Any
 from urllib.parse import urlparse
 
@@ -50,6 +60,11 @@ class Stats:
         self.gaps = 0
         self.errors = 0
         self.latencies_ms: list[int] = []
+        # with a send-time mark, per measured frame: send -> receive and send -> XADD (ms)
+        self.sent_ms = array("d")
+        self.sent_to_xadd_ms = array("d")
+        self.total = 0  # lines since ready, measured or not
+        self.last_line = 0.0  # time.monotonic() of the last lines frame
         self.subscribed = 0
         self.connected = 0
         self.closed = 0
@@ -65,8 +80,10 @@ class LoadClient(asyncio.Protocol):
         stats: Stats,
         ready: asyncio.Future[None],
         line_filter: dict[str, Any] | None = None,
+        mark: bytes = b"",
     ) -> None:
         self.host = host
+        self.mark = mark
         self.path = path
         self.streams = streams
         self.line_filter = line_filter or {}
@@ -140,15 +157,23 @@ class LoadClient(asyncio.Protocol):
     def _message(self, payload: bytes) -> None:
         stats = self.stats
         if payload.startswith(b'{"type":"lines"'):
+            count = payload.count(ID_MARK)
+            stats.total += count
+            stats.last_line = time.monotonic()
             if not stats.measure:
                 return
-            count = payload.count(ID_MARK)
             stats.lines += count
             stats.frames += 1
             stats.bytes += len(payload)
+            now = time.time()
             at = payload.find(ID_MARK) + len(ID_MARK)
             published_ms = int(payload[at : payload.index(b"-", at)])
-            stats.latencies_ms.append(int(time.time() * 1000) - published_ms)
+            stats.latencies_ms.append(int(now * 1000) - published_ms)
+            if self.mark:
+                at = payload.find(self.mark, at) + len(self.mark)
+                sent_ms = int(payload[at : payload.index(b" ", at)]) / 1000
+                stats.sent_ms.append(now * 1000 - sent_ms)
+                stats.sent_to_xadd_ms.append(published_ms - sent_ms)
         elif b'"subscribed"' in payload[:30]:
             stats.subscribed += 1
             if not self.ready.done():
@@ -175,6 +200,8 @@ async def run(
     seconds: float,
     warmup: float,
     filters: list[dict[str, Any]] | None = None,
+    mark: bytes = b"",
+    drain: float = 0.0,
 ) -> dict:
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
@@ -187,7 +214,7 @@ async def run(
         mine = [streams[(i * per_client + k) % len(streams)] for k in range(per_client)] if streams else []
         ready = loop.create_future()
         line_filter = filters[i % len(filters)] if filters else None
-        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready, line_filter)
+        proto = LoadClient(f"{host}:{port}", parsed.path or "/ws", mine, stats, ready, line_filter, mark)
         await loop.create_connection(lambda proto=proto: proto, host, port)
         waits.append(ready)
         protos.append(proto)
@@ -200,7 +227,7 @@ async def run(
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     stats.measure = True
-    await asyncio.sleep(seconds)
+    lags = await loop_lag(seconds)
     stats.measure = False
     wall = time.monotonic() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -210,6 +237,11 @@ async def run(
     def pct(p: float) -> float | None:
         return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
 
+    if drain:
+        deadline = time.monotonic() + 60
+        # lines arrive in data_received: there is no event to await, only their time
+        while (quiet := time.monotonic() - max(stats.last_line, t0)) < drain and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(drain - quiet)
     for proto in protos:
         if proto.transport is not None:
             proto.transport.close()
@@ -229,6 +261,47 @@ async def run(
         "errors": stats.errors,
         "closed_by_server": stats.closed,
         "loadgen_cpu": round(cpu / wall, 2),
+        "loadgen_lag_p99_ms": round(lags[int(0.99 * len(lags))], 1) if lags else None,
+        "loadgen_lag_max_ms": round(lags[-1], 1) if lags else None,
+        "total_lines": stats.total,
+        **({"sent": sent_split(stats)} if mark else {}),
+    }
+
+
+async def loop_lag(seconds: float, tick: float = 0.005) -> list[float]:
+    """Sleep `tick` after `tick` for `seconds`; how late each wake-up was (ms), sorted: how
+    long this process itself kept frames waiting (its CPU share, the core's other work)."""
+    lags = []
+    end = time.monotonic() + seconds
+    while (now := time.monotonic()) < end:
+        await asyncio.sleep(tick)
+        lags.append((time.monotonic() - now - tick) * 1000)
+    return sorted(lags)
+
+
+def sent_split(stats: Stats) -> dict[str, Any]:
+    """Send -> receive percentiles of the measured frames, send -> XADD beside them, and
+    how the frames at or above the send -> receive p99 split their time: the median of
+    each part over those frames (XADD's time has whole milliseconds: about 0.5 ms of it
+    may belong to the other part)."""
+    e2e, before = stats.sent_ms, stats.sent_to_xadd_ms
+    if not e2e:
+        return {}
+    order = sorted(range(len(e2e)), key=e2e.__getitem__)
+    sorted_before = sorted(before)
+    n = len(order)
+    tail = order[int(0.99 * n) :]
+    tail_before = sorted(before[i] for i in tail)
+    tail_after = sorted(e2e[i] - before[i] for i in tail)
+    return {
+        "p50_ms": round(e2e[order[n // 2]], 1),
+        "p99_ms": round(e2e[order[int(0.99 * n)]], 1),
+        "max_ms": round(e2e[order[-1]], 1),
+        "to_xadd_p50_ms": round(sorted_before[n // 2], 1),
+        "to_xadd_p99_ms": round(sorted_before[int(0.99 * n)], 1),
+        "tail_frames": len(tail),
+        "tail_to_xadd_median_ms": round(tail_before[len(tail) // 2], 1),
+        "tail_xadd_to_receive_median_ms": round(tail_after[len(tail) // 2], 1),
     }
 
 
@@ -244,6 +317,8 @@ def main() -> None:
     parser.add_argument(
         "--filters", default="", help="a JSON list of filters (subscribe fields), given to the clients in turn"
     )
+    parser.add_argument("--mark", default="", help="the lines' text carries its send time (us) after this mark")
+    parser.add_argument("--drain", type=float, default=0, help="after the window, count until S s without a line")
     parser.add_argument("--hold", action="store_true", help="idle mode: connect, report ready, wait for stdin EOF")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -255,7 +330,10 @@ def main() -> None:
     filters = json.loads(args.filters) if args.filters else None
     if args.regex:
         filters = [{"regex": args.regex.replace("{n}", str(i))} for i in range(args.clients)]
-    result = asyncio.run(run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup, filters))
+    mark = args.mark.encode()
+    result = asyncio.run(
+        run(args.url, args.clients, streams, args.per_client, args.seconds, args.warmup, filters, mark, args.drain)
+    )
     print(json.dumps(result), flush=True)
 
 
