@@ -14,6 +14,10 @@ Each line is 100 bytes of text that starts with its send time, `@t=<microseconds
 publish-to-receive on its own clock, whatever the server's framing. When done it prints
 one JSON object: how many lines it published and how far its ticks slipped.
 
+`--per-line`: each line is a message of its own (one publish step, `group_send` or `emit`
+per line), the way an app forwarding Kafka records one by one feeds a server; each line
+still carries its own send time.
+
 Only the chosen kind's packages are imported: `tailgate` runs in the project's .venv,
 the others in .venv-peers.
 """
@@ -85,7 +89,7 @@ def socketio_sender(redis_url: str) -> Sender:
     return send
 
 
-async def publish(send: Sender, rate: float, seconds: float, tick: float) -> dict:
+async def publish(send: Sender, rate: float, seconds: float, tick: float, per_line: bool = False) -> dict:
     per_tick = rate * tick
     owed = 0.0
     seq = 0
@@ -99,9 +103,13 @@ async def publish(send: Sender, rate: float, seconds: float, tick: float) -> dic
         count = int(owed)
         owed -= count
         if count:
-            now = time.time()
-            sent_us = int(now * 1e6)
-            await send([line_text(sent_us, seq + i) for i in range(count)], now)
+            if per_line:
+                for i in range(count):
+                    now = time.time()
+                    await send([line_text(int(now * 1e6), seq + i)], now)
+            else:
+                now = time.time()
+                await send([line_text(int(now * 1e6), seq + i) for i in range(count)], now)
             seq += count
         next_tick += tick
         delay = next_tick - loop.time()
@@ -120,6 +128,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, required=True, help="lines per second")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--tick", type=float, default=10.0, help="milliseconds between publishes")
+    parser.add_argument("--per-line", action="store_true", help="one message per line, not one per tick")
     args = parser.parse_args()
 
     async def run() -> dict:
@@ -129,7 +138,7 @@ def main() -> None:
             send = socketio_sender(args.redis)
         else:
             send = channels_sender()
-        return await publish(send, args.rate, args.seconds, args.tick / 1000.0)
+        return await publish(send, args.rate, args.seconds, args.tick / 1000.0, args.per_line)
 
     print(json.dumps(asyncio.run(run())), flush=True)
 

@@ -194,6 +194,7 @@ def step(
     args = [ctx["peers_py"] if server.publisher != "tailgate" else PY, "-m", "bench.peers.publish"]
     args += ["--kind", server.publisher, "--redis", ctx["redis_url"], "--prefix", ctx["prefix"]]
     args += ["--rate", str(rate), "--seconds", str(WARMUP_S + seconds + 0.5)]
+    args += ["--per-line"] if ctx["per_line"] else []
     pub = spawn(",".join(ctx["load_cores"]), args, server.env, stdout=subprocess.PIPE, text=True)
     try:
         assert read_json(pub.stdout, "publisher").get("event") == "publishing"
@@ -389,8 +390,12 @@ def main() -> None:
         type=Path,
         help="source tree for the tailgate-before server, e.g. made by `git archive main | tar -x -C DIR`",
     )
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
+    parser.add_argument(
+        "--per-line", action="store_true", help="one message per line for every server (publish.py --per-line)"
+    )
+    parser.add_argument("--out", help="results file (bench/results/peers.json, or peers-per-line.json)")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / "bench" / "results" / ("peers-per-line.json" if args.per_line else "peers.json"))
     args.rates = [float(r) for r in args.rates.split(",")]
     names = args.only.split(",") if args.only else list(ORDER[:-1])
     if any(n not in ORDER for n in names) or ("tailgate-before" in names) != (args.before is not None):
@@ -410,6 +415,7 @@ def main() -> None:
         "load_cores": load_cores,
         "peers_py": PEERS_PY,
         "redis_proc": psutil.Process(server.proc.pid),
+        "per_line": args.per_line,
     }
     r = redis.Redis.from_url(server.url)
     results = []
@@ -429,6 +435,7 @@ def main() -> None:
         "clients": CLIENTS,
         "server_core": SERVER_CORE,
         "load_cores": load_cores,
+        "messages": "one per line" if args.per_line else "one per 10 ms tick",
     }
     out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
