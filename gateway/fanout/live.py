@@ -24,17 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.fanout.hub import Hub
-from gateway.fanout.reader import ReconnectMetrics, Subscriber, Unavailable
+from gateway.fanout.reader import Subscriber, Unavailable
 from gateway.fanout.resp import RespConnection
-from gateway.tasks import Tasks
-from wire import Keys
-from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +39,7 @@ __all__ = ["LiveReader", "Unavailable"]
 class LiveReader(Subscriber):
     """Owns the pub/sub connection to one Redis."""
 
-    def __init__(
-        self,
-        redis: AsyncConnector,
-        keys: Keys,
-        hub: Hub,
-        on_lost: Callable[[], None],
-        on_reconnected: Callable[[], Awaitable[None]],
-        tasks: Tasks,
-        metrics: ReconnectMetrics | None = None,
-        confirm_timeout: float = 5.0,
-        coalesce: float = 0.0,
-    ) -> None:
-        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
-        self.redis = redis
-        self.metrics = metrics
-        self._conn: RespConnection | None = None
+    _conn: RespConnection | None = None  # the one connection, while open
 
     async def _open(self) -> None:
         self._conn = await RespConnection.open(await self.redis.node(), "tailgate-gateway-pubsub")
@@ -88,8 +68,6 @@ class LiveReader(Subscriber):
 
     def _reconnected(self, streams: int) -> None:
         log.info("redis pub/sub reconnected; resubscribing %d streams", streams)
-        if self.metrics is not None:
-            self.metrics.redis_reconnect()
 
     def _close(self) -> None:
         if self._conn is not None:

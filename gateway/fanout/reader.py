@@ -28,6 +28,7 @@ from gateway.fanout.hub import Hub
 from gateway.fanout.resp import RespConnection
 from gateway.tasks import Tasks
 from wire import Keys
+from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,18 @@ class Subscriber:
 
     def __init__(
         self,
+        redis: AsyncConnector,
         keys: Keys,
         hub: Hub,
         on_lost: Callable[[], None],
         on_reconnected: Callable[[], Awaitable[None]],
         tasks: Tasks,
+        metrics: ReconnectMetrics | None = None,
         confirm_timeout: float = 5.0,
         coalesce: float = 0.0,
     ) -> None:
+        self.redis = redis
+        self.metrics = metrics
         self.keys = keys
         self.hub = hub
         self.on_lost = on_lost
@@ -96,7 +101,7 @@ class Subscriber:
         raise NotImplementedError
 
     def _reconnected(self, streams: int) -> None:
-        """Count and log a reconnect."""
+        """Log a reconnect (and count what a subclass counts beyond `redis_reconnect`)."""
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -140,6 +145,8 @@ class Subscriber:
         self._subscribe_all(streams)
         self.connected = True
         if self._ever_connected:
+            if self.metrics is not None:
+                self.metrics.redis_reconnect()
             self._reconnected(len(streams))
             self.tasks.spawn(self._after_reconnect(self._epoch, streams), "resume-after-reconnect")
         self._ever_connected = True

@@ -24,18 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.fanout.hub import Hub
 from gateway.fanout.reader import Subscriber
 from gateway.fanout.resp import RespConnection
-from gateway.tasks import Tasks
-from wire import Keys
-from wire.connect import AsyncConnector
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +54,12 @@ class ShardedReader(Subscriber):
 
     what = "redis cluster pub/sub"
 
-    def __init__(
-        self,
-        redis: AsyncConnector,
-        keys: Keys,
-        hub: Hub,
-        on_lost: Callable[[], None],
-        on_reconnected: Callable[[], Awaitable[None]],
-        tasks: Tasks,
-        metrics: ShardMetrics | None = None,
-        confirm_timeout: float = 5.0,
-        coalesce: float = 0.0,
-    ) -> None:
-        super().__init__(keys, hub, on_lost, on_reconnected, tasks, confirm_timeout, coalesce)
-        self.redis = redis
-        self.seeds: list[Node] = redis.target.cluster_addresses()
-        self.metrics = metrics
+    metrics: ShardMetrics | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of `Subscriber`, with `ShardMetrics` as its metrics."""
+        super().__init__(*args, **kwargs)
+        self.seeds: list[Node] = self.redis.target.cluster_addresses()
         self.conns: dict[Node, RespConnection] = {}
         self.subscribed: dict[Node, set[str]] = {}  # streams SSUBSCRIBEd per primary (metrics, tests)
         self._slots: list[tuple[int, int, Node]] = []
@@ -133,7 +118,6 @@ class ShardedReader(Subscriber):
     def _reconnected(self, streams: int) -> None:
         log.info("redis cluster pub/sub: %d shards; resubscribing %d streams", len(self.conns), streams)
         if self.metrics is not None:
-            self.metrics.redis_reconnect()
             for node in self.conns:
                 self.metrics.shard_reconnect(self.node_name(node))
 
