@@ -37,6 +37,15 @@ from urllib.parse import urlparse
 ID_MARK = b'"id":"'
 
 
+def upgrade_request(host: str, path: str) -> bytes:
+    """The HTTP request that opens a WebSocket on `path` (a fresh key each time)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n"
+    ).encode()
+
+
 def client_frame(payload: bytes, opcode: int = 1) -> bytes:
     """A masked client frame (clients must mask)."""
     mask = os.urandom(4)
@@ -95,12 +104,7 @@ class LoadClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        key = base64.b64encode(os.urandom(16)).decode()
-        req = (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{self.host}\r\n\r\n"
-        )
-        transport.write(req.encode())  # type: ignore[attr-defined]
+        transport.write(upgrade_request(self.host, self.path))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
-import os
 import resource
 import sys
 import time
 from urllib.parse import urlparse
 
-from bench.wsload import client_frame
+from bench.wsload import client_frame, upgrade_request
 
 MARK = b"@t="
 
@@ -67,11 +65,7 @@ class Viewer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(  # type: ignore[attr-defined]
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{self.host}\r\n\r\n".encode()
-        )
+        transport.write(upgrade_request(self.host, self.path))  # type: ignore[attr-defined]
 
     def send_text(self, text: str) -> None:
         self.transport.write(client_frame(text.encode()))
